@@ -1,0 +1,20 @@
+"""The MedStream services a deployment runs, named once for the CLI, the local
+supervisor, docker-compose and their tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A long-running service and the console script that starts it."""
+
+    name: str
+    entry_point: str
+    description: str
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("relay", "medstream-relay", "Publishes every service's outbox rows to Kafka."),
+)

@@ -1,0 +1,95 @@
+"""Structured logging that carries identifiers and never message contents.
+
+Log calls pass ids through ``extra={...}``. Only keys in ``ALLOWED_FIELDS`` are
+written, so a payload handed to a logger by mistake never reaches the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+ALLOWED_FIELDS = frozenset(
+    {
+        "event_id",
+        "event_type",
+        "correlation_id",
+        "causation_id",
+        "message_id",
+        "patient_pseudonym",
+        "topic",
+        "partition",
+        "offset",
+        "error_code",
+        "error_class",
+        "stage",
+        "consumer_group",
+        "count",
+        "duration_ms",
+        "attempt",
+        "service",
+        "component",
+        "state",
+        "port",
+        "pid",
+        "path",
+    }
+)
+
+_STANDARD = frozenset(vars(logging.makeLogRecord({})))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message and the allowed ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key in ALLOWED_FIELDS:
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            # The class name only: exception texts can quote the input that caused them.
+            entry["exception_class"] = record.exc_info[0].__name__
+        return json.dumps(entry, default=str)
+
+
+class ConsoleFormatter(JsonFormatter):
+    """A human-readable line with the same redaction as the JSON form."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = json.loads(super().format(record))
+        head = f"{entry.pop('time')[11:23]} {entry.pop('level'):<7} {entry.pop('logger')}: "
+        head += entry.pop("message")
+        tail = " ".join(f"{k}={v}" for k, v in entry.items())
+        return f"{head} {tail}".rstrip()
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    """Send every logger's records to stderr through the redacting formatter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(_ServiceFilter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiokafka logs message reprs at DEBUG; keep third-party loggers quiet.
+    for noisy in ("aiokafka", "kafka", "faststream", "sqlalchemy", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class _ServiceFilter(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self._service
+        return True

@@ -1,0 +1,1 @@
+"""Alembic migrations of MedStream's PostgreSQL schema."""

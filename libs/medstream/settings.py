@@ -1,0 +1,66 @@
+"""Settings shared by every service, read from ``MEDSTREAM_*`` environment variables.
+
+Every default points at the local stack that ``make up`` starts, so a fresh checkout
+runs with no configuration. ``MEDSTREAM_ENV_FILE`` names an optional ``.env`` file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from medstream.paths import REPO_ROOT
+
+LOCAL_KAFKA_PORT = 19092
+LOCAL_POSTGRES_PORT = 15432
+LOCAL_REDIS_PORT = 16379
+
+
+class Settings(BaseSettings):
+    """Configuration of a MedStream process. Field ``x`` is read from ``MEDSTREAM_X``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEDSTREAM_",
+        env_file=os.environ.get("MEDSTREAM_ENV_FILE"),
+        extra="ignore",
+    )
+
+    kafka_bootstrap: str = f"127.0.0.1:{LOCAL_KAFKA_PORT}"
+    database_url: SecretStr = SecretStr(
+        f"postgresql+asyncpg://medstream:medstream@127.0.0.1:{LOCAL_POSTGRES_PORT}/medstream"
+    )
+    # The owner role runs migrations; services connect as the less privileged role above.
+    database_admin_url: SecretStr = SecretStr(
+        f"postgresql+asyncpg://medstream_owner:medstream_owner@127.0.0.1:{LOCAL_POSTGRES_PORT}/medstream"
+    )
+    redis_url: SecretStr = SecretStr(f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0")
+
+    service_name: str = "medstream"
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    state_dir: Path = REPO_ROOT / ".state"
+
+    # Topic defaults for a one-node stack; the 3-node cluster sets 3 and 2.
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int = Field(default=1, ge=1)
+
+    # Dead-letter cap: beyond this share of recent messages, or this many in a row,
+    # the consumer stops and retries instead of dead-lettering (a bad deploy guard).
+    dead_letter_max_ratio: float = Field(default=0.5, gt=0, le=1)
+    dead_letter_window: int = Field(default=200, ge=1)
+    dead_letter_max_consecutive: int = Field(default=20, ge=1)
+    # Attempts for an unexpected error on one message before it is dead-lettered.
+    max_processing_attempts: int = Field(default=3, ge=1)
+
+    outbox_batch_size: int = Field(default=200, ge=1)
+    outbox_poll_interval_s: float = Field(default=0.2, gt=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,110 @@
+"""The topic registry: every Kafka topic MedStream uses, defined once.
+
+Topics are created from this registry by ``medstream topics create`` (brokers run
+with ``auto.create.topics.enable=false``). ``payload`` names the pydantic model of a
+topic whose value is an internal JSON event; contract topics that carry the EHR's
+own formats name their content type instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from medstream.events import AuditRecord
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic and how it is created."""
+
+    name: str
+    description: str
+    content_type: str
+    partitions: int = 6
+    retention_ms: int = 7 * DAY_MS
+    payload: type[BaseModel] | None = None
+    # Internal topics that still carry PHI (before de-identification).
+    restricted: bool = False
+    dead_letter: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_dead_letter(self) -> bool:
+        """Whether this topic is itself another topic's dead-letter topic."""
+        return self.name.endswith(".dlt")
+
+
+def _inbound(name: str, description: str, content_type: str) -> tuple[Topic, Topic]:
+    """An inbound contract topic and its ``.dlt`` twin, which keeps rejects for 30 days."""
+    dead = Topic(
+        name=f"{name}.dlt",
+        description=f"Rejected messages from {name}: original bytes and error.* headers.",
+        content_type=content_type,
+        partitions=1,
+        retention_ms=30 * DAY_MS,
+        restricted=True,
+    )
+    main = Topic(
+        name=name,
+        description=description,
+        content_type=content_type,
+        restricted=True,
+        dead_letter=dead.name,
+    )
+    return main, dead
+
+
+EHR_INBOUND_FHIR, EHR_INBOUND_FHIR_DLT = _inbound(
+    "ehr.inbound.fhir",
+    "FHIR R4 JSON from the EHR: one resource, or a Bundle.",
+    "application/fhir+json",
+)
+EHR_INBOUND_HL7V2, EHR_INBOUND_HL7V2_DLT = _inbound(
+    "ehr.inbound.hl7v2",
+    "HL7 v2.x ER7 text from the EHR; MSH-10 is the message id.",
+    "x-application/hl7-v2+er7",
+)
+EHR_INBOUND_DICOM, EHR_INBOUND_DICOM_DLT = _inbound(
+    "ehr.inbound.dicom",
+    "DICOM Part 10 files from the EHR or PACS.",
+    "application/dicom",
+)
+EHR_OUTBOUND_FHIR = Topic(
+    name="ehr.outbound.fhir",
+    description="FHIR R4 resources made by MedStream, keyed by the EHR patient id.",
+    content_type="application/fhir+json",
+    retention_ms=30 * DAY_MS,
+    restricted=True,
+)
+AUDIT = Topic(
+    name="medstream.audit",
+    description="Audit events from every service, persisted by the audit service.",
+    content_type="application/json",
+    retention_ms=30 * DAY_MS,
+    payload=AuditRecord,
+)
+
+ALL_TOPICS: tuple[Topic, ...] = (
+    EHR_INBOUND_FHIR,
+    EHR_INBOUND_FHIR_DLT,
+    EHR_INBOUND_HL7V2,
+    EHR_INBOUND_HL7V2_DLT,
+    EHR_INBOUND_DICOM,
+    EHR_INBOUND_DICOM_DLT,
+    EHR_OUTBOUND_FHIR,
+    AUDIT,
+)
+
+BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL_TOPICS}
+
+
+def dead_letter_topic(source: str) -> str:
+    """The dead-letter topic of ``source``: the registry's, or ``<source>.dlt``."""
+    topic = BY_NAME.get(source)
+    if topic is not None and topic.dead_letter is not None:
+        return topic.dead_letter
+    return f"{source}.dlt"

@@ -1,0 +1,1 @@
+"""The outbox relay service: publishes every service's outbox rows to Kafka."""
