@@ -1,0 +1,64 @@
+"""docker-compose.yml stays true to the code: its services exist, its settings are real."""
+
+import tomllib
+from typing import Any
+
+import yaml
+
+from medstream.deployment import SERVICES
+from medstream.paths import REPO_ROOT
+from medstream.settings import Settings
+
+INFRASTRUCTURE = {"kafka", "postgres", "redis", "migrate"}
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def entry_points() -> dict[str, str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    return project["project"]["scripts"]
+
+
+def test_every_medstream_service_is_in_compose_and_nothing_else() -> None:
+    services = set(compose()["services"]) - INFRASTRUCTURE
+    assert services == {spec.name for spec in SERVICES}
+
+
+def test_each_compose_service_runs_an_existing_entry_point() -> None:
+    scripts = entry_points()
+    by_name = {spec.name: spec for spec in SERVICES}
+    for name, service in compose()["services"].items():
+        if name in INFRASTRUCTURE:
+            continue
+        command = service["command"][0]
+        assert command == by_name[name].entry_point
+        assert command in scripts
+
+
+def test_compose_environment_names_real_settings() -> None:
+    fields = {f"MEDSTREAM_{name.upper()}" for name in Settings.model_fields}
+    for service in compose()["services"].values():
+        for variable in service.get("environment") or {}:
+            if variable.startswith("MEDSTREAM_"):
+                assert variable in fields, f"{variable} is not a setting"
+
+
+def test_infrastructure_images_have_health_checks() -> None:
+    services = compose()["services"]
+    for name in ("kafka", "postgres", "redis"):
+        assert "healthcheck" in services[name]
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+
+
+def test_the_contract_settings_exist_with_local_defaults() -> None:
+    settings = Settings()
+    assert settings.kafka_bootstrap.startswith("127.0.0.1:")
+    assert settings.database_url.get_secret_value().startswith("postgresql+asyncpg://")
+    assert settings.redis_url.get_secret_value().startswith("redis://127.0.0.1:")
+
+
+def test_settings_are_read_from_the_medstream_prefix(monkeypatch: Any) -> None:
+    monkeypatch.setenv("MEDSTREAM_KAFKA_BOOTSTRAP", "broker:9092")
+    assert Settings().kafka_bootstrap == "broker:9092"

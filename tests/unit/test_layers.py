@@ -1,0 +1,44 @@
+"""Services import libs, never another service; libs never import a service.
+
+Services are discovered from the folders under services/, so a new one is checked
+without touching this test.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from medstream.paths import REPO_ROOT
+
+SERVICES = sorted(p.name for p in (REPO_ROOT / "services").iterdir() if (p / "__init__.py").exists())
+
+
+def imported_roots(folder: Path) -> set[str]:
+    roots: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                roots |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_there_are_services_to_check() -> None:
+    assert SERVICES
+
+
+def test_libs_never_import_a_service() -> None:
+    assert not imported_roots(REPO_ROOT / "libs") & set(SERVICES)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_never_imports_another(service: str) -> None:
+    others = set(SERVICES) - {service}
+    assert not imported_roots(REPO_ROOT / "services" / service) & others
+
+
+def test_the_check_would_catch_a_violation(tmp_path: Path) -> None:
+    (tmp_path / "x.py").write_text("from medstream_other.app import run\nimport medstream_relay\n")
+    assert {"medstream_other", "medstream_relay"} <= imported_roots(tmp_path)
