@@ -20,7 +20,7 @@ from medstream import stack as local_stack
 from medstream.deployment import SERVICES
 from medstream.kafka import ensure_topics
 from medstream.paths import SCHEMAS_DIR
-from medstream.settings import Settings, get_settings
+from medstream.settings import get_settings
 
 app = typer.Typer(
     help="MedStream: clinical AI models as a service on the EHR event stream.",
@@ -52,17 +52,6 @@ def _stack(cluster: bool) -> local_stack.Stack:
     return local_stack.Stack(get_settings().state_dir, cluster=cluster)
 
 
-def cluster_settings(settings: Settings) -> Settings:
-    """Settings for the three-node cluster: its bootstrap, RF 3 and min ISR 2."""
-    return settings.model_copy(
-        update={
-            "kafka_bootstrap": local_stack.Stack(settings.state_dir, cluster=True).kafka_bootstrap,
-            "topic_replication_factor": 3,
-            "topic_min_insync_replicas": 2,
-        }
-    )
-
-
 def _service_executables() -> dict[str, Path]:
     bin_dir = Path(sys.executable).parent
     found = {}
@@ -90,7 +79,7 @@ def up(
         _report(f"topics ready ({len(created)} created)")
         if cluster:
             local_stack.up(_stack(cluster=True), _report)
-            asyncio.run(ensure_topics(cluster_settings(settings)))
+            asyncio.run(ensure_topics(local_stack.cluster_settings(settings)))
         if services:
             local_stack.up_services(_stack(cluster=False), _service_executables(), _report)
     except local_stack.StackError as exc:
@@ -140,11 +129,24 @@ def stack_down(cluster: bool = typer.Option(False, help="The 3-node Kafka cluste
     local_stack.down(_stack(cluster), _report)
 
 
+@stack_app.command("leftovers")
+def stack_leftovers() -> None:
+    """Fail if any process of the stack is still running (checks `medstream down`)."""
+    found = local_stack.leftovers(get_settings().state_dir)
+    for pid, cmdline in found:
+        console.print(f"[red]still running[/red] pid {pid}: {cmdline}")
+    if found:
+        raise typer.Exit(1)
+    _report("no MedStream process is running")
+
+
 @topics_app.command("create")
 def topics_create(cluster: bool = typer.Option(False, help="On the 3-node cluster.")) -> None:
     """Create the registry's topics that are missing."""
     settings = get_settings()
-    created = asyncio.run(ensure_topics(cluster_settings(settings) if cluster else settings))
+    created = asyncio.run(
+        ensure_topics(local_stack.cluster_settings(settings) if cluster else settings)
+    )
     _report(f"{len(created)} topics created")
 
 
@@ -184,7 +186,8 @@ def schemas_check(target: Path = typer.Option(SCHEMAS_DIR, help="Folder to check
     problems = contracts.drift(target)
     if problems:
         raise _fail(
-            "schemas drifted from the code: " + ", ".join(problems)
+            "schemas drifted from the code: "
+            + ", ".join(problems)
             + ". Run `medstream schemas export` and commit the result."
         )
     _report("schemas match the code")

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncConnection, Received], Awaitable[Sequence[OutboundMessage]]]
 
 
-class RetryLater(Exception):  # noqa: N818  (an instruction to the consumer, not an error)
+class RetryLater(Exception):
     """The offset must not be committed; the message is redelivered after a pause."""
 
 
@@ -157,12 +157,6 @@ def subscribe(
     """
     options = {k: v for k, v in CONSUMER_DEFAULTS.items() if k != "enable_auto_commit"}
 
-    @broker.subscriber(
-        *topics,
-        group_id=processor.group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        **options,
-    )
     async def handle(message: KafkaMessage) -> None:
         started = time.perf_counter()
         received = Received.from_record(message.raw_message, derive_id)
@@ -170,3 +164,10 @@ def subscribe(
         if on_outcome is not None:
             on_outcome(received, outcome, time.perf_counter() - started)
 
+    subscriber = broker.subscriber(
+        *topics,
+        group_id=processor.group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        **options,
+    )
+    subscriber(handle)

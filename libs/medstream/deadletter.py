@@ -21,7 +21,7 @@ from medstream.topics import dead_letter_topic
 log = logging.getLogger(__name__)
 
 
-class InvalidMessage(Exception):  # noqa: N818  (arroyo's name: it is a verdict, not a failure)
+class InvalidMessage(Exception):
     """The message can never be processed. ``reason`` must not quote the message."""
 
     def __init__(self, code: str, reason: str) -> None:

@@ -127,9 +127,7 @@ async def describe_topic_config(settings: Settings, name: str) -> dict[str, str]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name)]
-        )
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
     finally:
         await admin.close()
     # Each response holds resources as (error_code, error_message, type, name, configs),

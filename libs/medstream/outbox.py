@@ -62,7 +62,7 @@ async def claim(
     """
     result = await conn.execute(
         text(
-            "INSERT INTO inbox (consumer_group, message_id, topic, partition, \"offset\", outcome)"
+            'INSERT INTO inbox (consumer_group, message_id, topic, partition, "offset", outcome)'
             " VALUES (:g, :m, :t, :p, :o, :outcome)"
             " ON CONFLICT (consumer_group, message_id) DO NOTHING RETURNING 1"
         ),
@@ -161,7 +161,7 @@ class OutboxRelay:
                     extra={"attempt": failures, "error_class": type(exc).__name__},
                 )
                 sent = 0
-                poll = min(10.0, poll_interval_s * 2**min(failures, 6))
+                poll = min(10.0, poll_interval_s * 2 ** min(failures, 6))
             else:
                 poll = poll_interval_s
             if sent == 0:

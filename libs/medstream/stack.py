@@ -25,8 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from medstream.deployment import SERVICES
 from medstream.paths import INFRA_DIR
-from medstream.settings import LOCAL_KAFKA_PORT, LOCAL_POSTGRES_PORT, LOCAL_REDIS_PORT
+from medstream.settings import (
+    LOCAL_KAFKA_PORT,
+    LOCAL_POSTGRES_PORT,
+    LOCAL_REDIS_PORT,
+    Settings,
+)
 
 Report = Callable[[str], None]
 
@@ -80,9 +86,7 @@ class Stack:
     @property
     def kafka_nodes(self) -> list[KafkaNode]:
         if not self.cluster:
-            return [
-                KafkaNode(1, LOCAL_KAFKA_PORT, LOCAL_KAFKA_PORT + 1, self.kafka_dir / "node-1")
-            ]
+            return [KafkaNode(1, LOCAL_KAFKA_PORT, LOCAL_KAFKA_PORT + 1, self.kafka_dir / "node-1")]
         return [
             KafkaNode(
                 i,
@@ -96,6 +100,17 @@ class Stack:
     @property
     def kafka_bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{n.broker_port}" for n in self.kafka_nodes)
+
+
+def cluster_settings(settings: Settings) -> Settings:
+    """Settings for the three-node cluster: its bootstrap, RF 3 and min ISR 2."""
+    return settings.model_copy(
+        update={
+            "kafka_bootstrap": Stack(settings.state_dir, cluster=True).kafka_bootstrap,
+            "topic_replication_factor": 3,
+            "topic_min_insync_replicas": 2,
+        }
+    )
 
 
 # ---------------------------------------------------------------- processes
@@ -243,8 +258,14 @@ def _resolve_kafka_jars(stack: Stack, report: Report) -> None:
         shutil.rmtree(stack.jars_dir)
     _run(
         [
-            "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={stack.jars_dir}",
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={stack.jars_dir}",
         ],
         "Maven (check that Maven Central is reachable)",
     )
@@ -320,14 +341,24 @@ def _start_kafka_node(stack: Stack, node: KafkaNode) -> None:
     logs = node.folder / "logs"
     logs.mkdir(exist_ok=True)
     cmd = [
-        "java", "-Xms256m", KAFKA_HEAP, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        "java",
+        "-Xms256m",
+        KAFKA_HEAP,
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={INFRA_DIR / 'kafka' / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={logs}",
-        "-cp", str(stack.jars_dir / "*"), "kafka.Kafka", str(node.folder / "server.properties"),
+        "-cp",
+        str(stack.jars_dir / "*"),
+        "kafka.Kafka",
+        str(node.folder / "server.properties"),
     ]
     with (logs / "stdout.log").open("ab") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     pidfile.write_text(str(proc.pid))
@@ -367,6 +398,25 @@ def kafka_node_pid(stack: Stack, node_id: int) -> int | None:
     return _owned_pid(node.folder / "kafka.pid", str(node.folder))
 
 
+def kill_kafka_node(stack: Stack, node_id: int, timeout_s: float = 10.0) -> None:
+    """SIGKILL one node of ``stack`` (a broker crash) and wait until it is gone."""
+    pid = kafka_node_pid(stack, node_id)
+    if pid is None:
+        raise StackError(f"kafka-{node_id} is not running")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while _pid_alive(pid) and not _is_zombie(pid):
+        if time.monotonic() > deadline:
+            raise StackError(f"kafka-{node_id} (pid {pid}) survived SIGKILL for {timeout_s}s")
+        time.sleep(0.1)
+
+
+def wait_for_kafka(stack: Stack, timeout_s: float = 120) -> None:
+    """Block until every node of ``stack`` is up and in the cluster."""
+    log = stack.kafka_nodes[0].folder / "logs" / "server.log"
+    _wait(lambda: kafka_healthy(stack), "Kafka", timeout_s, log)
+
+
 def up_kafka(stack: Stack, report: Report) -> None:
     """Resolve, format, start and wait for the Kafka node(s) of ``stack``."""
     stack.state_dir.mkdir(parents=True, exist_ok=True)
@@ -374,9 +424,8 @@ def up_kafka(stack: Stack, report: Report) -> None:
     _format_kafka(stack, report)
     for node in stack.kafka_nodes:
         _start_kafka_node(stack, node)
-    first = stack.kafka_nodes[0]
     report(f"waiting for Kafka at {stack.kafka_bootstrap}")
-    _wait(lambda: kafka_healthy(stack), "Kafka", 120, first.folder / "logs" / "server.log")
+    wait_for_kafka(stack)
 
 
 def down_kafka(stack: Stack, report: Report) -> None:
@@ -400,16 +449,28 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def _psql(stack: Stack, *args: str, input: str | None = None) -> str:  # noqa: A002
+def _psql(stack: Stack, *args: str, input: str | None = None) -> str:
     bin_dir = postgres_bin_dir()
     if bin_dir is None:
         raise StackError("PostgreSQL is not installed: sudo apt-get install -y postgresql")
     return _run(
-        _as_postgres([
-            str(bin_dir / "psql"), "-h", str(stack.postgres_dir / "run"),
-            "-p", str(LOCAL_POSTGRES_PORT), "-U", "postgres", "-d", "postgres",
-            "-v", "ON_ERROR_STOP=1", "-qAt", *args,
-        ]),
+        _as_postgres(
+            [
+                str(bin_dir / "psql"),
+                "-h",
+                str(stack.postgres_dir / "run"),
+                "-p",
+                str(LOCAL_POSTGRES_PORT),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAt",
+                *args,
+            ]
+        ),
         "psql",
         input=input,
     )
@@ -430,11 +491,21 @@ def _init_postgres(stack: Stack, bin_dir: Path, report: Report) -> None:
         shutil.chown(pwfile, "postgres", "postgres")
     try:
         _run(
-            _as_postgres([
-                str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-                "--locale=C.UTF-8", "--auth-local=trust", "--auth-host=scram-sha-256",
-                f"--pwfile={pwfile}",
-            ]),
+            _as_postgres(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                ]
+            ),
             "initdb",
         )
     finally:
@@ -462,7 +533,8 @@ def postgres_healthy(stack: Stack) -> bool:
         return False
     result = subprocess.run(
         [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(LOCAL_POSTGRES_PORT)],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     return result.returncode == 0
 
@@ -486,10 +558,19 @@ def up_postgres(stack: Stack, report: Report) -> None:
             log.touch()
             shutil.chown(log, "postgres", "postgres")
         _run(
-            _as_postgres([
-                str(bin_dir / "pg_ctl"), "-D", str(stack.postgres_dir / "data"),
-                "-l", str(log), "-w", "-t", "60", "start",
-            ]),
+            _as_postgres(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(stack.postgres_dir / "data"),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
             f"pg_ctl start (log: {log})",
         )
     _wait(lambda: postgres_healthy(stack), "PostgreSQL", 60, stack.postgres_dir / "postgres.log")
@@ -503,10 +584,17 @@ def down_postgres(stack: Stack, report: Report, mode: str = "fast") -> None:
         return
     report("stopping PostgreSQL")
     _run(
-        _as_postgres([
-            str(bin_dir / "pg_ctl"), "-D", str(stack.postgres_dir / "data"),
-            "-m", mode, "-w", "stop",
-        ]),
+        _as_postgres(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(stack.postgres_dir / "data"),
+                "-m",
+                mode,
+                "-w",
+                "stop",
+            ]
+        ),
         "pg_ctl stop",
     )
 
@@ -539,12 +627,27 @@ def up_redis(stack: Stack, report: Report) -> None:
             raise StackError("Redis is not installed: sudo apt-get install -y redis-server")
         proc = subprocess.Popen(
             [
-                server, "--port", str(LOCAL_REDIS_PORT), "--bind", "127.0.0.1",
-                "--dir", str(stack.redis_dir), "--appendonly", "yes",
-                "--appendfsync", "everysec", "--save", "", "--daemonize", "no",
-                "--logfile", str(stack.redis_dir / "redis.log"),
+                server,
+                "--port",
+                str(LOCAL_REDIS_PORT),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(stack.redis_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                str(stack.redis_dir / "redis.log"),
             ],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
         _redis_pidfile(stack).write_text(str(proc.pid))
@@ -580,6 +683,15 @@ def down(stack: Stack, report: Report) -> None:
         down_postgres(stack, report)
 
 
+def server_pids(stack: Stack) -> dict[str, int | None]:
+    """The pid of each server of ``stack`` that this module started and is running."""
+    pids = {n.name: kafka_node_pid(stack, n.node_id) for n in stack.kafka_nodes}
+    if not stack.cluster:
+        pids["postgres"] = _postgres_pid(stack)
+        pids["redis"] = _owned_pid(_redis_pidfile(stack), str(LOCAL_REDIS_PORT))
+    return pids
+
+
 def status(stack: Stack) -> dict[str, bool]:
     """Health of each server of ``stack``."""
     result = {"kafka": kafka_healthy(stack)}
@@ -607,8 +719,11 @@ def up_services(stack: Stack, entry_points: dict[str, Path], report: Report) -> 
         report(f"starting service {name}")
         with (folder / f"{name}.log").open("ab") as out:
             proc = subprocess.Popen(
-                [str(executable)], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                [str(executable)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         pidfile.write_text(str(proc.pid))
         time.sleep(0.5)
@@ -635,3 +750,20 @@ def services_running(stack: Stack) -> dict[str, bool]:
         pidfile.stem: _owned_pid(pidfile, "medstream") is not None
         for pidfile in sorted(_service_dir(stack).glob("*.pid"))
     }
+
+
+def leftovers(state_dir: Path) -> list[tuple[int, str]]:
+    """Processes still running from this state folder or on the stack's ports."""
+    markers = (
+        str(state_dir),
+        f":{LOCAL_REDIS_PORT}",
+        *(f"/bin/{spec.entry_point}" for spec in SERVICES),
+    )
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        cmdline = _cmdline(int(proc.name))
+        if any(m in cmdline for m in markers) and not _is_zombie(int(proc.name)):
+            found.append((int(proc.name), cmdline.strip()[:160]))
+    return found

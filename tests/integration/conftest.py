@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import text
@@ -23,14 +23,14 @@ def _report(message: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Iterator[Settings]:
+def settings() -> Settings:
     """Settings of the local stack, which is started (idempotently) for the session."""
     settings = get_settings()
     stack = local_stack.Stack(settings.state_dir)
     local_stack.up(stack, _report)
     migrate.upgrade()
     asyncio.run(ensure_topics(settings))
-    yield settings
+    return settings
 
 
 @pytest.fixture(scope="session")
@@ -60,20 +60,38 @@ def unique() -> Callable[[str], str]:
 async def proof_table(admin_engine: AsyncEngine) -> str:
     """A side-effect table with no unique key: only the inbox can keep it duplicate-free."""
     async with admin_engine.begin() as conn:
-        await conn.execute(text(
-            "CREATE TABLE IF NOT EXISTS proof_effect ("
-            " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-            " consumer_group text NOT NULL, message_id text NOT NULL,"
-            " created_at timestamptz NOT NULL DEFAULT now())"
-        ))
+        await conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS proof_effect ("
+                " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+                " consumer_group text NOT NULL, message_id text NOT NULL,"
+                " created_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
         await conn.execute(text("GRANT SELECT, INSERT ON proof_effect TO medstream"))
     return "proof_effect"
 
 
 async def create_topics(settings: Settings, *names: str, partitions: int = 3) -> None:
     """Create throwaway topics (and their dead-letter topics) for one test."""
-    topics = [Topic(name=n, description="test", content_type="application/octet-stream",
-                    partitions=partitions, retention_ms=3_600_000) for n in names]
-    topics += [Topic(name=f"{n}.dlt", description="test", content_type="application/octet-stream",
-                     partitions=1, retention_ms=3_600_000) for n in names]
+    topics = [
+        Topic(
+            name=n,
+            description="test",
+            content_type="application/octet-stream",
+            partitions=partitions,
+            retention_ms=3_600_000,
+        )
+        for n in names
+    ]
+    topics += [
+        Topic(
+            name=f"{n}.dlt",
+            description="test",
+            content_type="application/octet-stream",
+            partitions=1,
+            retention_ms=3_600_000,
+        )
+        for n in names
+    ]
     await ensure_topics(settings, topics)

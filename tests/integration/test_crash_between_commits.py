@@ -57,8 +57,11 @@ async def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> 
 
 async def read_all(settings: Settings, topic: str, expect: int, settle_s: float = 3.0) -> list:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     records: list = []
@@ -80,10 +83,17 @@ async def read_all(settings: Settings, topic: str, expect: int, settle_s: float 
 
 
 async def test_sigkill_between_db_commit_and_offset_commit(
-    settings: Settings, engine: AsyncEngine, proof_table: str,
-    unique: Callable[[str], str], tmp_path: Path,
+    settings: Settings,
+    engine: AsyncEngine,
+    proof_table: str,
+    unique: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
-    source, output, group = unique("proof.crash.in"), unique("proof.crash.out"), unique("proof-crash")
+    source, output, group = (
+        unique("proof.crash.in"),
+        unique("proof.crash.out"),
+        unique("proof-crash"),
+    )
     await create_topics(settings, source, output)
 
     producer = make_producer(settings)
@@ -92,7 +102,9 @@ async def test_sigkill_between_db_commit_and_offset_commit(
     try:
         for i, message_id in enumerate(ids):
             await producer.send_and_wait(
-                source, value=f"payload {i}".encode(), key=f"patient-{i % 7}".encode(),
+                source,
+                value=f"payload {i}".encode(),
+                key=f"patient-{i % 7}".encode(),
                 headers=[("message-id", message_id.encode())],
             )
     finally:

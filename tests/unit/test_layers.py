@@ -11,7 +11,9 @@ import pytest
 
 from medstream.paths import REPO_ROOT
 
-SERVICES = sorted(p.name for p in (REPO_ROOT / "services").iterdir() if (p / "__init__.py").exists())
+SERVICES = sorted(
+    p.name for p in (REPO_ROOT / "services").iterdir() if (p / "__init__.py").exists()
+)
 
 
 def imported_roots(folder: Path) -> set[str]:

@@ -35,7 +35,12 @@ def test_overlong_ids_are_hashed_stably() -> None:
 
 def test_from_record_keeps_coordinates_and_headers() -> None:
     record = SimpleNamespace(
-        topic="t", partition=2, offset=7, timestamp=123, key=b"k", value=b"v",
+        topic="t",
+        partition=2,
+        offset=7,
+        timestamp=123,
+        key=b"k",
+        value=b"v",
         headers=[("source-system", b"epic")],
     )
     received = Received.from_record(record)

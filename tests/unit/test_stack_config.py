@@ -22,7 +22,9 @@ def test_single_node_is_combined_broker_and_controller(tmp_path: Path) -> None:
 def test_cluster_has_three_voters_rf3_min_isr2_and_no_unclean_election(tmp_path: Path) -> None:
     stack = Stack(tmp_path, cluster=True)
     assert len(stack.kafka_nodes) == 3
-    ports = {n.broker_port for n in stack.kafka_nodes} | {n.controller_port for n in stack.kafka_nodes}
+    ports = {n.broker_port for n in stack.kafka_nodes} | {
+        n.controller_port for n in stack.kafka_nodes
+    }
     assert len(ports) == 6
     for index in range(3):
         p = props(stack, index)
@@ -37,5 +39,7 @@ def test_cluster_has_three_voters_rf3_min_isr2_and_no_unclean_election(tmp_path:
 
 def test_single_and_cluster_never_share_ports_or_folders(tmp_path: Path) -> None:
     single, cluster = Stack(tmp_path), Stack(tmp_path, cluster=True)
-    assert not {n.broker_port for n in single.kafka_nodes} & {n.broker_port for n in cluster.kafka_nodes}
+    assert not {n.broker_port for n in single.kafka_nodes} & {
+        n.broker_port for n in cluster.kafka_nodes
+    }
     assert single.kafka_dir != cluster.kafka_dir

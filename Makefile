@@ -1,0 +1,42 @@
+# MedStream's one way to do each task. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: help setup up up-cluster down status test lint schemas clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed  ## Create .venv and install MedStream with its dev tools.
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+up: setup  ## Start Kafka, PostgreSQL, Redis and the services (installs what is missing).
+	$(BIN)/medstream up
+
+up-cluster: setup  ## The same, plus the 3-node Kafka cluster for fault tests.
+	$(BIN)/medstream up --cluster
+
+down:  ## Stop everything MedStream started.
+	@if [ -x $(BIN)/medstream ]; then $(BIN)/medstream down; else echo "nothing to stop: no $(VENV)"; fi
+
+status: setup  ## Health of each server and service.
+	$(BIN)/medstream status
+
+test: setup  ## Lint, type-check and run every test tier on the real stack.
+	infra/scripts/run-tests.sh $(ARGS)
+
+lint: setup  ## Only the quality gates (ruff, mypy, schema drift).
+	LINT_ONLY=1 infra/scripts/run-tests.sh
+
+schemas: setup  ## Regenerate schemas/ from the code.
+	$(BIN)/medstream schemas export
+
+clean: down  ## Stop the stack and delete its state (data, logs, jars) and .venv.
+	rm -rf .state $(VENV)

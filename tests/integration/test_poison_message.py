@@ -1,0 +1,167 @@
+"""Proof: a poison message lands in the dead-letter topic with its headers, and the
+partition goes on. A handler bug on one message does the same after bounded retries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from medstream.consumer import ExactlyOnceProcessor, Outcome, subscribe
+from medstream.deadletter import DeadLetterLimiter, DeadLetterPublisher, InvalidMessage
+from medstream.kafka import make_broker, make_producer
+from medstream.outbox import OutboundMessage
+from medstream.received import Received
+from medstream.settings import Settings
+
+from .conftest import create_topics
+from .test_crash_between_commits import read_all, wait_for
+
+MESSAGES = [b"good-1", b"POISON raw \xff bytes", b"good-2", b"BUG", b"good-3"]
+
+
+async def test_poison_goes_to_dead_letter_and_the_partition_goes_on(
+    settings: Settings,
+    engine: AsyncEngine,
+    proof_table: str,
+    unique: Callable[[str], str],
+) -> None:
+    source, group = unique("proof.poison.in"), unique("proof-poison")
+    await create_topics(settings, source, partitions=1)
+
+    async def handle(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
+        if received.value.startswith(b"POISON"):
+            raise InvalidMessage("proof.poison", "The message is marked as poison.")
+        if received.value == b"BUG":
+            raise KeyError("a handler bug that this one message triggers")
+        await conn.execute(
+            text("INSERT INTO proof_effect (consumer_group, message_id) VALUES (:g, :m)"),
+            {"g": group, "m": received.message_id},
+        )
+        return []
+
+    producer = make_producer(settings)
+    await producer.start()
+    outcomes: dict[str, Outcome] = {}
+    try:
+        processor = ExactlyOnceProcessor(
+            engine=engine,
+            group=group,
+            handler=handle,
+            dead_letters=DeadLetterPublisher(producer, stage="proof"),
+            limiter=DeadLetterLimiter.from_settings(settings),
+            max_attempts=2,
+            backoff_s=0.05,
+        )
+        broker = make_broker(settings)
+        subscribe(
+            broker,
+            source,
+            processor=processor,
+            on_outcome=lambda r, o, _: outcomes.__setitem__(r.message_id, o),
+        )
+        for i, value in enumerate(MESSAGES):
+            await producer.send_and_wait(
+                source,
+                value=value,
+                key=b"patient-1",
+                headers=[("message-id", f"{group}-{i}".encode()), ("source-system", b"epic")],
+            )
+        await broker.start()
+        try:
+            await wait_for(lambda: len(outcomes) == len(MESSAGES), 60, "all five outcomes")
+        finally:
+            await broker.stop()
+    finally:
+        await producer.stop()
+
+    assert [outcomes[f"{group}-{i}"] for i in range(5)] == [
+        Outcome.PROCESSED,
+        Outcome.DEAD_LETTERED,
+        Outcome.PROCESSED,
+        Outcome.DEAD_LETTERED,
+        Outcome.PROCESSED,
+    ]
+
+    dead = await read_all(settings, f"{source}.dlt", expect=2)
+    assert len(dead) == 2
+    poison, bug = sorted(dead, key=lambda r: int(dict(r.headers)["original.offset"]))
+    assert poison.value == MESSAGES[1], "the original bytes are kept unchanged"
+    assert poison.key == b"patient-1"
+    headers = {k: v.decode() for k, v in poison.headers}
+    assert headers["error.code"] == "proof.poison"
+    assert headers["error.stage"] == "proof"
+    assert headers["error.class"] == "InvalidMessage"
+    assert headers["error.message"] == "The message is marked as poison."
+    assert headers["original.topic"] == source
+    assert headers["original.partition"] == "0"
+    assert headers["original.offset"] == "1"
+    assert int(headers["original.timestamp"]) > 0
+    assert headers["source-system"] == "epic"
+    bug_headers = {k: v.decode() for k, v in bug.headers}
+    assert bug_headers["error.code"] == "internal.unhandled_error"
+    assert "KeyError" in bug_headers["error.message"]
+    assert "handler bug" not in bug_headers["error.message"], "exception text never leaves"
+
+    # The partition went on: the group committed past every message.
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        committed = await consumer.committed(TopicPartition(source, 0))
+    finally:
+        await consumer.stop()
+    assert committed == len(MESSAGES)
+
+    async with engine.connect() as conn:
+        rows = dict(
+            (
+                await conn.execute(
+                    text("SELECT message_id, outcome FROM inbox WHERE consumer_group = :g"),
+                    {"g": group},
+                )
+            ).all()
+        )
+    assert rows[f"{group}-1"] == "dead_lettered"
+    assert rows[f"{group}-3"] == "dead_lettered"
+    assert rows[f"{group}-0"] == "processed"
+
+
+async def test_a_redelivered_dead_letter_is_not_dead_lettered_twice(
+    settings: Settings,
+    engine: AsyncEngine,
+    unique: Callable[[str], str],
+) -> None:
+    source, group = unique("proof.poison.again"), unique("proof-poison-again")
+    await create_topics(settings, source, partitions=1)
+
+    async def reject(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
+        raise InvalidMessage("proof.poison", "Always invalid.")
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        processor = ExactlyOnceProcessor(
+            engine=engine,
+            group=group,
+            handler=reject,
+            dead_letters=DeadLetterPublisher(producer, stage="proof"),
+            limiter=DeadLetterLimiter.from_settings(settings),
+        )
+        received = Received(
+            topic=source,
+            partition=0,
+            offset=0,
+            timestamp=1,
+            key=None,
+            value=b"x",
+            headers=(),
+            message_id=f"{group}-once",
+        )
+        assert await processor.process(received) is Outcome.DEAD_LETTERED
+        assert await processor.process(received) is Outcome.DUPLICATE
+    finally:
+        await producer.stop()
+    assert len(await read_all(settings, f"{source}.dlt", expect=1)) == 1
