@@ -17,14 +17,14 @@ log = logging.getLogger("medstream.relay")
 
 async def run() -> None:
     """Relay until SIGTERM or SIGINT, then finish the batch in flight and exit."""
-    settings = get_settings()
-    engine = make_engine(settings)
-    producer = make_producer(settings)
-    await producer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    settings = get_settings()
+    engine = make_engine(settings)
+    producer = make_producer(settings)
+    await producer.start()
     log.info("relay started")
     try:
         relay = OutboxRelay(engine, producer, settings.outbox_batch_size)
