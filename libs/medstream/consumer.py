@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from aiokafka import AIOKafkaProducer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -32,6 +33,7 @@ from medstream.failures import ENVIRONMENT_ERRORS
 from medstream.kafka import CONSUMER_DEFAULTS
 from medstream.outbox import InboxOutcome, OutboundMessage
 from medstream.received import ContentIdDeriver, Received
+from medstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +68,52 @@ class ExactlyOnceProcessor:
     max_backoff_s: float = 10.0
     _attempts: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        group: str,
+        handler: Handler,
+        stage: str,
+    ) -> ExactlyOnceProcessor:
+        """A processor whose dead letters name ``stage``, configured by ``MEDSTREAM_*``."""
+        return cls(
+            engine=engine,
+            group=group,
+            handler=handler,
+            dead_letters=DeadLetterPublisher(producer, stage),
+            limiter=DeadLetterLimiter.from_settings(settings),
+            max_attempts=settings.max_processing_attempts,
+        )
+
     async def process(self, received: Received) -> Outcome:
         """Handle ``received``; return if its offset may commit, raise RetryLater if not."""
         coordinates = (received.topic, received.partition, received.offset)
         try:
-            outcome = await self._process_once(received)
-        except RetryLater:
-            raise
+            outcome = await self._attempt(received, coordinates)
         except ENVIRONMENT_ERRORS as exc:
+            # Not the message's fault: retry it for as long as the outage lasts.
             await self._pause(coordinates, exc, count=False)
             raise RetryLater(type(exc).__name__) from None
+        self._attempts.pop(coordinates, None)
+        return outcome
+
+    async def _attempt(self, received: Received, coordinates: tuple[str, int, int]) -> Outcome:
+        try:
+            return await self._process_once(received)
+        except RetryLater:
+            raise
+        except ENVIRONMENT_ERRORS:
+            raise
         except Exception as exc:  # noqa: BLE001  (a bug must not wedge the partition)
             attempt = self._attempts.get(coordinates, 0) + 1
             if attempt < self.max_attempts:
                 await self._pause(coordinates, exc, count=True)
                 raise RetryLater(type(exc).__name__) from None
-            outcome = await self._dead_letter(
+            return await self._dead_letter(
                 received,
                 InvalidMessage(
                     "internal.unhandled_error",
@@ -89,8 +121,6 @@ class ExactlyOnceProcessor:
                     "the message was set aside so the partition can go on.",
                 ),
             )
-        self._attempts.pop(coordinates, None)
-        return outcome
 
     async def _process_once(self, received: Received) -> Outcome:
         try:

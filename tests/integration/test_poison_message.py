@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from medstream.consumer import ExactlyOnceProcessor, Outcome, subscribe
-from medstream.deadletter import DeadLetterLimiter, DeadLetterPublisher, InvalidMessage
+from medstream.deadletter import InvalidMessage
 from medstream.kafka import make_broker, make_producer
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
@@ -47,15 +47,10 @@ async def test_poison_goes_to_dead_letter_and_the_partition_goes_on(
     await producer.start()
     outcomes: dict[str, Outcome] = {}
     try:
-        processor = ExactlyOnceProcessor(
-            engine=engine,
-            group=group,
-            handler=handle,
-            dead_letters=DeadLetterPublisher(producer, stage="proof"),
-            limiter=DeadLetterLimiter.from_settings(settings),
-            max_attempts=2,
-            backoff_s=0.05,
+        processor = ExactlyOnceProcessor.from_settings(
+            settings, engine=engine, producer=producer, group=group, handler=handle, stage="proof"
         )
+        processor.backoff_s = 0.05
         broker = make_broker(settings)
         subscribe(
             broker,
@@ -143,12 +138,8 @@ async def test_a_redelivered_dead_letter_is_not_dead_lettered_twice(
     producer = make_producer(settings)
     await producer.start()
     try:
-        processor = ExactlyOnceProcessor(
-            engine=engine,
-            group=group,
-            handler=reject,
-            dead_letters=DeadLetterPublisher(producer, stage="proof"),
-            limiter=DeadLetterLimiter.from_settings(settings),
+        processor = ExactlyOnceProcessor.from_settings(
+            settings, engine=engine, producer=producer, group=group, handler=reject, stage="proof"
         )
         received = Received(
             topic=source,

@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.consumer import ExactlyOnceProcessor, Outcome, subscribe
 from medstream.db import make_engine
-from medstream.deadletter import DeadLetterLimiter, DeadLetterPublisher
 from medstream.kafka import make_broker, make_producer
 from medstream.logging import configure_logging
 from medstream.outbox import OutboundMessage
@@ -58,12 +57,8 @@ async def main(args: argparse.Namespace) -> None:
                 # The database transaction has committed; the offset has not.
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    processor = ExactlyOnceProcessor(
-        engine=engine,
-        group=args.group,
-        handler=handle,
-        dead_letters=DeadLetterPublisher(producer, stage="proof"),
-        limiter=DeadLetterLimiter.from_settings(settings),
+    processor = ExactlyOnceProcessor.from_settings(
+        settings, engine=engine, producer=producer, group=args.group, handler=handle, stage="proof"
     )
     broker = make_broker(settings)
     subscribe(broker, args.input, processor=processor, on_outcome=on_outcome)
