@@ -18,7 +18,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from medstream.settings import Settings
-from medstream.topics import ALL_TOPICS, Topic
+from medstream.topics import ALL_TOPICS, MAX_MESSAGE_BYTES, Topic
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger_ms": 5,
     "request_timeout_ms": 30_000,
+    # Room for the largest record plus the request's own framing.
+    "max_request_size": MAX_MESSAGE_BYTES + 1024 * 1024,
 }
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -38,6 +40,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "max_poll_interval_ms": 300_000,
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
+    # A record larger than this could never be fetched and would stall its partition.
+    "max_partition_fetch_bytes": MAX_MESSAGE_BYTES + 1024 * 1024,
 }
 
 
@@ -74,6 +78,7 @@ def make_broker(settings: Settings) -> KafkaBroker:
         client_id=settings.service_name,
         enable_idempotence=True,
         acks="all",
+        max_request_size=PRODUCER_DEFAULTS["max_request_size"],
         allow_auto_create_topics=False,
         # Through the root logger, so the redacting formatter applies to its records.
         logger=logging.getLogger("medstream.faststream"),
@@ -88,6 +93,7 @@ def topic_config(topic: Topic, settings: Settings) -> dict[str, str]:
     """
     return {
         "retention.ms": str(topic.retention_ms),
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
         "min.insync.replicas": str(settings.topic_min_insync_replicas),
         "unclean.leader.election.enable": "false",
         **topic.config,
@@ -95,19 +101,30 @@ def topic_config(topic: Topic, settings: Settings) -> dict[str, str]:
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[Topic] = ALL_TOPICS) -> list[str]:
-    """Create the registry's topics that do not exist yet; return the names created."""
+    """Create the registry's missing topics and bring existing ones to the registry's
+    configuration; return the names created.
+
+    Partition counts are never changed here: adding partitions remaps keys and would
+    break per-patient order, so that stays a deliberate operation.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [t for t in topics if t.name not in existing]
         created: list[str] = []
-        for topic in wanted:
+        for topic in topics:
+            wanted = topic_config(topic, settings)
+            if topic.name in existing:
+                current = await _topic_config(admin, topic.name)
+                if any(current.get(key) != value for key, value in wanted.items()):
+                    await _alter_topic_config(admin, topic.name, wanted)
+                    log.info("topic configuration updated", extra={"topic": topic.name})
+                continue
             new = NewTopic(
                 name=topic.name,
                 num_partitions=topic.partitions,
                 replication_factor=settings.topic_replication_factor,
-                topic_configs=topic_config(topic, settings),
+                topic_configs=wanted,
             )
             try:
                 await admin.create_topics([new])
@@ -127,9 +144,13 @@ async def describe_topic_config(settings: Settings, name: str) -> dict[str, str]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        return await _topic_config(admin, name)
     finally:
         await admin.close()
+
+
+async def _topic_config(admin: AIOKafkaAdminClient, name: str) -> dict[str, str]:
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
     # Each response holds resources as (error_code, error_message, type, name, configs),
     # and each config entry starts with (name, value).
     return {
@@ -138,3 +159,18 @@ async def describe_topic_config(settings: Settings, name: str) -> dict[str, str]
         for resource in response.resources
         for entry in resource[4]
     }
+
+
+async def _alter_topic_config(
+    admin: AIOKafkaAdminClient, name: str, config: dict[str, str]
+) -> None:
+    # AlterConfigs replaces the topic's whole dynamic configuration: pass all of it.
+    responses = await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, configs=config)]
+    )
+    for response in responses:
+        for error_code, error_message, *_ in response.resources:
+            if error_code:
+                raise RuntimeError(
+                    f"Kafka refused the configuration of topic {name}: {error_message}"
+                )

@@ -16,6 +16,12 @@ from medstream.events import AuditRecord
 
 DAY_MS = 24 * 60 * 60 * 1000
 
+# The largest record any MedStream topic, producer or consumer handles. Kafka's own
+# default (about 1 MB) would make the broker refuse a chest radiograph before MedStream
+# saw it. Ingestion's DICOM limit (at least 16 MB by the CONTRACT) sits below this, so
+# an oversize file still reaches ingestion and is dead-lettered with a reason.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Topic:

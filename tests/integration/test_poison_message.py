@@ -156,3 +156,43 @@ async def test_a_redelivered_dead_letter_is_not_dead_lettered_twice(
     finally:
         await producer.stop()
     assert len(await read_all(settings, f"{source}.dlt", expect=1)) == 1
+
+
+async def test_a_20_mb_radiograph_sized_message_is_accepted_and_can_be_dead_lettered(
+    settings: Settings,
+    engine: AsyncEngine,
+    unique: Callable[[str], str],
+) -> None:
+    """Kafka's 1 MB defaults would refuse a DICOM chest film; the registry raises them."""
+    source, group = unique("proof.large"), unique("proof-large")
+    await create_topics(settings, source, partitions=1)
+    big = bytes(range(256)) * (20 * 1024 * 1024 // 256)
+
+    async def reject(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
+        raise InvalidMessage("proof.too_large", "Larger than this test allows.")
+
+    producer = make_producer(settings)
+    await producer.start()
+    outcomes: dict[str, Outcome] = {}
+    try:
+        await producer.send_and_wait(source, value=big, headers=[("message-id", b"big-1")])
+        processor = ExactlyOnceProcessor.from_settings(
+            settings, engine=engine, producer=producer, group=group, handler=reject, stage="proof"
+        )
+        broker = make_broker(settings)
+        subscribe(
+            broker,
+            source,
+            processor=processor,
+            on_outcome=lambda r, o, _: outcomes.__setitem__(r.message_id, o),
+        )
+        await broker.start()
+        try:
+            await wait_for(lambda: outcomes.get("big-1"), 60, "the large message's outcome")
+        finally:
+            await broker.stop()
+    finally:
+        await producer.stop()
+    assert outcomes["big-1"] is Outcome.DEAD_LETTERED
+    (dead,) = await read_all(settings, f"{source}.dlt", expect=1)
+    assert dead.value == big

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import stack as local_stack
 from medstream.cache import make_redis
-from medstream.kafka import describe_topic_config
+from medstream.kafka import describe_topic_config, ensure_topics
 from medstream.settings import Settings
-from medstream.topics import ALL_TOPICS
+from medstream.topics import ALL_TOPICS, MAX_MESSAGE_BYTES, Topic
 
 MEDSTREAM = str(Path(sys.executable).parent / "medstream")
 
@@ -56,3 +58,30 @@ async def test_the_service_role_cannot_rewrite_the_inbox(engine: AsyncEngine) ->
         async with engine.connect() as conn:
             with pytest.raises(ProgrammingError, match="permission denied"):
                 await conn.execute(text(statement))
+
+
+async def test_existing_topics_are_brought_to_the_registry_configuration(
+    settings: Settings,
+    unique: Callable[[str], str],
+) -> None:
+    topic = Topic(
+        name=unique("proof.reconcile"),
+        description="t",
+        content_type="text/plain",
+        partitions=1,
+        retention_ms=3_600_000,
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic.name, 1, 1, topic_configs={"retention.ms": "1000"})]
+        )
+    finally:
+        await admin.close()
+    assert (await describe_topic_config(settings, topic.name))["retention.ms"] == "1000"
+
+    assert await ensure_topics(settings, [topic]) == []
+    config = await describe_topic_config(settings, topic.name)
+    assert config["retention.ms"] == "3600000"
+    assert config["max.message.bytes"] == str(MAX_MESSAGE_BYTES)
