@@ -37,9 +37,21 @@ from medstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A handler makes its database effects on ``conn`` and returns the messages to emit.
-# It raises InvalidMessage for input that can never be processed.
-Handler = Callable[[AsyncConnection, Received], Awaitable[Sequence[OutboundMessage]]]
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Effects:
+    """What a handler asks for besides its database writes: messages to emit through the
+    outbox, and work to run once the transaction has committed (cache updates)."""
+
+    messages: list[OutboundMessage] = field(default_factory=list)
+    after_commit: list[AfterCommit] = field(default_factory=list)
+
+
+# A handler makes its database effects on ``conn`` and returns the messages to emit
+# (or Effects). It raises InvalidMessage for input that can never be processed.
+Handler = Callable[[AsyncConnection, Received], Awaitable[Sequence[OutboundMessage] | Effects]]
 
 
 class RetryLater(Exception):
@@ -127,10 +139,17 @@ class ExactlyOnceProcessor:
             async with self.engine.begin() as conn:
                 if not await outbox.claim(conn, self.group, received, InboxOutcome.PROCESSED):
                     return Outcome.DUPLICATE
-                for message in await self.handler(conn, received):
+                result = await self.handler(conn, received)
+                effects = result if isinstance(result, Effects) else Effects(list(result))
+                for message in effects.messages:
                     await outbox.enqueue(conn, message)
         except InvalidMessage as error:
             return await self._dead_letter(received, error)
+        for task in effects.after_commit:
+            try:
+                await task()
+            except Exception as exc:  # noqa: BLE001  (caches must never undo a commit)
+                log.warning("after-commit task failed", extra={"error_class": type(exc).__name__})
         self.limiter.record_valid()
         return Outcome.PROCESSED
 

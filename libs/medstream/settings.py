@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     # Attempts for an unexpected error on one message before it is dead-lettered.
     max_processing_attempts: int = Field(default=3, ge=1)
 
+    # De-identification. The default keys are for the local stack only: set real ones
+    # (32+ random bytes, base64) in any deployment that sees real patients.
+    deid_key: SecretStr = SecretStr("bWVkc3RyZWFtLWxvY2FsLWRldi1kZWlkLWtleS0wMDAwMDA=")
+    vault_key: SecretStr = SecretStr("bWVkc3RyZWFtLWxvY2FsLWRldi12YXVsdC1rZXktMDAwMDA=")
+    date_shift_max_days: int = Field(default=365, ge=1, le=3650)
+    deid_replacement: str = Field(default="tag", pattern="^(tag|surrogate)$")
+    dicom_max_bytes: int = Field(default=16 * 1024 * 1024, ge=16 * 1024 * 1024)
+
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)
 

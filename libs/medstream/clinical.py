@@ -1,0 +1,144 @@
+"""Normalised clinical events: what ingestion makes of FHIR, HL7 v2 and DICOM.
+
+The same models are produced before and after de-identification by the same
+normalisers (``medstream.formats``). Before deid, ``patient`` is the EHR's patient id;
+after it, ``patient`` is the pseudonym and every date has been shifted, so a model
+worker never sees the real values.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SourceFormat(StrEnum):
+    """The inbound formats of the CONTRACT."""
+
+    FHIR = "fhir"
+    HL7V2 = "hl7v2"
+    DICOM = "dicom"
+
+
+class Kind(StrEnum):
+    """What a normalised event is about; each kind has its own de-identified topic."""
+
+    PATIENT = "patient"
+    VITALS = "vitals"
+    DOCUMENT = "document"
+    IMAGING = "imaging"
+
+
+class Vital(StrEnum):
+    """The vital signs NEWS2 and the monitoring model use."""
+
+    HEART_RATE = "heart_rate"
+    RESPIRATORY_RATE = "respiratory_rate"
+    SPO2 = "spo2"
+    SYSTOLIC_BP = "systolic_bp"
+    DIASTOLIC_BP = "diastolic_bp"
+    TEMPERATURE = "temperature"
+    CONSCIOUSNESS = "consciousness"
+    SUPPLEMENTAL_OXYGEN = "supplemental_oxygen"
+
+
+# LOINC codes of the CONTRACT, and the unit each is normalised to.
+VITAL_LOINC: dict[str, Vital] = {
+    "8867-4": Vital.HEART_RATE,
+    "9279-1": Vital.RESPIRATORY_RATE,
+    "59408-5": Vital.SPO2,
+    "2708-6": Vital.SPO2,
+    "8480-6": Vital.SYSTOLIC_BP,
+    "8462-4": Vital.DIASTOLIC_BP,
+    "8310-5": Vital.TEMPERATURE,
+    "80288-4": Vital.CONSCIOUSNESS,
+    "67775-7": Vital.CONSCIOUSNESS,
+    "3150-0": Vital.SUPPLEMENTAL_OXYGEN,
+}
+# Blood pressure panels carry systolic and diastolic as components.
+VITAL_PANELS = frozenset({"85354-9", "55284-4", "35094-2"})
+
+
+class _Clinical(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PatientEvent(_Clinical):
+    """Who the patient is: demographics. After deid only generalised values remain."""
+
+    patient: str
+    birth_date: date | None = None
+    age_years: int | None = Field(
+        default=None, description="Age at the event; 90 means 90 or older."
+    )
+    sex: str | None = None
+    postal_code: str | None = Field(default=None, description="After deid: the 3-digit ZIP.")
+    deceased: bool | None = None
+
+
+class VitalSign(_Clinical):
+    """One vital-sign measurement."""
+
+    vital: Vital
+    loinc: str
+    value: float | None = None
+    text: str | None = Field(default=None, description="For coded values, e.g. ACVPU.")
+    unit: str | None = None
+    observed_at: datetime
+
+
+class VitalsEvent(_Clinical):
+    """One or more vital signs charted together for one patient."""
+
+    patient: str
+    vitals: list[VitalSign]
+
+
+class DocumentEvent(_Clinical):
+    """A clinical note or report in plain text."""
+
+    patient: str
+    document_kind: str = Field(description="note | radiology_report | report")
+    title: str | None = None
+    text: str
+    authored_at: datetime | None = None
+
+
+class ImagingEvent(_Clinical):
+    """One DICOM instance: its identity, and the Part 10 bytes (base64)."""
+
+    patient: str
+    sop_instance_uid: str
+    study_instance_uid: str | None = None
+    modality: str | None = None
+    rows: int | None = None
+    columns: int | None = None
+    dicom_base64: str
+
+
+ClinicalPayload = PatientEvent | VitalsEvent | DocumentEvent | ImagingEvent
+
+PAYLOAD_OF_KIND: dict[Kind, type[_Clinical]] = {
+    Kind.PATIENT: PatientEvent,
+    Kind.VITALS: VitalsEvent,
+    Kind.DOCUMENT: DocumentEvent,
+    Kind.IMAGING: ImagingEvent,
+}
+
+
+class IdentifiedRecord(_Clinical):
+    """One validated unit of inbound data, still carrying PHI (restricted topics only).
+
+    ``source`` is the unit in its own format: one FHIR resource as JSON, one HL7 v2
+    message as ER7 text, or one DICOM file as base64. De-identification applies the
+    format's policy table to it, so the CLI and the service share one engine.
+    """
+
+    format: SourceFormat
+    ehr_patient_id: str
+    kinds: list[Kind]
+    source: str
+    source_system: str | None = None
+    inbound_message_id: str

@@ -1,0 +1,526 @@
+"""Free-text PHI detection: patterns with checks, dictionaries and context rules.
+
+Recall comes first: where a rule is unsure, it redacts. The detector is pure Python
+with precompiled patterns, so the CLI, the deid service and ``bench/deid`` call the same
+code and it runs at many times the speed of an NER pipeline.
+
+Layers, in order:
+1. patterns with validity checks: e-mail, URL, IP, SSN, phone and fax, every common date
+   form, ages over 89, street addresses, ZIP codes, record and other id numbers;
+2. context rules: words such as "MRN", "account", "licence", "fax", "Dr.", "MD",
+   "Dear", "lives in" that make the next or previous token PHI;
+3. dictionaries: US Census first names and surnames and US city names, minus those that
+   are also common English words unless context supports them;
+4. known values: identifiers that the record's structured fields already hold (the
+   patient's name, MRN, phone…) are found wherever they recur in its text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+class PhiType(StrEnum):
+    """Safe Harbor categories as they occur in clinical text."""
+
+    NAME = "NAME"
+    DATE = "DATE"
+    AGE = "AGE"
+    PHONE = "PHONE"
+    FAX = "FAX"
+    EMAIL = "EMAIL"
+    SSN = "SSN"
+    MRN = "MRN"
+    ID = "ID"  # account, plan, licence, device, serial and other numbers
+    ADDRESS = "ADDRESS"
+    LOCATION = "LOCATION"
+    ZIP = "ZIP"
+    URL = "URL"
+    IP = "IP"
+    ORGANIZATION = "ORGANIZATION"
+
+
+@dataclass(frozen=True)
+class Span:
+    """A PHI occurrence: ``text[start:end]`` is of ``type``."""
+
+    start: int
+    end: int
+    type: PhiType
+
+
+# Higher wins when spans overlap, then the longer span.
+PRIORITY = {
+    PhiType.EMAIL: 9,
+    PhiType.URL: 9,
+    PhiType.IP: 9,
+    PhiType.SSN: 8,
+    PhiType.FAX: 8,
+    PhiType.PHONE: 7,
+    PhiType.DATE: 7,
+    PhiType.MRN: 7,
+    PhiType.ID: 6,
+    PhiType.ADDRESS: 6,
+    PhiType.ZIP: 6,
+    PhiType.AGE: 6,
+    PhiType.ORGANIZATION: 5,
+    PhiType.LOCATION: 4,
+    PhiType.NAME: 3,
+}
+
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+_YEAR = r"(?:1[89]\d\d|20\d\d)"
+_STREET_SUFFIXES = (
+    "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
+    "terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|crossing|xing|"
+    "ridge|rdg|heights|hts|hill|hills|park|plaza|plz|point|pt|pike|row|run|path|walk|loop|"
+    "alley|aly|bend|bypass|byp|cove|cv|creek|crk|crest|estates|est|expressway|expy|"
+    "extension|ext|falls|fls|ferry|field|fields|flat|flats|ford|forest|forge|fork|forks|"
+    "fort|freeway|fwy|garden|gardens|gateway|glen|green|grove|harbor|haven|island|isle|"
+    "junction|key|knoll|lake|lakes|landing|light|lock|lodge|manor|meadow|meadows|mill|"
+    "mills|mission|mount|mountain|neck|orchard|oval|pass|pine|pines|port|prairie|ranch|"
+    "rapids|rest|river|shoal|shoals|shore|shores|spring|springs|spur|station|stravenue|"
+    "stream|summit|throughway|trace|track|tunnel|turnpike|union|valley|via|view|views|"
+    "village|ville|vista|wall|well|wells|wharf"
+)
+_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|"
+    "NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|GU|VI|AS|MP|AA|AE|AP"
+)
+_STATE_NAMES = (
+    "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|"
+    "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|"
+    "Massachusetts|Michigan|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|"
+    "New Hampshire|New Jersey|New Mexico|New York|North Carolina|North Dakota|Ohio|Oklahoma|"
+    "Oregon|Pennsylvania|Rhode Island|South Carolina|South Dakota|Tennessee|Texas|Utah|"
+    "Vermont|Virginia|Washington|West Virginia|Wisconsin|Wyoming"
+)
+_CAP = r"[A-Z][a-zA-Z'\-]+"
+_TITLES = (
+    r"(?:Dr|Drs|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sister|Nurse|Rev|Fr|Capt|Sgt|Hon|Judge|Attorney|"
+    r"Doctor|Professor|Mister|Madam|Dame|Sir)\.?"
+)
+_CREDENTIALS = (
+    r"(?:MD|M\.D\.|DO|D\.O\.|RN|R\.N\.|NP|PA|PA-C|PhD|MBBS|FRCR|FACP|FACC|APRN|CNP|CRNA|LPN|"
+    r"DNP|PharmD|DDS|DMD|MSW|LCSW|PT|DPT|OT|RT|RRT|CNA|MPH|FACS|FRCS)\b"
+)
+_ORG_WORDS = (
+    r"(?:Hospital|Hospitals|Medical Center|Medical Centre|Health Center|Health System|"
+    r"Healthcare|Health Care|Clinic|Clinics|Infirmary|Institute|University|College|"
+    r"Sanatorium|Hospice|Nursing Home|Rehabilitation Center|Rehab Center|Care Center|"
+    r"Surgery Center|Cancer Center|Children's|Memorial|Medical Group|Associates|Pharmacy|"
+    r"Laboratories|Laboratory|Labs|Foundation|Inc|LLC|Ltd|Corporation|Corp|Company|Group)"
+)
+
+
+def _words(name: str) -> frozenset[str]:
+    return frozenset((DATA / name).read_text().split("\n")) - {""}
+
+
+@lru_cache(maxsize=1)
+def dictionaries() -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+    """(first names, surnames, US cities, names that are also common English words)."""
+    return (
+        _words("first_names.txt"),
+        _words("last_names.txt"),
+        _words("us_cities.txt"),
+        _words("common_words_in_names.txt") | _words("not_names.txt"),
+    )
+
+
+def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
+
+
+_PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
+    (PhiType.EMAIL, _rx(r"\b[\w.+%-]+@[\w-]+(?:\.[\w-]+)+\b"), 0),
+    (PhiType.URL, _rx(r"\b(?:https?://|ftp://|www\.)[^\s<>\"')\]]+[^\s<>\"')\].,;:]", re.I), 0),
+    (
+        PhiType.URL,
+        _rx(
+            r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|info|biz|us|health)\b(?:/[^\s]*)?",
+            re.I,
+        ),
+        0,
+    ),
+    (PhiType.IP, _rx(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"), 0),
+    (PhiType.IP, _rx(r"\b(?:[0-9a-f]{1,4}:){4,7}[0-9a-f]{1,4}\b", re.I), 0),
+    (PhiType.SSN, _rx(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"), 0),
+    (
+        PhiType.SSN,
+        _rx(
+            r"(?i:\b(?:SSN|social security(?: number| no\.?| #)?)\s*[:#]?\s*)(\d{9}|\d{3}\W?\d{2}\W?\d{4})\b"
+        ),
+        1,
+    ),
+    (
+        PhiType.FAX,
+        _rx(
+            r"(?i:\bfax(?: number| no\.?| #)?\s*[:#]?\s*)((?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,6})?)"
+        ),
+        1,
+    ),
+    (
+        PhiType.PHONE,
+        _rx(
+            r"(?:\+?1[\s.-]?|\b001[\s.-])?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?",
+            re.I,
+        ),
+        0,
+    ),
+    (PhiType.PHONE, _rx(r"\b\d{10}\b(?:\s*(?:x|ext\.?)\s*\d{1,6})?"), 0),
+    (
+        PhiType.PHONE,
+        _rx(
+            r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|beeper|contact|call(?:ed)?|ext\.?|extension)\s*(?:number|no\.?|#)?\s*[:#]?\s*)(\d{3}[\s.-]\d{4}|\d{4,5})\b"
+        ),
+        1,
+    ),
+    (
+        PhiType.DATE,
+        _rx(
+            rf"\b{_DAY}(?:\s+|-)(?:of\s+)?{_MONTHS}(?:,?\s+|-){_YEAR}\b|\b{_DAY}(?:\s+|-)(?:of\s+)?{_MONTHS}(?:,?\s+|-)\d\d\b"
+        ),
+        0,
+    ),
+    (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+{_DAY}(?:,?\s+|,){_YEAR}\b"), 0),
+    (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+{_DAY}(?:,\s*'?\d\d)?\b(?!\s*(?:mg|ml|%|units))"), 0),
+    (PhiType.DATE, _rx(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTHS}\b(?!\s*\d)"), 0),
+    (PhiType.DATE, _rx(rf"\b{_MONTHS},?\s+{_YEAR}\b"), 0),
+    (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+'\d\d\b"), 0),
+    (
+        PhiType.DATE,
+        _rx(
+            r"\b(?:1[89]\d\d|20\d\d)[-/.](?:1[0-2]|0?[1-9])[-/.](?:3[01]|[12]\d|0?[1-9])(?:[T ](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d+)?)?(?:Z|[+-]\d\d:?\d\d)?)?\b"
+        ),
+        0,
+    ),
+    (
+        PhiType.DATE,
+        _rx(r"\b(?:1[0-2]|0?[1-9])[/.-](?:3[01]|[12]\d|0?[1-9])[/.-](?:\d{4}|\d{2})\b"),
+        0,
+    ),
+    (
+        PhiType.DATE,
+        _rx(r"\b(?:3[01]|[12]\d|0?[1-9])[/.-](?:1[0-2]|0?[1-9])[/.-](?:\d{4}|\d{2})\b"),
+        0,
+    ),
+    (
+        PhiType.DATE,
+        _rx(
+            r"\b(?:1[0-2]|0?[1-9])/(?:3[01]|[12]\d|0?[1-9])\b(?!\s*(?:mm|mmhg|bpm|ml|mg|l|%)\b)(?![/\d])",
+            re.I,
+        ),
+        0,
+    ),
+    (PhiType.DATE, _rx(r"\b(?:0?[1-9]|1[0-2])/(?:19|20)\d\d\b"), 0),
+    (PhiType.DATE, _rx(r"\b(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"), 0),
+    (
+        PhiType.AGE,
+        _rx(
+            r"\b(?:9\d|1[0-2]\d)(?=\s*(?:-|\s)?(?:years?|yrs?|y/?o|yo|year-old|-year-old|y\.o\.)\b)",
+            re.I,
+        ),
+        0,
+    ),
+    (PhiType.AGE, _rx(r"(?i:\b(?:aged?|age of|age:)\s*)(9\d|1[0-2]\d)\b"), 1),
+    (PhiType.AGE, _rx(r"\b(?:9\d|1[0-2]\d)(?=\s*(?:M|F|y|yo)\b)"), 0),
+    (
+        PhiType.MRN,
+        _rx(
+            r"(?i:\b(?:MRN|MR#|MR|medical record(?: number| no\.?| #)?|record(?: number| no\.?| #)|hospital number|chart(?: number| no\.?| #)?|patient id|pt id|unit number)\s*[:#]?\s*(?:is\s*)?)([A-Z]{0,4}[-]?\d[\w-]{3,})\b"
+        ),
+        1,
+    ),
+    (
+        PhiType.ID,
+        _rx(
+            r"(?i:\b(?:account|acct|a/c|plan|member|policy|group|subscriber|insurance|beneficiary|claim|licen[cs]e|license plate|plate|DEA|NPI|UPIN|certificate|cert|serial|S/N|SN|device|implant|pacemaker|lot|VIN|vehicle|badge|employee|passport|ID|identifier|accession|specimen|order|encounter|visit|case|ref(?:erence)?)\s*(?:number|no\.?|num|#|id|code)?\s*[:#]?\s*(?:is\s*)?)((?=[\w-]*\d)[A-Z0-9][\w-]{3,})\b"
+        ),
+        1,
+    ),
+    (
+        PhiType.ID,
+        _rx(r"\b(?=[A-Z\d-]*\d)(?=[A-Z\d-]*[A-Z])[A-Z\d]{2,}-?[A-Z\d]{2,}-?[A-Z\d]*\d[A-Z\d]*\b"),
+        0,
+    ),
+    (PhiType.ID, _rx(r"\b\d{6,}\b"), 0),
+    (
+        PhiType.ADDRESS,
+        _rx(
+            rf"\b\d{{1,6}}[A-Z]?(?:\s+[NSEW]\.?)?(?:\s+{_CAP}){{1,4}}\s+(?i:{_STREET_SUFFIXES})\b\.?(?:,?\s+(?i:apt\.?|apartment|suite|ste\.?|unit|#|fl\.?|floor|room|rm\.?)\s*#?\s*[\w-]+)?"
+        ),
+        0,
+    ),
+    (PhiType.ADDRESS, _rx(r"\b(?:P\.?\s?O\.?\s+Box|Box)\s+\d+\b", re.I), 0),
+    (
+        PhiType.ADDRESS,
+        _rx(r"(?i:\b(?:apt\.?|apartment|suite|ste\.?|unit)\s*#?\s*)(\d+[A-Z]?)\b"),
+        1,
+    ),
+    (PhiType.ADDRESS, _rx(rf"\b(?i:USNS|USNV|USS|USCGC)\s+{_CAP}(?:\s+{_CAP})?"), 0),
+    (PhiType.ADDRESS, _rx(r"\b(?:PSC|Unit)\s+\d{4},\s+Box\s+\d{4}\b"), 0),
+    (
+        PhiType.LOCATION,
+        _rx(rf"\b{_CAP}(?:\s+{_CAP}){{0,2}}(?=,\s*(?:{_STATES})\b(?:\s+\d{{5}})?)"),
+        0,
+    ),
+    (PhiType.LOCATION, _rx(rf"\b{_CAP}(?:\s+{_CAP}){{0,2}}(?=,\s*(?:{_STATE_NAMES})\b)"), 0),
+    (
+        PhiType.LOCATION,
+        _rx(
+            rf"(?:\b(?:lives|living|resides|residing|resident|moved|relocated|born|grew up|visiting|travel(?:l?ed)?|returned|transferred|home)\s+(?:in|to|from|at)\s+)({_CAP}(?:\s+{_CAP}){{0,2}})"
+        ),
+        1,
+    ),
+    (PhiType.ZIP, _rx(rf"(?<=\b(?:{_STATES}))\s*(\d{{5}}(?:-\d{{4}})?)\b"), 1),
+    (
+        PhiType.ZIP,
+        _rx(r"(?i:\b(?:zip|zip code|postal code|zipcode)\s*[:#]?\s*)(\d{5}(?:-\d{4})?)\b"),
+        1,
+    ),
+    (PhiType.ZIP, _rx(r"\b\d{5}-\d{4}\b"), 0),
+    (
+        PhiType.ORGANIZATION,
+        _rx(
+            rf"\b(?:(?:St\.?|Saint|Mount|Mt\.?)\s+)?{_CAP}(?:\s+(?:of|and|&|the|for)?\s*{_CAP}){{0,5}}\s+{_ORG_WORDS}\b(?:\s+(?:of|at|in)\s+{_CAP}(?:\s+{_CAP}){{0,2}})?"
+        ),
+        0,
+    ),
+    (PhiType.ORGANIZATION, _rx(rf"\b{_ORG_WORDS}\s+(?:of|at|in)\s+{_CAP}(?:\s+{_CAP}){{0,3}}"), 0),
+]
+
+_STATE_CODES = frozenset(_STATES.split("|"))
+_WORD_BEFORE = _rx(r"\b([A-Z][a-z'\-]+) $")
+_WORD_AFTER = _rx(r" ([A-Z][a-z'\-]+)\b")
+_TITLE_WORD = _rx(rf"^{_TITLES}$")
+_CREDENTIAL_STATE = _rx(r",\s*(?:MD|PA|DO)\b(?!\s+\d{5})")
+
+_NAME_CONTEXT_BEFORE = _rx(
+    rf"\b{_TITLES}\s+((?:[A-Z]\.\s*)?{_CAP}(?:[ \t]+(?:[A-Z]\.|{_CAP})){{0,2}})"
+)
+_NAME_CONTEXT_AFTER = _rx(
+    rf"\b((?:{_CAP}|[A-Z]\.)(?:[ \t]+(?:[A-Z]\.|{_CAP})){{0,3}}),?[ \t]+{_CREDENTIALS}"
+)
+_NAME_FIELD = _rx(
+    r"(?i:\b(?:patient|pt|name|patient name|dear|signed|electronically signed|dictated|"
+    r"transcribed|attending|resident|physician|surgeon|radiologist|provider|pcp|referring|"
+    r"author|nurse|seen|examined|discussed|cc|reviewed|interpreted|verified|wife|husband|"
+    r"spouse|partner|son|daughter|mother|father|brother|sister|sibling|friend|caregiver|"
+    r"guardian|neighbor|neighbour|contact|emergency contact|proxy|aunt|uncle|grandson|"
+    r"granddaughter|niece|nephew|by|to|with|from|per|for|and|or|&)\s*(?:is|was|named|name|by|:|,|-)?\s*)"
+    r"((?:[A-Z]\.\s*)?[A-Z][a-z'\-]+(?:[ \t]+(?:[A-Z]\.|[A-Z][a-z'\-]+)){0,2})"
+)
+_LAST_FIRST = _rx(r"\b([A-Z][a-zA-Z'\-]+),[ \t]+([A-Z][a-zA-Z'\-]+)(?:[ \t]+([A-Z])\.?)?\b")
+_CAP_TOKEN = _rx(r"\b[A-Z][a-zA-Z'\-]*[a-z][a-zA-Z'\-]*\b|\b[A-Z]{2,}\b")
+_SENTENCE_START = _rx(r"(?:^|[.!?:;\n]\s*|\n\s*[-*•]\s*)$")
+
+
+class TextDetector:
+    """Finds PHI spans in clinical text. Stateless and thread-safe after construction."""
+
+    def __init__(self) -> None:
+        self.first_names, self.last_names, self.cities, self.common = dictionaries()
+
+    def detect(self, text: str, known: Iterable[tuple[str, PhiType]] = ()) -> list[Span]:
+        """Every PHI span in ``text``, merged so that spans never overlap."""
+        spans: list[Span] = []
+        for phi_type, pattern, group in _PATTERNS:
+            for match in pattern.finditer(text):
+                start, end = match.span(group)
+                if end > start and self._accept(phi_type, text, start, end):
+                    spans.append(Span(start, end, phi_type))
+        spans += self._names(text)
+        spans += self._known(text, known)
+        return merge(spans)
+
+    def _accept(self, phi_type: PhiType, text: str, start: int, end: int) -> bool:
+        value = text[start:end]
+        if phi_type is PhiType.SSN:
+            digits = re.sub(r"\D", "", value)
+            # 000, 666 and 9xx areas are never issued, but redact them all the same
+            # unless the shape is clearly a phone fragment or a range.
+            return len(digits) == 9
+        if phi_type is PhiType.ID and value.isdigit():
+            # Long bare numbers are ids unless they are clearly quantities.
+            after = text[end : end + 6].lower()
+            return not after.lstrip().startswith(("mg", "ml", "units", "mcg", "cells", "/"))
+        if phi_type is PhiType.ID:
+            return not _looks_clinical_code(value)
+        if phi_type is PhiType.LOCATION:
+            words = value.split()
+            if _CREDENTIAL_STATE.match(text, end) and all(
+                self._is_name(w, strict=False) for w in words
+            ):
+                return False  # "Robert Chen, MD" is a physician, not Maryland
+            return not all(w.lower() in self.common and w.lower() not in self.cities for w in words)
+        return True
+
+    def _names(self, text: str) -> list[Span]:
+        spans: list[Span] = []
+        for pattern in (_NAME_CONTEXT_BEFORE, _NAME_CONTEXT_AFTER):
+            for match in pattern.finditer(text):
+                start, end = match.span(1)
+                spans.append(Span(start, end, PhiType.NAME))
+        for match in _NAME_FIELD.finditer(text):
+            start, end = match.span(1)
+            tokens = match.group(1).split()
+            if any(self._is_name(t.strip("."), strict=False) for t in tokens):
+                spans.append(Span(start, end, PhiType.NAME))
+        for match in _LAST_FIRST.finditer(text):
+            last, first = match.group(1), match.group(2)
+            if self._is_name(last, strict=False) and self._is_name(first, strict=False):
+                spans.append(Span(match.start(), match.end(), PhiType.NAME))
+        spans += self._dictionary_names(text)
+        spans += self._city_names(text)
+        return self._extend_names(text, spans)
+
+    def _extend_names(self, text: str, spans: list[Span]) -> list[Span]:
+        """A capitalised word right beside a name is part of it ("Ngozi [Okafor]"), unless
+        it is a common English word: recall first, for names no dictionary holds."""
+        extended = []
+        for span in spans:
+            if span.type is not PhiType.NAME:
+                extended.append(span)
+                continue
+            start, end = span.start, span.end
+            before = _WORD_BEFORE.search(text, max(0, start - 40), start)
+            if before and self._joins(before.group(1)):
+                start = before.start(1)
+            after = _WORD_AFTER.match(text, end)
+            if after and self._joins(after.group(1)):
+                end = after.end()
+            extended.append(Span(start, end, PhiType.NAME))
+        return extended
+
+    def _joins(self, word: str) -> bool:
+        lower = word.lower()
+        return (
+            word[:1].isupper()
+            and not word.isupper()
+            and lower not in self.common
+            and not _TITLE_WORD.match(word)
+        )
+
+    def _dictionary_names(self, text: str) -> list[Span]:
+        spans: list[Span] = []
+        tokens = list(_CAP_TOKEN.finditer(text))
+        for index, match in enumerate(tokens):
+            word = match.group(0)
+            lower = word.lower()
+            if lower not in self.first_names and lower not in self.last_names:
+                continue
+            if word.isupper() and (len(word) < 3 or word in _STATE_CODES):
+                continue
+            ambiguous = lower in self.common or word.isupper()
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            if (
+                following is not None
+                and lower in self.first_names
+                and following.group(0).lower() in self.last_names
+                and not following.group(0).isupper()
+                and _adjacent(text, match, following)
+            ):
+                # "Grace Hopper": a first name then a surname is a name even when both
+                # are also English words.
+                spans.append(Span(match.start(), following.end(), PhiType.NAME))
+                continue
+            if ambiguous:
+                # A common word counts as a name only beside an unambiguous name.
+                neighbours = [
+                    tokens[j].group(0)
+                    for j in (index - 1, index + 1)
+                    if 0 <= j < len(tokens)
+                    and _adjacent(text, tokens[min(j, index)], tokens[max(j, index)])
+                ]
+                if not any(self._is_name(n, strict=True) for n in neighbours):
+                    continue
+            elif _SENTENCE_START.search(text[max(0, match.start() - 4) : match.start()]) and (
+                lower in self.common
+            ):
+                continue
+            spans.append(Span(match.start(), match.end(), PhiType.NAME))
+        return spans
+
+    def _city_names(self, text: str) -> list[Span]:
+        spans = []
+        for match in _CAP_TOKEN.finditer(text):
+            lower = match.group(0).lower()
+            if lower in self.cities and lower not in self.common and lower not in self.first_names:
+                spans.append(Span(match.start(), match.end(), PhiType.LOCATION))
+        return spans
+
+    def _is_name(self, word: str, *, strict: bool) -> bool:
+        lower = word.lower()
+        if len(word) == 1 and word.isupper():
+            return not strict
+        in_dict = lower in self.first_names or lower in self.last_names
+        if strict:
+            return in_dict and lower not in self.common
+        return in_dict or (word[:1].isupper() and lower not in self.common)
+
+    @staticmethod
+    def _known(text: str, known: Iterable[tuple[str, PhiType]]) -> list[Span]:
+        spans = []
+        lowered = text.lower()
+        for value, phi_type in known:
+            needle = value.strip().lower()
+            if len(needle) < 2:
+                continue
+            start = lowered.find(needle)
+            while start != -1:
+                end = start + len(needle)
+                before = lowered[start - 1] if start else " "
+                after = lowered[end] if end < len(lowered) else " "
+                if not (before.isalnum() or after.isalnum()):
+                    spans.append(Span(start, end, phi_type))
+                start = lowered.find(needle, end)
+        return spans
+
+
+def _adjacent(text: str, left: re.Match[str], right: re.Match[str]) -> bool:
+    # A full stop ends a sentence, so only a space or a comma joins two name parts;
+    # an initial ("Q.") is its own token and joins through a space.
+    gap = text[left.end() : right.start()]
+    return gap in {" ", ", ", "  "} or (len(left.group(0)) == 1 and gap == ". ")
+
+
+_CLINICAL_CODE = _rx(
+    r"^(?:[A-Z]\d{2}(?:\.\d+)?|\d+[A-Z]{1,3}|[A-Z]{1,3}\d{1,2}|T\d{1,2}|L\d|S\d|C\d|"
+    r"HbA1c|COVID-19|SARS-CoV-2|CD\d+|HER2|BRCA\d|PD-L1|IL-\d+|ICD-\d+|DSM-\d|G\d+P\d+)$"
+)
+
+
+def _looks_clinical_code(value: str) -> bool:
+    """Short alphanumerics that are clinical vocabulary (T2, L4, 5mg, CD4), not ids."""
+    return (len(value) <= 5 and bool(_CLINICAL_CODE.match(value))) or bool(
+        re.fullmatch(r"\d+(?:mg|mcg|ml|mm|cm|kg|g|l|mmhg|bpm|h|hr|hrs|d|wk|mo|yo|x)", value, re.I)
+    )
+
+
+def merge(spans: list[Span]) -> list[Span]:
+    """Resolve overlaps: the higher-priority type wins, then the longer span. Overlapping
+    spans are joined, so no character that any rule flagged is left out."""
+    if not spans:
+        return []
+    ordered = sorted(spans, key=lambda s: (s.start, -(s.end - s.start)))
+    merged: list[Span] = [ordered[0]]
+    for span in ordered[1:]:
+        last = merged[-1]
+        if span.start < last.end:
+            winner = max((last, span), key=lambda s: (PRIORITY[s.type], s.end - s.start))
+            merged[-1] = Span(last.start, max(last.end, span.end), winner.type)
+        else:
+            merged.append(span)
+    return merged
