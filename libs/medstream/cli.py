@@ -7,19 +7,26 @@ code as the services.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from medstream import contracts, migrate
 from medstream import stack as local_stack
+from medstream.clinical import SourceFormat
+from medstream.deadletter import InvalidMessage
+from medstream.deid.engine import DeidEngine
+from medstream.deid.files import deidentify_file
 from medstream.deployment import SERVICES
-from medstream.kafka import ensure_topics
+from medstream.kafka import ensure_topics, make_producer
 from medstream.paths import SCHEMAS_DIR
+from medstream.replay import Outgoing, messages
 from medstream.settings import get_settings
 
 app = typer.Typer(
@@ -35,6 +42,10 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
+deid_app = typer.Typer(
+    help="De-identify text and files with the deid service's engine.", no_args_is_help=True
+)
+app.add_typer(deid_app, name="deid")
 
 console = Console(stderr=True)
 
@@ -191,6 +202,125 @@ def schemas_check(target: Path = typer.Option(SCHEMAS_DIR, help="Folder to check
             + ". Run `medstream schemas export` and commit the result."
         )
     _report("schemas match the code")
+
+
+def _engine(mode: str | None) -> DeidEngine:
+    settings = get_settings()
+    if mode is not None:
+        settings = settings.model_copy(update={"deid_replacement": mode})
+    return DeidEngine.from_settings(settings)
+
+
+@deid_app.command("text")
+def deid_text(
+    replacement: str = typer.Option(
+        None, help="tag or surrogate (default: MEDSTREAM_DEID_REPLACEMENT)."
+    ),
+) -> None:
+    """JSONL on stdin ({"id", "text"}, optional "patient") to JSONL with spans on stdout.
+
+    Dates shift by the offset of "patient" when given, else of "id", so one patient's
+    dates move together when their notes share a patient value.
+    """
+    engine = _engine(replacement)
+    out = sys.stdout
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, ident = str(item["text"]), item["id"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise _fail(f'line {number}: expected a JSON object with "id" and "text"') from None
+        clean, spans = engine.text(text, str(item.get("patient") or ident))
+        out.write(
+            json.dumps(
+                {
+                    "id": ident,
+                    "text": clean,
+                    "spans": [
+                        {
+                            "start": s.start,
+                            "end": s.end,
+                            "type": s.type.value,
+                            "replacement": s.replacement,
+                        }
+                        for s in spans
+                    ],
+                }
+            )
+            + "\n"
+        )
+
+
+def _deid_files(source_format: SourceFormat, paths: list[Path], replacement: str | None) -> None:
+    engine = _engine(replacement)
+    failed = 0
+    for path in paths:
+        try:
+            out, summary = deidentify_file(engine, source_format, path)
+        except InvalidMessage as exc:
+            failed += 1
+            console.print(f"[red]{path}[/red]: {exc.code}: {exc.reason}")
+            continue
+        _report(f"{path} -> {out.name} (summary: {summary.name})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@deid_app.command("fhir")
+def deid_fhir(
+    paths: list[Path], replacement: str = typer.Option(None, help="tag or surrogate.")
+) -> None:
+    """De-identify FHIR JSON files (a resource or a Bundle each)."""
+    _deid_files(SourceFormat.FHIR, paths, replacement)
+
+
+@deid_app.command("hl7v2")
+def deid_hl7v2(
+    paths: list[Path], replacement: str = typer.Option(None, help="tag or surrogate.")
+) -> None:
+    """De-identify HL7 v2 ER7 files (one or more messages each)."""
+    _deid_files(SourceFormat.HL7V2, paths, replacement)
+
+
+@deid_app.command("dicom")
+def deid_dicom(
+    paths: list[Path], replacement: str = typer.Option(None, help="tag or surrogate.")
+) -> None:
+    """De-identify DICOM Part 10 files (PS3.15 Basic profile; pixels untouched)."""
+    _deid_files(SourceFormat.DICOM, paths, replacement)
+
+
+@app.command()
+def replay(paths: list[Path]) -> None:
+    """Publish FHIR JSON/NDJSON, HL7 v2 and DICOM files to their inbound topics."""
+    outgoing = list(messages(paths))
+    if not outgoing:
+        raise _fail("no FHIR, HL7 v2 or DICOM files found in the given paths")
+    asyncio.run(_publish(outgoing))
+
+
+async def _publish(outgoing: list[Outgoing]) -> None:
+    producer = make_producer(get_settings())
+    await producer.start()
+    try:
+        with Progress(
+            TextColumn("[cyan]replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("replay", total=len(outgoing))
+            for item in outgoing:
+                await producer.send_and_wait(
+                    item.topic, value=item.value, headers=[("source-system", b"medstream-replay")]
+                )
+                progress.advance(task)
+    finally:
+        await producer.stop()
+    _report(f"published {len(outgoing)} messages")
 
 
 def main() -> None:

@@ -17,4 +17,8 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("relay", "medstream-relay", "Publishes every service's outbox rows to Kafka."),
+    ServiceSpec(
+        "ingestion", "medstream-ingestion", "Validates EHR messages into identified records."
+    ),
+    ServiceSpec("deid", "medstream-deid", "De-identifies records; keeps the PseudonymVault."),
 )

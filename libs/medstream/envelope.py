@@ -41,22 +41,3 @@ class Envelope(BaseModel, Generic[PayloadT]):
     produced_at: datetime = Field(default_factory=utc_now)
     patient_pseudonym: str | None = None
     payload: PayloadT
-
-    def caused(
-        self,
-        event_type: str,
-        schema_version: int,
-        payload: BaseModel,
-        *,
-        patient_pseudonym: str | None = None,
-    ) -> Envelope[BaseModel]:
-        """A follow-on event: same correlation and occurrence time, caused by this one."""
-        return Envelope[BaseModel](
-            event_type=event_type,
-            schema_version=schema_version,
-            correlation_id=self.correlation_id,
-            causation_id=self.event_id,
-            occurred_at=self.occurred_at,
-            patient_pseudonym=patient_pseudonym or self.patient_pseudonym,
-            payload=payload,
-        )

@@ -139,8 +139,14 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*pending)
+            # Kafka now holds the acknowledged copy. The row stays as a ledger entry (id,
+            # topic, times); its payload goes, so no table keeps a second copy of data
+            # that may be PHI (ingestion's identified records pass through here).
             await conn.execute(
-                text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)"),
+                text(
+                    "UPDATE outbox SET sent_at = now(), value = ''::bytea, key = NULL,"
+                    " headers = '{}'::jsonb WHERE id = ANY(:ids)"
+                ),
                 {"ids": [row.id for row in rows]},
             )
         log.debug("outbox batch relayed", extra={"count": len(rows)})

@@ -67,7 +67,10 @@ def message_id_for(
         except Exception:  # noqa: BLE001  (an unparsable message falls back to its hash)
             derived = None
         if derived:
-            return _bounded(derived)
+            # Content ids can hold identifiers (a FHIR Patient.id is the EHR's patient
+            # id), so only their hash is kept: as stable, and safe in any table or log.
+            kind, _, rest = derived.partition(":")
+            return f"{kind}:sha256:" + hashlib.sha256(rest.encode()).hexdigest()
     return "sha256:" + hashlib.sha256(value).hexdigest()
 
 

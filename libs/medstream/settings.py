@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
     state_dir: Path = REPO_ROOT / ".state"
+    # Port of the Prometheus /metrics endpoint; 0 turns it off (the local stack
+    # gives each service its own).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # Topic defaults for a one-node stack; the 3-node cluster sets 3 and 2.
     topic_replication_factor: int = Field(default=1, ge=1)

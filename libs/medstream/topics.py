@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from medstream.clinical import (
+    DocumentEvent,
+    IdentifiedRecord,
+    ImagingEvent,
+    PatientEvent,
+    VitalsEvent,
+)
 from medstream.events import AuditRecord
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -94,7 +101,88 @@ AUDIT = Topic(
     payload=AuditRecord,
 )
 
+
+def _internal(
+    name: str, description: str, payload: type[BaseModel], *, restricted: bool
+) -> tuple[Topic, Topic]:
+    """An internal topic of enveloped JSON events and the dead-letter topic of its consumer."""
+    dead = Topic(
+        name=f"{name}.dlt",
+        description=f"Events from {name} that its consumer rejected, with error.* headers.",
+        content_type="application/json",
+        partitions=1,
+        retention_ms=30 * DAY_MS,
+        restricted=restricted,
+    )
+    main = Topic(
+        name=name,
+        description=description,
+        content_type="application/json",
+        payload=payload,
+        restricted=restricted,
+        dead_letter=dead.name,
+    )
+    return main, dead
+
+
+IDENTIFIED_FHIR, IDENTIFIED_FHIR_DLT = _internal(
+    "medstream.identified.fhir",
+    "Validated FHIR resources, one per event. Carries PHI: deid is its only consumer.",
+    IdentifiedRecord,
+    restricted=True,
+)
+IDENTIFIED_HL7V2, IDENTIFIED_HL7V2_DLT = _internal(
+    "medstream.identified.hl7v2",
+    "Validated HL7 v2 messages, one per event. Carries PHI: deid is its only consumer.",
+    IdentifiedRecord,
+    restricted=True,
+)
+IDENTIFIED_DICOM, IDENTIFIED_DICOM_DLT = _internal(
+    "medstream.identified.dicom",
+    "Validated DICOM instances, one per event. Carries PHI: deid is its only consumer.",
+    IdentifiedRecord,
+    restricted=True,
+)
+DEID_PATIENT, DEID_PATIENT_DLT = _internal(
+    "medstream.deid.patient",
+    "De-identified demographics: pseudonym, generalised age, sex, 3-digit ZIP.",
+    PatientEvent,
+    restricted=False,
+)
+DEID_VITALS, DEID_VITALS_DLT = _internal(
+    "medstream.deid.vitals",
+    "De-identified vital signs, keyed by pseudonym, times shifted.",
+    VitalsEvent,
+    restricted=False,
+)
+DEID_DOCUMENT, DEID_DOCUMENT_DLT = _internal(
+    "medstream.deid.document",
+    "De-identified clinical notes and reports.",
+    DocumentEvent,
+    restricted=False,
+)
+DEID_IMAGING, DEID_IMAGING_DLT = _internal(
+    "medstream.deid.imaging",
+    "De-identified DICOM instances (PS3.15 Basic profile), pixel data intact.",
+    ImagingEvent,
+    restricted=False,
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
+    IDENTIFIED_FHIR,
+    IDENTIFIED_FHIR_DLT,
+    IDENTIFIED_HL7V2,
+    IDENTIFIED_HL7V2_DLT,
+    IDENTIFIED_DICOM,
+    IDENTIFIED_DICOM_DLT,
+    DEID_PATIENT,
+    DEID_PATIENT_DLT,
+    DEID_VITALS,
+    DEID_VITALS_DLT,
+    DEID_DOCUMENT,
+    DEID_DOCUMENT_DLT,
+    DEID_IMAGING,
+    DEID_IMAGING_DLT,
     EHR_INBOUND_FHIR,
     EHR_INBOUND_FHIR_DLT,
     EHR_INBOUND_HL7V2,

@@ -22,17 +22,6 @@ def make(**overrides: object) -> Envelope[Payload]:
     return Envelope[Payload].model_validate(fields)
 
 
-def test_caused_event_keeps_correlation_and_points_at_its_cause() -> None:
-    first = make(patient_pseudonym="psn-1")
-    second = first.caused("test.followup", 2, Payload(n=2))
-    assert second.correlation_id == first.correlation_id
-    assert second.causation_id == first.event_id
-    assert second.event_id != first.event_id
-    assert second.occurred_at == first.occurred_at
-    assert second.patient_pseudonym == "psn-1"
-    assert second.schema_version == 2
-
-
 def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ValidationError):
         make(surprise="x")

@@ -8,8 +8,12 @@ def test_header_wins_over_content_and_hash() -> None:
     assert message_id_for(b"x", headers, lambda _: "derived") == "abc-1"
 
 
-def test_derived_id_when_header_missing_or_blank() -> None:
-    assert message_id_for(b"x", (("message-id", b"  "),), lambda _: "MSH10") == "MSH10"
+def test_derived_id_when_header_missing_or_blank_is_hashed() -> None:
+    """Content ids can hold the EHR patient id, so only their hash is kept."""
+    got = message_id_for(b"x", (("message-id", b"  "),), lambda _: "fhir:Patient/12345")
+    assert got.startswith("fhir:sha256:")
+    assert "12345" not in got
+    assert got == message_id_for(b"other bytes", (), lambda _: "fhir:Patient/12345")
 
 
 def test_content_hash_when_nothing_else() -> None:

@@ -1,0 +1,76 @@
+"""What every consuming service starts with: settings, logging, PostgreSQL, Kafka, Redis,
+Prometheus, and a clean stop on SIGTERM. A service's app.py only composes its handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from faststream.kafka import KafkaBroker
+from prometheus_client import start_http_server
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from medstream.cache import make_redis
+from medstream.db import make_engine
+from medstream.kafka import make_broker, make_producer
+from medstream.logging import configure_logging
+from medstream.settings import Settings, get_settings
+
+
+@dataclass
+class ServiceRuntime:
+    """The shared connections of one service process."""
+
+    name: str
+    settings: Settings
+    engine: AsyncEngine
+    producer: AIOKafkaProducer
+    broker: KafkaBroker
+    redis: Redis
+
+
+Wiring = Callable[[ServiceRuntime], Awaitable[None]]
+
+
+async def serve(name: str, wire: Wiring) -> None:
+    """Start the connections, let ``wire`` register subscriptions, run until SIGTERM."""
+    settings = get_settings().model_copy(update={"service_name": name})
+    log = logging.getLogger(f"medstream.{name}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    runtime = ServiceRuntime(
+        name=name,
+        settings=settings,
+        engine=make_engine(settings),
+        producer=make_producer(settings),
+        broker=make_broker(settings),
+        redis=make_redis(settings),
+    )
+    await runtime.producer.start()
+    try:
+        await wire(runtime)
+        await runtime.broker.start()
+        log.info("service started")
+        await stop.wait()
+    finally:
+        await runtime.broker.stop()
+        await runtime.producer.stop()
+        await runtime.redis.aclose()
+        await runtime.engine.dispose()
+        log.info("service stopped")
+
+
+def run(name: str, wire: Wiring) -> None:
+    """The entry point body of a service: logging, then ``serve`` until stopped."""
+    settings = get_settings()
+    configure_logging(name, settings.log_level, settings.log_format)
+    asyncio.run(serve(name, wire))

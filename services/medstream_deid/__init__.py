@@ -1,0 +1,1 @@
+"""The deid service: identified records in, PHI-free events out."""

@@ -1,0 +1,1 @@
+"""The ingestion service: EHR messages in, validated identified records out."""

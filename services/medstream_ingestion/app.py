@@ -1,0 +1,101 @@
+"""ingestion: consumes the inbound topics, validates, and emits identified records.
+
+Invalid messages go to ``<topic>.dlt`` with a stable code. Valid messages that no model
+uses are acknowledged and counted. Every outcome is audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from medstream.audit import audit_message
+from medstream.clinical import IdentifiedRecord
+from medstream.consumer import ExactlyOnceProcessor, Handler, subscribe
+from medstream.envelope import Envelope, utc_now
+from medstream.ingest import DERIVE_ID, FORMAT_OF_TOPIC, IDENTIFIED_TOPIC, ingest
+from medstream.outbox import OutboundMessage
+from medstream.received import SOURCE_SYSTEM_HEADER, Received
+from medstream.runtime import ServiceRuntime, run
+
+NAME = "ingestion"
+GROUP = "medstream-ingestion"
+EVENT_TYPE = "medstream.identified.v1"
+RECORDS = Counter("medstream_ingestion_records_total", "Identified records emitted", ["format"])
+UNUSED = Counter("medstream_ingestion_unused_total", "Valid units no model uses", ["unit"])
+
+
+def make_handler(dicom_max_bytes: int) -> Handler:
+    """The handler for every inbound topic (the topic decides the format)."""
+
+    async def handle(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
+        source_format = FORMAT_OF_TOPIC[received.topic]
+        result = ingest(
+            source_format,
+            received.value,
+            message_id=received.message_id,
+            dicom_max_bytes=dicom_max_bytes,
+            source_system=received.header(SOURCE_SYSTEM_HEADER),
+        )
+        correlation = received.header("correlation-id") or received.message_id
+        messages = []
+        for index, record in enumerate(result.records):
+            envelope = Envelope[IdentifiedRecord](
+                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{received.message_id}#{index}")),
+                event_type=EVENT_TYPE,
+                schema_version=1,
+                correlation_id=correlation,
+                occurred_at=utc_now(),
+                payload=record,
+            )
+            messages.append(
+                OutboundMessage(
+                    topic=IDENTIFIED_TOPIC[source_format],
+                    value=envelope.model_dump_json().encode(),
+                    key=record.ehr_patient_id.encode(),
+                    message_id=envelope.event_id,
+                )
+            )
+        RECORDS.labels(source_format.value).inc(len(result.records))
+        for unit in result.unused:
+            UNUSED.labels(unit).inc()
+        messages.append(
+            audit_message(
+                actor=NAME,
+                action="message.received",
+                entity=received.message_id,
+                message_id=received.message_id,
+                correlation_id=correlation,
+                details={
+                    "topic": received.topic,
+                    "records": len(result.records),
+                    "unused": result.unused,
+                },
+                dedupe_key=f"{NAME}:{received.message_id}",
+            )
+        )
+        return messages
+
+    return handle
+
+
+async def wire(runtime: ServiceRuntime) -> None:
+    """Subscribe one processor per inbound topic, each with its format's id deriver."""
+    processor = ExactlyOnceProcessor.from_settings(
+        runtime.settings,
+        engine=runtime.engine,
+        producer=runtime.producer,
+        group=GROUP,
+        handler=make_handler(runtime.settings.dicom_max_bytes),
+        stage=NAME,
+    )
+    for topic, source_format in FORMAT_OF_TOPIC.items():
+        subscribe(runtime.broker, topic, processor=processor, derive_id=DERIVE_ID[source_format])
+
+
+def main() -> None:
+    """Run the ingestion service."""
+    run(NAME, wire)
