@@ -1,0 +1,200 @@
+"""The leakage test: planted PHI goes through the real ingestion and deid services, then
+every downstream topic, every service log and every table but the vault is scanned.
+Not one planted value may be found."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from medstream import stack as local_stack
+from medstream.deployment import SERVICES as SERVICE_SPECS
+from medstream.kafka import make_producer
+from medstream.settings import Settings
+from medstream.topics import ALL_TOPICS
+
+from .phi_fixtures import build
+from .test_crash_between_commits import wait_for
+
+DOWNSTREAM = [
+    t.name
+    for t in ALL_TOPICS
+    if t.name.startswith("medstream.deid.") or t.name == "medstream.audit"
+]
+SERVICES = ("medstream-ingestion", "medstream-deid", "medstream-relay")
+
+
+@pytest.fixture(scope="module")
+def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ingestion, deid and the relay as real processes, logging to a folder of their own.
+
+    The stack's own services are stopped meanwhile: in the same consumer groups they
+    would take some of the partitions, and the test must exercise the code under test.
+    """
+    stack = local_stack.Stack(settings.state_dir)
+    were_running = [name for name, alive in local_stack.services_running(stack).items() if alive]
+    local_stack.down_services(stack, print)
+    logs = tmp_path_factory.mktemp("service-logs")
+    bin_dir = Path(sys.executable).parent
+    processes = []
+    for name in SERVICES:
+        handle = (logs / f"{name}.log").open("wb")
+        processes.append(
+            subprocess.Popen([str(bin_dir / name)], stdout=handle, stderr=subprocess.STDOUT)
+        )
+    yield logs
+    for proc in processes:
+        proc.send_signal(signal.SIGTERM)
+    for proc in processes:
+        proc.wait(timeout=30)
+    if were_running:
+        local_stack.up_services(
+            stack, {spec.name: bin_dir / spec.entry_point for spec in SERVICE_SPECS}, print
+        )
+
+
+async def read_topics(settings: Settings, topics: list[str], until, timeout_s: float = 90) -> list:  # type: ignore[no-untyped-def]
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=40 * 1024 * 1024,
+    )
+    await consumer.start()
+    records: list = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+            if until(records):
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+def texts_of(record) -> list[str]:  # type: ignore[no-untyped-def]
+    """Everything a record carries, as text: value, headers, and embedded DICOM bytes."""
+    value = record.value.decode("utf-8", errors="replace") if record.value else ""
+    found = [value, (record.key or b"").decode("utf-8", errors="replace")]
+    found += [v.decode("utf-8", errors="replace") for _, v in record.headers]
+    try:
+        payload = json.loads(value).get("payload", {})
+    except (json.JSONDecodeError, AttributeError):
+        payload = {}
+    if isinstance(payload, dict) and payload.get("dicom_base64"):
+        found.append(base64.b64decode(payload["dicom_base64"]).decode("latin-1"))
+    return found
+
+
+def leaks(haystacks: list[str], planted: dict[str, str]) -> list[str]:
+    found = []
+    for name, value in planted.items():
+        needle = value.lower()
+        if any(needle in h.lower() for h in haystacks):
+            found.append(name)
+    return found
+
+
+async def test_no_planted_phi_downstream_of_deid(
+    settings: Settings,
+    engine: AsyncEngine,
+    admin_engine: AsyncEngine,
+    pipeline: Path,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    planted = build(run)
+    started_ms = int(time.time() * 1000) - 1000
+    ids = {message_id for _, _, message_id in planted.messages}
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for topic, value, message_id in planted.messages:
+            await producer.send_and_wait(
+                topic, value=value, headers=[("message-id", message_id.encode())]
+            )
+    finally:
+        await producer.stop()
+
+    def ours(records: list) -> list:  # type: ignore[type-arg]
+        return [
+            r for r in records if dict(r.headers).get("inbound-message-id", b"").decode() in ids
+        ]
+
+    records = await read_topics(
+        settings, DOWNSTREAM, until=lambda rs: len(ours(rs)) >= planted.expected_events
+    )
+    assert len(ours(records)) == planted.expected_events, "not every record was de-identified"
+
+    async def relayed() -> bool:
+        async with engine.connect() as conn:
+            return await conn.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")) == 0
+
+    await wait_for(relayed, 60, "the outbox to drain")
+    records = await read_topics(settings, DOWNSTREAM, until=lambda rs: False, timeout_s=4)
+
+    # Topics: every record produced on every downstream topic since this run began,
+    # not only ours (older records belong to earlier runs).
+    topic_text = [t for r in records if r.timestamp >= started_ms for t in texts_of(r)]
+    assert not leaks(topic_text, planted.values), "PHI on a downstream topic"
+
+    # The de-identified events really are there and carry the clinical content.
+    kinds = {r.topic for r in ours(records)}
+    assert {
+        "medstream.deid.patient",
+        "medstream.deid.vitals",
+        "medstream.deid.document",
+        "medstream.deid.imaging",
+    } <= kinds
+    document = next(r for r in ours(records) if r.topic == "medstream.deid.document")
+    assert "pleural effusion" in document.value.decode()
+
+    # Logs: the test's own service processes and the stack's.
+    log_files = list(pipeline.glob("*.log")) + list((settings.state_dir / "services").glob("*.log"))
+    assert log_files
+    log_text = [p.read_text(errors="replace") for p in log_files]
+    assert not leaks(log_text, planted.values), "PHI in a service log"
+
+    # Tables: every text or bytea column of every table but the vault.
+    async with admin_engine.connect() as conn:
+        columns = (
+            await conn.execute(
+                text(
+                    "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = 'public' AND table_name <> 'pseudonym_vault'"
+                    " AND data_type IN ('text', 'character varying', 'bytea', 'jsonb')"
+                )
+            )
+        ).all()
+        leaked = {}
+        for table, column, data_type in columns:
+            cast = (
+                f"convert_from({column}, 'LATIN1')" if data_type == "bytea" else f"{column}::text"
+            )
+            rows = await conn.execute(text(f'SELECT {cast} FROM "{table}"'))  # noqa: S608
+            found = leaks([row[0] for row in rows if row[0]], planted.values)
+            if found:
+                leaked[f"{table}.{column}"] = found
+    assert not leaked, f"PHI in a table outside the vault: {leaked}"
+
+    # The vault does hold the link back, encrypted.
+    async with admin_engine.connect() as conn:
+        vault = (await conn.execute(text("SELECT ciphertext FROM pseudonym_vault"))).all()
+    assert vault
+    assert not leaks([bytes(r.ciphertext).decode("latin-1") for r in vault], planted.values)
