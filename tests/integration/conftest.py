@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -13,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from medstream import migrate
 from medstream import stack as local_stack
 from medstream.db import make_engine
+from medstream.deployment import SERVICES as SERVICE_SPECS
 from medstream.kafka import ensure_topics
 from medstream.settings import Settings, get_settings
 from medstream.topics import Topic
@@ -70,6 +75,38 @@ async def proof_table(admin_engine: AsyncEngine) -> str:
         )
         await conn.execute(text("GRANT SELECT, INSERT ON proof_effect TO medstream"))
     return "proof_effect"
+
+
+PIPELINE = ("medstream-ingestion", "medstream-deid", "medstream-relay")
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """ingestion, deid and the relay as real processes, logging to a folder of their own.
+
+    The stack's own services are stopped meanwhile: in the same consumer groups they
+    would take some of the partitions, and the test must exercise the code under test.
+    """
+    stack = local_stack.Stack(settings.state_dir)
+    were_running = [name for name, alive in local_stack.services_running(stack).items() if alive]
+    local_stack.down_services(stack, print)
+    logs = tmp_path_factory.mktemp("service-logs")
+    bin_dir = Path(sys.executable).parent
+    processes = []
+    for name in PIPELINE:
+        handle = (logs / f"{name}.log").open("wb")
+        processes.append(
+            subprocess.Popen([str(bin_dir / name)], stdout=handle, stderr=subprocess.STDOUT)
+        )
+    yield logs
+    for proc in processes:
+        proc.send_signal(signal.SIGTERM)
+    for proc in processes:
+        proc.wait(timeout=30)
+    if were_running:
+        local_stack.up_services(
+            stack, {spec.name: bin_dir / spec.entry_point for spec in SERVICE_SPECS}, print
+        )
 
 
 async def create_topics(settings: Settings, *names: str, partitions: int = 3) -> None:

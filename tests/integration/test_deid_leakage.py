@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from medstream import stack as local_stack
-from medstream.deployment import SERVICES as SERVICE_SPECS
 from medstream.kafka import make_producer
 from medstream.settings import Settings
 from medstream.topics import ALL_TOPICS
@@ -33,36 +26,6 @@ DOWNSTREAM = [
     for t in ALL_TOPICS
     if t.name.startswith("medstream.deid.") or t.name == "medstream.audit"
 ]
-SERVICES = ("medstream-ingestion", "medstream-deid", "medstream-relay")
-
-
-@pytest.fixture(scope="module")
-def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """ingestion, deid and the relay as real processes, logging to a folder of their own.
-
-    The stack's own services are stopped meanwhile: in the same consumer groups they
-    would take some of the partitions, and the test must exercise the code under test.
-    """
-    stack = local_stack.Stack(settings.state_dir)
-    were_running = [name for name, alive in local_stack.services_running(stack).items() if alive]
-    local_stack.down_services(stack, print)
-    logs = tmp_path_factory.mktemp("service-logs")
-    bin_dir = Path(sys.executable).parent
-    processes = []
-    for name in SERVICES:
-        handle = (logs / f"{name}.log").open("wb")
-        processes.append(
-            subprocess.Popen([str(bin_dir / name)], stdout=handle, stderr=subprocess.STDOUT)
-        )
-    yield logs
-    for proc in processes:
-        proc.send_signal(signal.SIGTERM)
-    for proc in processes:
-        proc.wait(timeout=30)
-    if were_running:
-        local_stack.up_services(
-            stack, {spec.name: bin_dir / spec.entry_point for spec in SERVICE_SPECS}, print
-        )
 
 
 async def read_topics(settings: Settings, topics: list[str], until, timeout_s: float = 90) -> list:  # type: ignore[no-untyped-def]

@@ -56,9 +56,36 @@ def parse(raw: bytes, max_bytes: int) -> DicomUnit:
         raise InvalidMessage("dicom.no_sop_instance", "The file has no SOPInstanceUID.")
     patient = str(dataset.get("PatientID") or "").strip() or None
     kinds = [Kind.IMAGING] if "PixelData" in dataset else []
+    if kinds:
+        _check_pixel_length(dataset)
     if kinds and patient is None:
         raise InvalidMessage("dicom.no_patient", "The image has no PatientID.")
     return DicomUnit(dataset, patient, kinds)
+
+
+def _check_pixel_length(dataset: Dataset) -> None:
+    """pydicom reads a file cut short without complaint; the pixel data length tells."""
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or syntax.is_compressed:
+        return
+    try:
+        expected = (
+            int(dataset.Rows)
+            * int(dataset.Columns)
+            * int(dataset.get("SamplesPerPixel", 1))
+            * int(dataset.get("NumberOfFrames", 1) or 1)
+            * int(dataset.BitsAllocated)
+        ) // 8
+    except (AttributeError, TypeError, ValueError):
+        raise InvalidMessage(
+            "dicom.bad_image_header", "Rows, Columns or BitsAllocated is missing or invalid."
+        ) from None
+    if len(dataset.PixelData) < expected:
+        raise InvalidMessage(
+            "dicom.truncated",
+            f"The pixel data holds {len(dataset.PixelData)} of the {expected} bytes its header "
+            "declares; the file was cut short.",
+        )
 
 
 def read(raw: bytes) -> Dataset:
