@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import struct
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -52,6 +53,11 @@ def parse(raw: bytes, max_bytes: int) -> DicomUnit:
             "The file has no DICOM Part 10 preamble ('DICM' at byte 128).",
         )
     dataset = read(raw)
+    if any(element.tag.group == 0 for element in dataset):
+        raise InvalidMessage(
+            "dicom.command_elements",
+            "The data set holds Command Set (0000,xxxx) elements, which a stored file may not.",
+        )
     if not dataset.get("SOPInstanceUID"):
         raise InvalidMessage("dicom.no_sop_instance", "The file has no SOPInstanceUID.")
     patient = str(dataset.get("PatientID") or "").strip() or None
@@ -121,7 +127,12 @@ def read(raw: bytes) -> Dataset:
 def to_bytes(dataset: Dataset) -> bytes:
     """Part 10 bytes of ``dataset``, keeping its transfer syntax."""
     out = BytesIO()
-    dataset.save_as(out, enforce_file_format=True)
+    try:
+        dataset.save_as(out, enforce_file_format=True)
+    except (ValueError, TypeError, OverflowError, AttributeError, KeyError, struct.error):
+        raise InvalidMessage(
+            "dicom.unwritable", "The de-identified data set could not be written as DICOM."
+        ) from None
     return out.getvalue()
 
 
