@@ -30,7 +30,7 @@ def split_hl7_file(text: str) -> list[str]:
 def deidentify_file(
     engine: DeidEngine, source_format: SourceFormat, path: Path
 ) -> tuple[Path, Path]:
-    """Write ``<name>.deid<ext>`` and ``<name>.deid.json`` (the summary) beside ``path``."""
+    """Write ``<name>.deid<ext>`` and ``<name>.deid-summary.json`` beside ``path``."""
     raw = path.read_bytes()
     summaries: list[dict[str, Any]] = []
     if source_format is SourceFormat.FHIR:
@@ -67,7 +67,7 @@ def deidentify_file(
     stem = path.name.removesuffix(path.suffix)
     out = path.with_name(f"{stem}.deid{SUFFIX[source_format]}")
     out.write_bytes(body)
-    summary_path = path.with_name(f"{stem}.deid.json")
+    summary_path = path.with_name(f"{stem}.deid-summary.json")
     summary_path.write_text(
         json.dumps(
             {

@@ -467,7 +467,8 @@ class TextDetector:
             return not strict
         in_dict = lower in self.first_names or lower in self.last_names
         if strict:
-            return in_dict and lower not in self.common
+            # Acronyms (PHI, CXR, ICU) never anchor a name, even when a surname matches.
+            return in_dict and lower not in self.common and not word.isupper()
         return in_dict or (word[:1].isupper() and lower not in self.common)
 
     @staticmethod

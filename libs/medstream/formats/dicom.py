@@ -64,6 +64,9 @@ def parse(raw: bytes, max_bytes: int) -> DicomUnit:
     kinds = [Kind.IMAGING] if "PixelData" in dataset else []
     if kinds:
         _check_pixel_length(dataset)
+    # pydicom reads some data sets it cannot write back; de-identification must write
+    # them, so such a file is rejected here, at the door, not later in deid.
+    to_bytes(dataset)
     if kinds and patient is None:
         raise InvalidMessage("dicom.no_patient", "The image has no PatientID.")
     return DicomUnit(dataset, patient, kinds)
@@ -72,7 +75,15 @@ def parse(raw: bytes, max_bytes: int) -> DicomUnit:
 def _check_pixel_length(dataset: Dataset) -> None:
     """pydicom reads a file cut short without complaint; the pixel data length tells."""
     syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
-    if syntax is None or syntax.is_compressed:
+    if syntax is None:
+        return
+    try:
+        compressed = syntax.is_compressed
+    except ValueError:
+        raise InvalidMessage(
+            "dicom.bad_transfer_syntax", "TransferSyntaxUID is not a DICOM transfer syntax."
+        ) from None
+    if compressed:
         return
     try:
         expected = (
@@ -86,10 +97,10 @@ def _check_pixel_length(dataset: Dataset) -> None:
         raise InvalidMessage(
             "dicom.bad_image_header", "Rows, Columns or BitsAllocated is missing or invalid."
         ) from None
-    if len(dataset.PixelData) < expected:
+    if len(dataset.PixelData or b"") < expected:
         raise InvalidMessage(
             "dicom.truncated",
-            f"The pixel data holds {len(dataset.PixelData)} of the {expected} bytes its header "
+            f"The pixel data holds {len(dataset.PixelData or b'')} of the {expected} bytes its header "
             "declares; the file was cut short.",
         )
 

@@ -95,7 +95,7 @@ def validate(resource: dict[str, Any]) -> None:
         raise InvalidMessage(
             "fhir.invalid_resource", f"{resource_type} failed FHIR R4 validation at: {where}."
         ) from None
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # noqa: BLE001  (fhir.resources raises KeyError, TypeError… on odd input)
         raise InvalidMessage(
             "fhir.invalid_resource", f"{resource_type} failed FHIR R4 validation."
         ) from None
