@@ -33,7 +33,8 @@ def test_deid_text_jsonl_round_trip() -> None:
         assert lines[0]["text"][span["start"] : span["end"]]  # offsets index the input
         assert span["replacement"] in first["text"]
     assert {s["type"] for s in first["spans"]} == {"NAME", "DATE", "PHONE"}
-    assert "Alice" not in first["text"] and "03/12/2026" not in first["text"]
+    assert "Alice" not in first["text"]
+    assert "03/12/2026" not in first["text"]
     assert out[1] == {"id": "n2", "text": "No PHI here.", "spans": []}
 
 
@@ -55,8 +56,10 @@ def test_deid_files_write_outputs_and_summaries(tmp_path: Path) -> None:
         subprocess.run([MEDSTREAM, "deid", kind, str(path)], capture_output=True, check=True)
     assert "Smithson" not in (tmp_path / "oru.deid.hl7").read_text()
     bundle = json.loads((tmp_path / "bundle.deid.json").read_text())
-    assert bundle["resourceType"] == "Bundle" and len(bundle["entry"]) == 7
+    assert bundle["resourceType"] == "Bundle"
+    assert len(bundle["entry"]) == 7
     assert "Smithson" not in json.dumps(bundle)
     summary = json.loads((tmp_path / "ct.deid-summary.json").read_text())
-    assert summary["format"] == "dicom" and summary["units"][0]["actions"]
+    assert summary["format"] == "dicom"
+    assert summary["units"][0]["actions"]
     assert (tmp_path / "ct.deid.dcm").stat().st_size > 1000

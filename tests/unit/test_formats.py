@@ -31,7 +31,8 @@ def test_r4_bundle_splits_and_resolves_urn_references_to_the_patient() -> None:
 def test_r4_vital_signs_normalise_with_panel_components() -> None:
     units = {u.resource.get("id"): u for u in fhir.split(fhir.parse(BUNDLE))}
     (hr,) = fhir.normalise(units["heart-rate"].resource, "p")
-    assert hr.vitals[0].vital is Vital.HEART_RATE and hr.vitals[0].value == 112
+    assert hr.vitals[0].vital is Vital.HEART_RATE
+    assert hr.vitals[0].value == 112
     (bp,) = fhir.normalise(units["blood-pressure"].resource, "p")
     assert {(v.vital, v.value) for v in bp.vitals} == {
         (Vital.SYSTOLIC_BP, 98),

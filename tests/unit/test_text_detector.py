@@ -60,7 +60,7 @@ def test_each_safe_harbor_category_is_found(text: str, phi: str, phi_type: PhiTy
     "text",
     [
         "No pleural effusion. Heart rate 88 bpm, BP 120/80 mmHg, SpO2 97% on room air.",
-        "IMPRESSION: Mild cardiomegaly. Cannot exclude early consolidation in the right lower lobe.",
+        "IMPRESSION: Mild cardiomegaly. Cannot exclude early consolidation in the right base.",
         "Foley catheter in place. Glasgow coma scale 15. Parkinson disease, stable.",
         "Started ceftriaxone 1 g IV daily and azithromycin 500 mg.",
         "A 45-year-old man with chest pain for 2 days.",
@@ -97,8 +97,10 @@ def test_surrogates_are_consistent_per_patient_and_differ_between_patients() -> 
     other, _ = scrubber.scrub(note, PatientScope("p2", 3))
     assert first == again
     assert first != other
-    assert "Alice" not in first and "555-0199" not in first
-    assert first.startswith("Dr. ") and first.count("-") == 2
+    assert "Alice" not in first
+    assert "555-0199" not in first
+    assert first.startswith("Dr. ")
+    assert first.count("-") == 2
 
 
 def test_tag_mode_writes_types() -> None:

@@ -100,8 +100,8 @@ def _check_pixel_length(dataset: Dataset) -> None:
     if len(dataset.PixelData or b"") < expected:
         raise InvalidMessage(
             "dicom.truncated",
-            f"The pixel data holds {len(dataset.PixelData or b'')} of the {expected} bytes its header "
-            "declares; the file was cut short.",
+            f"The pixel data holds {len(dataset.PixelData or b'')} of the {expected} bytes "
+            "its header declares; the file was cut short.",
         )
 
 
