@@ -92,7 +92,14 @@ _STREET_SUFFIXES = (
     "mills|mission|mount|mountain|neck|orchard|oval|pass|pine|pines|port|prairie|ranch|"
     "rapids|rest|river|shoal|shoals|shore|shores|spring|springs|spur|station|stravenue|"
     "stream|summit|throughway|trace|track|tunnel|turnpike|union|valley|via|view|views|"
-    "village|ville|vista|wall|well|wells|wharf"
+    "village|ville|vista|wall|well|wells|wharf|branch|bridge|brook|burg|camp|canyon|cape|"
+    "causeway|center|club|common|corner|course|crescent|crossroad|curve|dale|dam|divide|"
+    "inlet|land|loaf|mall|mews|motorway|overpass|passage|plain|radial|ramp|route|rue|"
+    "skyway|trafficway|underpass|viaduct|glens|greens|groves|harbors|keys|knolls|locks|"
+    "manors|mountains|parks|parkways|plains|points|ports|ridges|roads|spurs|squares|streets|"
+    "unions|valleys|villages|walks|ways|cliff|cliffs|coves|drives|forges|lights|centers|"
+    "circles|corners|crossings|courts|estates|extensions|fords|gardens|heights|islands|fall|rapid|burgs|"
+    "junctions|lakes|meadows|mills|pines|rapids|shoals|shores|springs|views"
 )
 _STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|"
@@ -106,7 +113,9 @@ _STATE_NAMES = (
     "Oregon|Pennsylvania|Rhode Island|South Carolina|South Dakota|Tennessee|Texas|Utah|"
     "Vermont|Virginia|Washington|West Virginia|Wisconsin|Wyoming"
 )
-_CAP = r"[A-Z][a-zA-Z'\-]+"
+_UPPER = "A-ZÀ-ÖØ-Þ"
+_LOWER = "a-zß-öø-ÿ"
+_CAP = rf"[{_UPPER}][{_LOWER}{_UPPER}'\-]+"
 _TITLES = (
     r"(?:Dr|Drs|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sister|Nurse|Rev|Fr|Capt|Sgt|Hon|Judge|Attorney|"
     r"Doctor|Professor|Mister|Madam|Dame|Sir)\.?"
@@ -167,19 +176,19 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (
         PhiType.FAX,
         _rx(
-            r"(?i:\bfax(?: number| no\.?| #)?\s*[:#]?\s*)((?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s*(?:x|ext\.?)\s*\d{1,6})?)"
+            r"(?i:\bfax(?: number| no\.?| #)?\s*[:#]?\s*)((?:\+?1[\s.-]?|001[\s.-])?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\d)(?:\s*(?:x|ext\.?)\s*\d{1,6})?)"
         ),
         1,
     ),
     (
         PhiType.PHONE,
         _rx(
-            r"(?:\+?1[\s.-]?|\b001[\s.-])?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?",
+            r"(?:\+?1[\s.-]?|\b001[\s.-])?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\d)(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?",
             re.I,
         ),
         0,
     ),
-    (PhiType.PHONE, _rx(r"\b\d{10}\b(?:\s*(?:x|ext\.?)\s*\d{1,6})?"), 0),
+    (PhiType.PHONE, _rx(r"\b\d{10}(?!\d)(?:\s*(?:x|ext\.?)\s*\d{1,6})?"), 0),
     (
         PhiType.PHONE,
         _rx(
@@ -196,7 +205,7 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     ),
     (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+{_DAY}(?:,?\s+|,){_YEAR}\b"), 0),
     (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+{_DAY}(?:,\s*'?\d\d)?\b(?!\s*(?:mg|ml|%|units))"), 0),
-    (PhiType.DATE, _rx(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTHS}\b(?!\s*\d)"), 0),
+    (PhiType.DATE, _rx(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTHS}\b"), 0),
     (PhiType.DATE, _rx(rf"\b{_MONTHS},?\s+{_YEAR}\b"), 0),
     (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+'\d\d\b"), 0),
     (
@@ -256,6 +265,8 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         0,
     ),
     (PhiType.ID, _rx(r"\b\d{6,}\b"), 0),
+    (PhiType.ID, _rx(r"\b\d{2,3}-\d{3}-\d{3,4}\b"), 0),
+    (PhiType.ZIP, _rx(r"(?<![\d.,$/-])\b\d{5}(?:-\d{4})?\b(?![.,]\d)(?!\s*(?:mg|mcg|ml|units?|iu|cells|copies|/))", re.I), 0),
     (
         PhiType.ADDRESS,
         _rx(
@@ -284,6 +295,9 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         ),
         1,
     ),
+    (PhiType.LOCATION, _rx(rf"\b{_CAP}(?:\s+{_CAP}){{0,2}}(?=,?\s+\d{{5}}(?:-\d{{4}})?\b)"), 0),
+    (PhiType.LOCATION, _rx(rf"\b(?:New|East|West|North|South|Lake|Port|Fort|Mount|Saint|Glen|Grand|Little|Upper|Lower)\s+{_CAP}\b"), 0),
+    (PhiType.LOCATION, _rx(rf"\b[{_UPPER}][{_LOWER}]+(?:burgh|burg|bury|borough|ville|land|fort|furt|mouth|shire|port|haven|chester|stad|berg|heim|side|view|town|ton|field|ford|dale|wood|ham|mont|stead|bridge)\b"), 0),
     (PhiType.ZIP, _rx(rf"(?<=\b(?:{_STATES}))\s*(\d{{5}}(?:-\d{{4}})?)\b"), 1),
     (
         PhiType.ZIP,
@@ -302,8 +316,11 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
 ]
 
 _STATE_CODES = frozenset(_STATES.split("|"))
-_WORD_BEFORE = _rx(r"\b([A-Z][a-z'\-]+) $")
-_WORD_AFTER = _rx(r" ([A-Z][a-z'\-]+)\b")
+# Name particles: "van Dijk", "de la Cruz", "bin Said".
+_PARTICLES = r"van|von|de|der|den|del|della|di|da|du|dos|das|la|le|ter|ten|bin|al|el|mac"
+_PARTICLE = re.compile(_PARTICLES, re.I)
+_WORD_BEFORE = _rx(rf"\b([{_UPPER}][{_LOWER}'\-]+|(?i:{_PARTICLES})) $")
+_WORD_AFTER = _rx(rf" ([{_UPPER}][{_LOWER}'\-]+|(?i:{_PARTICLES})(?= (?:(?i:{_PARTICLES}) )*[{_UPPER}]))\b")
 _TITLE_WORD = _rx(rf"^{_TITLES}$")
 _CREDENTIAL_STATE = _rx(r",\s*(?:MD|PA|DO)\b(?!\s+\d{5})")
 
@@ -318,12 +335,25 @@ _NAME_FIELD = _rx(
     r"transcribed|attending|resident|physician|surgeon|radiologist|provider|pcp|referring|"
     r"author|nurse|seen|examined|discussed|cc|reviewed|interpreted|verified|wife|husband|"
     r"spouse|partner|son|daughter|mother|father|brother|sister|sibling|friend|caregiver|"
+    r"clinician|doctor|consultant|therapist|pharmacist|surgeon|assistant|"
     r"guardian|neighbor|neighbour|contact|emergency contact|proxy|aunt|uncle|grandson|"
     r"granddaughter|niece|nephew|by|to|with|from|per|for|and|or|&)\s*(?:is|was|named|name|by|:|,|-)?\s*)"
-    r"((?:[A-Z]\.\s*)?[A-Z][a-z'\-]+(?:[ \t]+(?:[A-Z]\.|[A-Z][a-z'\-]+)){0,2})"
+    rf"((?:[{_UPPER}]\.\s*)?{_CAP}(?:[ \t]+(?:[{_UPPER}]\.|{_CAP}|(?i:{_PARTICLES}))){{0,3}})"
 )
-_LAST_FIRST = _rx(r"\b([A-Z][a-zA-Z'\-]+),[ \t]+([A-Z][a-zA-Z'\-]+)(?:[ \t]+([A-Z])\.?)?\b")
-_CAP_TOKEN = _rx(r"\b[A-Z][a-zA-Z'\-]*[a-z][a-zA-Z'\-]*\b|\b[A-Z]{2,}\b")
+_NAME_LABEL = _rx(
+    rf"(?i:\b(?:patient|pt|name|patient name|full name|nok|next of kin|dear)\s*[:\-]?[ \t]*)"
+    rf"((?:(?i:{_PARTICLES})[ \t]+)*(?:[{_UPPER}]\.\s*)?{_CAP}(?:,?[ \t]+(?:[{_UPPER}]\.|{_CAP}|(?i:{_PARTICLES}))){{0,4}})"
+)
+_NAME_BEFORE_VERB = _rx(
+    rf"\b({_CAP}(?:[ \t]+(?:{_CAP}|(?i:{_PARTICLES}))){{0,3}})[ \t]+(?:reports|reported|states|stated|"
+    r"denies|denied|complains|presents|presented|was seen|seen and examined|is resting|"
+    r"resting|tolerated|tolerating|ambulated|agrees|agreed|declined|consented|called|visited)\b"
+)
+_NAME_BEFORE_AGE = _rx(
+    rf"\b({_CAP}(?:[ \t]+{_CAP})?)[ \t]+(?:is|was)[ \t]+an?[ \t]+\d{{1,3}}[- ]?(?:year|yo\b|y/o|y\.o\.)"
+)
+_LAST_FIRST = _rx(rf"\b({_CAP}),[ \t]+({_CAP})(?:[ \t]+([{_UPPER}])\.?)?\b")
+_CAP_TOKEN = _rx(rf"\b[{_UPPER}][{_LOWER}{_UPPER}'\-]*[{_LOWER}][{_LOWER}{_UPPER}'\-]*\b|\b[A-Z]{{2,}}\b")
 _SENTENCE_START = _rx(r"(?:^|[.!?:;\n]\s*|\n\s*[-*•]\s*)$")
 
 
@@ -373,6 +403,12 @@ class TextDetector:
             for match in pattern.finditer(text):
                 start, end = match.span(1)
                 spans.append(Span(start, end, PhiType.NAME))
+        for pattern in (_NAME_LABEL, _NAME_BEFORE_AGE, _NAME_BEFORE_VERB):
+            for match in pattern.finditer(text):
+                start, end = match.span(1)
+                words = match.group(1).replace(",", " ").split()
+                if not all(w.lower() in self.common and w.lower() not in self.last_names for w in words):
+                    spans.append(Span(start, end, PhiType.NAME))
         for match in _NAME_FIELD.finditer(text):
             start, end = match.span(1)
             tokens = match.group(1).split()
@@ -395,17 +431,20 @@ class TextDetector:
                 extended.append(span)
                 continue
             start, end = span.start, span.end
-            before = _WORD_BEFORE.search(text, max(0, start - 40), start)
-            if before and self._joins(before.group(1)):
-                start = before.start(1)
-            after = _WORD_AFTER.match(text, end)
-            if after and self._joins(after.group(1)):
-                end = after.end()
+            for _ in range(4):  # "João Pedro da Rocha": several steps either way
+                before = _WORD_BEFORE.search(text, max(0, start - 40), start)
+                if before and self._joins(before.group(1)):
+                    start = before.start(1)
+                after = _WORD_AFTER.match(text, end)
+                if after and self._joins(after.group(1)):
+                    end = after.end()
             extended.append(Span(start, end, PhiType.NAME))
         return extended
 
     def _joins(self, word: str) -> bool:
         lower = word.lower()
+        if _PARTICLE.fullmatch(word):
+            return True
         return (
             word[:1].isupper()
             and not word.isupper()
@@ -444,7 +483,7 @@ class TextDetector:
                     if 0 <= j < len(tokens)
                     and _adjacent(text, tokens[min(j, index)], tokens[max(j, index)])
                 ]
-                if not any(self._is_name(n, strict=True) for n in neighbours):
+                if not any(self._is_name(n, strict=True) or self._unknown_name(n) for n in neighbours):
                     continue
             elif _SENTENCE_START.search(text[max(0, match.start() - 4) : match.start()]) and (
                 lower in self.common
@@ -460,6 +499,14 @@ class TextDetector:
             if lower in self.cities and lower not in self.common and lower not in self.first_names:
                 spans.append(Span(match.start(), match.end(), PhiType.LOCATION))
         return spans
+
+    def _unknown_name(self, word: str) -> bool:
+        """A capitalised word no dictionary knows and no English word is: "Bastiaan"."""
+        lower = word.lower()
+        return (
+            not word.isupper() and lower not in self.common and lower not in self.first_names
+            and lower not in self.last_names and lower not in self.cities and len(word) > 2
+        )
 
     def _is_name(self, word: str, *, strict: bool) -> bool:
         lower = word.lower()
