@@ -19,22 +19,53 @@ from pathlib import Path
 from faker import Faker
 
 sys.path.insert(0, str(Path(__file__).parent))
-from templates import HELD_OUT, MAIN  # noqa: E402
+from templates import HELD_OUT, MAIN
 
 OUT = Path(__file__).parent / "corpus"
 SEED = 20261128
 LOCALES = ["es_ES", "it_IT", "de_DE", "fr_FR", "pt_BR", "pl_PL", "nl_NL", "en_IN"]
 DATE_FORMATS = [
-    "%m/%d/%Y", "%m/%d/%y", "%Y-%m-%d", "%B %d, %Y", "%b %d, %Y", "%d %b %Y", "%d %B %Y",
-    "%m-%d-%Y", "{b} {d}", "{m}/{d}", "%B %Y", "%b. %d, %Y", "%Y%m%d", "{d}{ord} of %B",
+    "%m/%d/%Y",
+    "%m/%d/%y",
+    "%Y-%m-%d",
+    "%B %d, %Y",
+    "%b %d, %Y",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%m-%d-%Y",
+    "{b} {d}",
+    "{m}/{d}",
+    "%B %Y",
+    "%b. %d, %Y",
+    "%Y%m%d",
+    "{d}{ord} of %B",
 ]
 TYPE_OF_SLOT = {
-    "NAME_FULL": "NAME", "NAME_FIRST": "NAME", "NAME_LAST": "NAME", "DR_FULL": "NAME",
-    "DR_LAST": "NAME", "RELATIVE": "NAME", "RELATIVE_FULL": "NAME", "DATE": "DATE",
-    "AGE90": "AGE", "MRN": "MRN", "PHONE": "PHONE", "FAX": "FAX", "EMAIL": "EMAIL",
-    "SSN": "SSN", "ACCOUNT": "ID", "PLAN": "ID", "LICENSE": "ID", "DEVICE": "ID",
-    "SERIAL": "ID", "STREET": "ADDRESS", "CITY": "LOCATION", "ZIP": "ZIP", "URL": "URL",
-    "IP": "IP", "HOSPITAL": "ORGANIZATION",
+    "NAME_FULL": "NAME",
+    "NAME_FIRST": "NAME",
+    "NAME_LAST": "NAME",
+    "DR_FULL": "NAME",
+    "DR_LAST": "NAME",
+    "RELATIVE": "NAME",
+    "RELATIVE_FULL": "NAME",
+    "DATE": "DATE",
+    "AGE90": "AGE",
+    "MRN": "MRN",
+    "PHONE": "PHONE",
+    "FAX": "FAX",
+    "EMAIL": "EMAIL",
+    "SSN": "SSN",
+    "ACCOUNT": "ID",
+    "PLAN": "ID",
+    "LICENSE": "ID",
+    "DEVICE": "ID",
+    "SERIAL": "ID",
+    "STREET": "ADDRESS",
+    "CITY": "LOCATION",
+    "ZIP": "ZIP",
+    "URL": "URL",
+    "IP": "IP",
+    "HOSPITAL": "ORGANIZATION",
 }
 SLOT = re.compile(r"\{([A-Z0-9_]+)\}")
 
@@ -56,9 +87,15 @@ class Filler:
     def date(self) -> str:
         day = self.us.date_between(start_date="-30y", end_date="+1y")
         fmt = self.rng.choice(DATE_FORMATS)
-        ordinal = {1: "st", 2: "nd", 3: "rd"}.get(day.day % 10 if day.day not in (11, 12, 13) else 0, "th")
-        fmt = fmt.replace("{b}", day.strftime("%b")).replace("{d}", str(day.day)).replace(
-            "{m}", str(day.month)).replace("{ord}", ordinal)
+        ordinal = {1: "st", 2: "nd", 3: "rd"}.get(
+            day.day % 10 if day.day not in (11, 12, 13) else 0, "th"
+        )
+        fmt = (
+            fmt.replace("{b}", day.strftime("%b"))
+            .replace("{d}", str(day.day))
+            .replace("{m}", str(day.month))
+            .replace("{ord}", ordinal)
+        )
         return day.strftime(fmt)
 
     def value(self, slot: str) -> str:
@@ -85,7 +122,14 @@ class Filler:
             case "AGE_X":
                 return str(rng.randint(19, 88))
             case "MRN":
-                return rng.choice([digits(8), "0" + digits(7), letters(1) + digits(7), f"{digits(2)}-{digits(3)}-{digits(3)}"])
+                return rng.choice(
+                    [
+                        digits(8),
+                        "0" + digits(7),
+                        letters(1) + digits(7),
+                        f"{digits(2)}-{digits(3)}-{digits(3)}",
+                    ]
+                )
             case "PHONE" | "FAX":
                 return us.phone_number()
             case "EMAIL":
@@ -101,7 +145,13 @@ class Filler:
             case "DEVICE":
                 return f"DEV-{us.hexify('^^^^^^').upper()}"
             case "SERIAL":
-                return rng.choice([f"SN{digits(8)}", f"{letters(2)}-{digits(5)}-{letters(1)}", f"{digits(4)}{letters(2)}{digits(4)}"])
+                return rng.choice(
+                    [
+                        f"SN{digits(8)}",
+                        f"{letters(2)}-{digits(5)}-{letters(1)}",
+                        f"{digits(4)}{letters(2)}{digits(4)}",
+                    ]
+                )
             case "STREET":
                 return us.street_address()
             case "CITY":
@@ -115,17 +165,30 @@ class Filler:
             case "IP":
                 return us.ipv4()
             case "HOSPITAL":
-                suffix = rng.choice(["General Hospital", "Medical Center", "Memorial Hospital",
-                                     "Regional Medical Center", "Clinic", "Community Hospital"])
-                return rng.choice([f"{us.last_name()} {suffix}", f"St. {us.first_name()} {suffix}",
-                                   f"{us.city()} {suffix}"])
+                suffix = rng.choice(
+                    [
+                        "General Hospital",
+                        "Medical Center",
+                        "Memorial Hospital",
+                        "Regional Medical Center",
+                        "Clinic",
+                        "Community Hospital",
+                    ]
+                )
+                return rng.choice(
+                    [
+                        f"{us.last_name()} {suffix}",
+                        f"St. {us.first_name()} {suffix}",
+                        f"{us.city()} {suffix}",
+                    ]
+                )
         raise KeyError(slot)
 
 
 def fill(template: str, filler: Filler) -> tuple[str, list[dict[str, object]]]:
     out, spans, cursor = [], [], 0
     for match in SLOT.finditer(template):
-        out.append(template[cursor:match.start()])
+        out.append(template[cursor : match.start()])
         start = sum(len(p) for p in out)
         value = filler.value(match.group(1))
         out.append(value)
@@ -137,13 +200,27 @@ def fill(template: str, filler: Filler) -> tuple[str, list[dict[str, object]]]:
     return "".join(out), spans
 
 
-def build(templates: dict[str, list[str]], count: int, rng: random.Random, fakers: dict[str, Faker], prefix: str) -> list[dict[str, object]]:
+def build(
+    templates: dict[str, list[str]],
+    count: int,
+    rng: random.Random,
+    fakers: dict[str, Faker],
+    prefix: str,
+) -> list[dict[str, object]]:
     flat = [(style, i, t) for style, items in templates.items() for i, t in enumerate(items)]
     notes = []
     for n in range(count):
         style, index, template = flat[n % len(flat)]
         text, spans = fill(template, Filler(rng, fakers))
-        notes.append({"id": f"{prefix}-{n:05d}", "style": style, "template": f"{style}-{index}", "text": text, "spans": spans})
+        notes.append(
+            {
+                "id": f"{prefix}-{n:05d}",
+                "style": style,
+                "template": f"{style}-{index}",
+                "text": text,
+                "spans": spans,
+            }
+        )
     return notes
 
 
@@ -158,8 +235,10 @@ def main() -> None:
         with (OUT / f"{name}.jsonl").open("w") as handle:
             for note in notes:
                 handle.write(json.dumps(note, ensure_ascii=False) + "\n")
-        print(f"{name}: {len(notes)} notes from {sum(len(v) for v in templates.values())} templates, "
-              f"{sum(len(n['spans']) for n in notes)} PHI spans")
+        print(
+            f"{name}: {len(notes)} notes from {sum(len(v) for v in templates.values())} templates, "
+            f"{sum(len(n['spans']) for n in notes)} PHI spans"
+        )
 
 
 if __name__ == "__main__":

@@ -266,7 +266,14 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     ),
     (PhiType.ID, _rx(r"\b\d{6,}\b"), 0),
     (PhiType.ID, _rx(r"\b\d{2,3}-\d{3}-\d{3,4}\b"), 0),
-    (PhiType.ZIP, _rx(r"(?<![\d.,$/-])\b\d{5}(?:-\d{4})?\b(?![.,]\d)(?!\s*(?:mg|mcg|ml|units?|iu|cells|copies|/))", re.I), 0),
+    (
+        PhiType.ZIP,
+        _rx(
+            r"(?<![\d.,$/-])\b\d{5}(?:-\d{4})?\b(?![.,]\d)(?!\s*(?:mg|mcg|ml|units?|iu|cells|copies|/))",
+            re.I,
+        ),
+        0,
+    ),
     (
         PhiType.ADDRESS,
         _rx(
@@ -296,8 +303,20 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         1,
     ),
     (PhiType.LOCATION, _rx(rf"\b{_CAP}(?:\s+{_CAP}){{0,2}}(?=,?\s+\d{{5}}(?:-\d{{4}})?\b)"), 0),
-    (PhiType.LOCATION, _rx(rf"\b(?:New|East|West|North|South|Lake|Port|Fort|Mount|Saint|Glen|Grand|Little|Upper|Lower)\s+{_CAP}\b"), 0),
-    (PhiType.LOCATION, _rx(rf"\b[{_UPPER}][{_LOWER}]+(?:burgh|burg|bury|borough|ville|land|fort|furt|mouth|shire|port|haven|chester|stad|berg|heim|side|view|town|ton|field|ford|dale|wood|ham|mont|stead|bridge)\b"), 0),
+    (
+        PhiType.LOCATION,
+        _rx(
+            rf"\b(?:New|East|West|North|South|Lake|Port|Fort|Mount|Saint|Glen|Grand|Little|Upper|Lower)\s+{_CAP}\b"
+        ),
+        0,
+    ),
+    (
+        PhiType.LOCATION,
+        _rx(
+            rf"\b[{_UPPER}][{_LOWER}]+(?:burgh|burg|bury|borough|ville|land|fort|furt|mouth|shire|port|haven|chester|stad|berg|heim|side|view|town|ton|field|ford|dale|wood|ham|mont|stead|bridge)\b"
+        ),
+        0,
+    ),
     (PhiType.ZIP, _rx(rf"(?<=\b(?:{_STATES}))\s*(\d{{5}}(?:-\d{{4}})?)\b"), 1),
     (
         PhiType.ZIP,
@@ -320,7 +339,9 @@ _STATE_CODES = frozenset(_STATES.split("|"))
 _PARTICLES = r"van|von|de|der|den|del|della|di|da|du|dos|das|la|le|ter|ten|bin|al|el|mac"
 _PARTICLE = re.compile(_PARTICLES, re.I)
 _WORD_BEFORE = _rx(rf"\b([{_UPPER}][{_LOWER}'\-]+|(?i:{_PARTICLES})) $")
-_WORD_AFTER = _rx(rf" ([{_UPPER}][{_LOWER}'\-]+|(?i:{_PARTICLES})(?= (?:(?i:{_PARTICLES}) )*[{_UPPER}]))\b")
+_WORD_AFTER = _rx(
+    rf" ([{_UPPER}][{_LOWER}'\-]+|(?i:{_PARTICLES})(?= (?:(?i:{_PARTICLES}) )*[{_UPPER}]))\b"
+)
 _TITLE_WORD = _rx(rf"^{_TITLES}$")
 _CREDENTIAL_STATE = _rx(r",\s*(?:MD|PA|DO)\b(?!\s+\d{5})")
 
@@ -353,7 +374,9 @@ _NAME_BEFORE_AGE = _rx(
     rf"\b({_CAP}(?:[ \t]+{_CAP})?)[ \t]+(?:is|was)[ \t]+an?[ \t]+\d{{1,3}}[- ]?(?:year|yo\b|y/o|y\.o\.)"
 )
 _LAST_FIRST = _rx(rf"\b({_CAP}),[ \t]+({_CAP})(?:[ \t]+([{_UPPER}])\.?)?\b")
-_CAP_TOKEN = _rx(rf"\b[{_UPPER}][{_LOWER}{_UPPER}'\-]*[{_LOWER}][{_LOWER}{_UPPER}'\-]*\b|\b[A-Z]{{2,}}\b")
+_CAP_TOKEN = _rx(
+    rf"\b[{_UPPER}][{_LOWER}{_UPPER}'\-]*[{_LOWER}][{_LOWER}{_UPPER}'\-]*\b|\b[A-Z]{{2,}}\b"
+)
 _SENTENCE_START = _rx(r"(?:^|[.!?:;\n]\s*|\n\s*[-*•]\s*)$")
 
 
@@ -407,7 +430,9 @@ class TextDetector:
             for match in pattern.finditer(text):
                 start, end = match.span(1)
                 words = match.group(1).replace(",", " ").split()
-                if not all(w.lower() in self.common and w.lower() not in self.last_names for w in words):
+                if not all(
+                    w.lower() in self.common and w.lower() not in self.last_names for w in words
+                ):
                     spans.append(Span(start, end, PhiType.NAME))
         for match in _NAME_FIELD.finditer(text):
             start, end = match.span(1)
@@ -483,7 +508,9 @@ class TextDetector:
                     if 0 <= j < len(tokens)
                     and _adjacent(text, tokens[min(j, index)], tokens[max(j, index)])
                 ]
-                if not any(self._is_name(n, strict=True) or self._unknown_name(n) for n in neighbours):
+                if not any(
+                    self._is_name(n, strict=True) or self._unknown_name(n) for n in neighbours
+                ):
                     continue
             elif _SENTENCE_START.search(text[max(0, match.start() - 4) : match.start()]) and (
                 lower in self.common
@@ -504,8 +531,12 @@ class TextDetector:
         """A capitalised word no dictionary knows and no English word is: "Bastiaan"."""
         lower = word.lower()
         return (
-            not word.isupper() and lower not in self.common and lower not in self.first_names
-            and lower not in self.last_names and lower not in self.cities and len(word) > 2
+            not word.isupper()
+            and lower not in self.common
+            and lower not in self.first_names
+            and lower not in self.last_names
+            and lower not in self.cities
+            and len(word) > 2
         )
 
     def _is_name(self, word: str, *, strict: bool) -> bool:
