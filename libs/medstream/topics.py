@@ -51,24 +51,37 @@ class Topic:
         return self.name.endswith(".dlt")
 
 
-def _inbound(name: str, description: str, content_type: str) -> tuple[Topic, Topic]:
-    """An inbound contract topic and its ``.dlt`` twin, which keeps rejects for 30 days."""
+def _with_dead_letter(
+    name: str,
+    description: str,
+    content_type: str,
+    *,
+    payload: type[BaseModel] | None = None,
+    restricted: bool,
+) -> tuple[Topic, Topic]:
+    """A topic and its ``.dlt`` twin: one partition, rejects kept for 30 days, unchanged."""
     dead = Topic(
         name=f"{name}.dlt",
         description=f"Rejected messages from {name}: original bytes and error.* headers.",
         content_type=content_type,
         partitions=1,
         retention_ms=30 * DAY_MS,
-        restricted=True,
+        restricted=restricted,
     )
     main = Topic(
         name=name,
         description=description,
         content_type=content_type,
-        restricted=True,
+        payload=payload,
+        restricted=restricted,
         dead_letter=dead.name,
     )
     return main, dead
+
+
+def _inbound(name: str, description: str, content_type: str) -> tuple[Topic, Topic]:
+    """An inbound contract topic: the EHR's own format, so it carries PHI."""
+    return _with_dead_letter(name, description, content_type, restricted=True)
 
 
 EHR_INBOUND_FHIR, EHR_INBOUND_FHIR_DLT = _inbound(
@@ -105,24 +118,10 @@ AUDIT = Topic(
 def _internal(
     name: str, description: str, payload: type[BaseModel], *, restricted: bool
 ) -> tuple[Topic, Topic]:
-    """An internal topic of enveloped JSON events and the dead-letter topic of its consumer."""
-    dead = Topic(
-        name=f"{name}.dlt",
-        description=f"Events from {name} that its consumer rejected, with error.* headers.",
-        content_type="application/json",
-        partitions=1,
-        retention_ms=30 * DAY_MS,
-        restricted=restricted,
+    """An internal topic of enveloped JSON events."""
+    return _with_dead_letter(
+        name, description, "application/json", payload=payload, restricted=restricted
     )
-    main = Topic(
-        name=name,
-        description=description,
-        content_type="application/json",
-        payload=payload,
-        restricted=restricted,
-        dead_letter=dead.name,
-    )
-    return main, dead
 
 
 IDENTIFIED_FHIR, IDENTIFIED_FHIR_DLT = _internal(

@@ -10,7 +10,7 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from medstream.consumer import ExactlyOnceProcessor, Outcome, subscribe
+from medstream.consumer import ExactlyOnceProcessor, Handler, Outcome, subscribe
 from medstream.deadletter import InvalidMessage
 from medstream.kafka import make_broker, make_producer
 from medstream.outbox import OutboundMessage
@@ -21,6 +21,43 @@ from .conftest import create_topics
 from .test_crash_between_commits import read_all, wait_for
 
 MESSAGES = [b"good-1", b"POISON raw \xff bytes", b"good-2", b"BUG", b"good-3"]
+
+
+async def consume(
+    settings: Settings,
+    engine: AsyncEngine,
+    source: str,
+    group: str,
+    handler: Handler,
+    messages: list[tuple[bytes, list[tuple[str, bytes]]]],
+) -> dict[str, Outcome]:
+    """Produce ``messages`` to ``source``, run a real subscriber until each has an
+    outcome, and return the outcomes by message id."""
+    producer = make_producer(settings)
+    await producer.start()
+    outcomes: dict[str, Outcome] = {}
+    try:
+        for value, headers in messages:
+            await producer.send_and_wait(source, value=value, key=b"patient-1", headers=headers)
+        processor = ExactlyOnceProcessor.from_settings(
+            settings, engine=engine, producer=producer, group=group, handler=handler, stage="proof"
+        )
+        processor.backoff_s = 0.05
+        broker = make_broker(settings)
+        subscribe(
+            broker,
+            source,
+            processor=processor,
+            on_outcome=lambda r, o, _: outcomes.__setitem__(r.message_id, o),
+        )
+        await broker.start()
+        try:
+            await wait_for(lambda: len(outcomes) == len(messages), 60, "every outcome")
+        finally:
+            await broker.stop()
+    finally:
+        await producer.stop()
+    return outcomes
 
 
 async def test_poison_goes_to_dead_letter_and_the_partition_goes_on(
@@ -43,35 +80,17 @@ async def test_poison_goes_to_dead_letter_and_the_partition_goes_on(
         )
         return []
 
-    producer = make_producer(settings)
-    await producer.start()
-    outcomes: dict[str, Outcome] = {}
-    try:
-        processor = ExactlyOnceProcessor.from_settings(
-            settings, engine=engine, producer=producer, group=group, handler=handle, stage="proof"
-        )
-        processor.backoff_s = 0.05
-        broker = make_broker(settings)
-        subscribe(
-            broker,
-            source,
-            processor=processor,
-            on_outcome=lambda r, o, _: outcomes.__setitem__(r.message_id, o),
-        )
-        for i, value in enumerate(MESSAGES):
-            await producer.send_and_wait(
-                source,
-                value=value,
-                key=b"patient-1",
-                headers=[("message-id", f"{group}-{i}".encode()), ("source-system", b"epic")],
-            )
-        await broker.start()
-        try:
-            await wait_for(lambda: len(outcomes) == len(MESSAGES), 60, "all five outcomes")
-        finally:
-            await broker.stop()
-    finally:
-        await producer.stop()
+    outcomes = await consume(
+        settings,
+        engine,
+        source,
+        group,
+        handle,
+        [
+            (value, [("message-id", f"{group}-{i}".encode()), ("source-system", b"epic")])
+            for i, value in enumerate(MESSAGES)
+        ],
+    )
 
     assert [outcomes[f"{group}-{i}"] for i in range(5)] == [
         Outcome.PROCESSED,
@@ -171,28 +190,9 @@ async def test_a_20_mb_radiograph_sized_message_is_accepted_and_can_be_dead_lett
     async def reject(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
         raise InvalidMessage("proof.too_large", "Larger than this test allows.")
 
-    producer = make_producer(settings)
-    await producer.start()
-    outcomes: dict[str, Outcome] = {}
-    try:
-        await producer.send_and_wait(source, value=big, headers=[("message-id", b"big-1")])
-        processor = ExactlyOnceProcessor.from_settings(
-            settings, engine=engine, producer=producer, group=group, handler=reject, stage="proof"
-        )
-        broker = make_broker(settings)
-        subscribe(
-            broker,
-            source,
-            processor=processor,
-            on_outcome=lambda r, o, _: outcomes.__setitem__(r.message_id, o),
-        )
-        await broker.start()
-        try:
-            await wait_for(lambda: outcomes.get("big-1"), 60, "the large message's outcome")
-        finally:
-            await broker.stop()
-    finally:
-        await producer.stop()
+    outcomes = await consume(
+        settings, engine, source, group, reject, [(big, [("message-id", b"big-1")])]
+    )
     assert outcomes["big-1"] is Outcome.DEAD_LETTERED
     (dead,) = await read_all(settings, f"{source}.dlt", expect=1)
     assert dead.value == big
