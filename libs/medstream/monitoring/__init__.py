@@ -1,0 +1,1 @@
+"""The monitoring domain: NEWS2, the physiology simulator and the deterioration model."""
