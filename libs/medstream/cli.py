@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ from medstream.deid.engine import DeidEngine
 from medstream.deid.files import deidentify_file
 from medstream.deployment import SERVICES
 from medstream.kafka import ensure_topics, make_producer
+from medstream.models.package import ModelIntegrityError, latest, registry_packages
+from medstream.monitoring.news2 import news2
 from medstream.paths import SCHEMAS_DIR
 from medstream.replay import Outgoing, messages
 from medstream.settings import get_settings
@@ -42,6 +45,12 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
+models_app = typer.Typer(help="Model packages: train, list, show cards.", no_args_is_help=True)
+predict_app = typer.Typer(
+    help="Run a model on JSONL input, as the workers do.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+app.add_typer(predict_app, name="predict")
 deid_app = typer.Typer(
     help="De-identify text and files with the deid service's engine.", no_args_is_help=True
 )
@@ -321,6 +330,88 @@ async def _publish(outgoing: list[Outgoing]) -> None:
     finally:
         await producer.stop()
     _report(f"published {len(outgoing)} messages")
+
+
+@models_app.command("train")
+def models_train(
+    family: str = typer.Argument(..., help="monitoring"),
+    seed: int = typer.Option(7, help="Seeds the simulator and the weights."),
+    version: str = typer.Option("1.0.0", help="Package version to write."),
+    patients: int = typer.Option(4000, help="Synthetic training stays."),
+    epochs: int = typer.Option(8),
+) -> None:
+    """Train a reference model on its synthetic data and write a sealed package."""
+    if family != "monitoring":
+        raise _fail(f"no trainer for {family!r} yet; available: monitoring")
+    from medstream.monitoring import model as monitoring  # noqa: PLC0415  (loads torch)
+
+    config = monitoring.TrainingConfig(seed=seed, train_patients=patients, epochs=epochs)
+    trained, metrics = monitoring.train(config, _report)
+    package = monitoring.save_package(trained, metrics, get_settings().model_registry, version)
+    held = metrics["held_out"]
+    _report(
+        f"held-out AUROC {held['model_auroc']} (NEWS2 {held['news2_auroc']}), "
+        f"AUPRC {held['model_auprc']} (NEWS2 {held['news2_auprc']})"
+    )
+    _report(f"wrote {package.folder} (checksum {package.checksum[:12]})")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The verified packages in the registry."""
+    table = Table("name", "version", "checksum", "folder")
+    for package in registry_packages(get_settings().model_registry):
+        table.add_row(package.name, package.version, package.checksum[:12], str(package.folder))
+    Console().print(table)
+
+
+@models_app.command("card")
+def models_card(name: str) -> None:
+    """Print the model card of the latest version of NAME."""
+    try:
+        package = latest(get_settings().model_registry, name)
+    except ModelIntegrityError as exc:
+        raise _fail(str(exc)) from None
+    sys.stdout.write(package.card)
+
+
+@predict_app.command("monitoring")
+def predict_monitoring() -> None:
+    """JSONL {"id", "observations": [...]} on stdin to risk, NEWS2 and explanation."""
+    from medstream.monitoring import model as monitoring  # noqa: PLC0415  (loads torch)
+
+    try:
+        package = latest(get_settings().model_registry, monitoring.NAME)
+    except ModelIntegrityError as exc:
+        raise _fail(str(exc)) from None
+    gru = monitoring.load_model(package)
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            times, sets = monitoring.observation_sets(item["observations"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise _fail(
+                f'line {number}: expected {{"id", "observations": [{{"time", "code", '
+                '"value", "unit"}}]}} with ISO times and LOINC codes'
+            ) from None
+        if not sets:
+            raise _fail(f"line {number}: no vital-sign observations with a known LOINC code")
+        features = monitoring.window(times, sets, len(sets) - 1)
+        logit = float(monitoring.predict_logits(gru, features[None])[0])
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "id": item["id"],
+                    "risk": round(1 / (1 + math.exp(-logit)), 4),
+                    "horizon_hours": monitoring.HORIZON_HOURS,
+                    "news2": news2(sets[-1]).total,
+                    "explanation": monitoring.explain(gru, features),
+                }
+            )
+            + "\n"
+        )
 
 
 def main() -> None:

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
     state_dir: Path = REPO_ROOT / ".state"
+    # Model packages: <registry>/<name>/<version>/, verified against their manifests.
+    model_registry: Path = REPO_ROOT / "models"
     # Port of the Prometheus /metrics endpoint; 0 turns it off (the local stack
     # gives each service its own).
     metrics_port: int = Field(default=0, ge=0, le=65535)

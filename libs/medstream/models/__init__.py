@@ -1,0 +1,1 @@
+"""Model packages, the model registry and shared evaluation metrics."""

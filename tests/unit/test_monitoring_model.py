@@ -1,0 +1,104 @@
+"""The deterioration model's inputs, a tiny training run, explanations, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medstream.monitoring import model as monitoring
+from medstream.monitoring.news2 import Consciousness
+from medstream.monitoring.simulator import simulate
+
+MEDSTREAM = str(Path(sys.executable).parent / "medstream")
+
+
+def coded(
+    time: str,
+    hr: float,
+    rr: float,
+    spo2: float,
+    sbp: float,
+    temp_f: float,
+    acvpu: str = "A",
+    fio2: float = 21,
+) -> list[dict[str, object]]:
+    return [
+        {"time": time, "code": "8867-4", "value": hr, "unit": "/min"},
+        {"time": time, "code": "9279-1", "value": rr, "unit": "/min"},
+        {"time": time, "code": "59408-5", "value": spo2, "unit": "%"},
+        {"time": time, "code": "8480-6", "value": sbp, "unit": "mm[Hg]"},
+        {"time": time, "code": "8462-4", "value": 70, "unit": "mm[Hg]"},
+        {"time": time, "code": "8310-5", "value": temp_f, "unit": "[degF]"},
+        {"time": time, "code": "80288-4", "value": acvpu, "unit": ""},
+        {"time": time, "code": "3150-0", "value": fio2, "unit": "%"},
+    ]
+
+
+def test_coded_observations_group_by_time_with_units_and_oxygen() -> None:
+    items = coded("2026-03-14T12:00:00Z", 110, 24, 93, 98, 101.3, "C", 35) + coded(
+        "2026-03-14T08:00:00Z", 80, 16, 97, 125, 98.6
+    )
+    times, sets = monitoring.observation_sets(items)
+    assert times == [0.0, 4.0]
+    assert sets[0].temperature == pytest.approx(37.0)
+    assert sets[1].consciousness is Consciousness.CONFUSION
+    assert sets[1].on_oxygen
+    assert not sets[0].on_oxygen
+
+
+def test_a_tiny_training_run_produces_scored_metrics() -> None:
+    config = monitoring.TrainingConfig(
+        train_patients=150, validation_patients=60, test_patients=80, epochs=1
+    )
+    model, metrics = monitoring.train(config)
+    held = metrics["held_out"]
+    assert 0.0 <= held["model_auroc"] <= 1.0
+    assert held["windows"] > 0
+    patient = next(p for p in simulate(40, 5) if p.trajectory != "stable")
+    window = monitoring.window(patient.times, patient.observations, len(patient.times) - 1)
+    weights = monitoring.explain(model, window)
+    assert set(weights) >= {"heart_rate", "respiratory_rate", "spo2"}
+    assert sum(abs(w) for w in weights.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_predict_monitoring_cli_ranks_a_deteriorating_patient_higher() -> None:
+    stable = [
+        o for h in range(6) for o in coded(f"2026-03-14T{h * 4:02d}:00:00Z", 76, 15, 97, 128, 98.4)
+    ]
+    worsening = [
+        o
+        for h, (hr, rr, spo2, sbp, temp) in enumerate(
+            [
+                (82, 16, 96, 124, 99.0),
+                (94, 19, 95, 115, 100.2),
+                (104, 21, 94, 108, 101.0),
+                (112, 23, 93, 101, 101.8),
+                (121, 25, 92, 94, 102.4),
+                (128, 27, 91, 88, 102.9),
+            ]
+        )
+        for o in coded(
+            f"2026-03-14T{h * 2:02d}:00:00Z", hr, rr, spo2, sbp, temp, "C" if h == 5 else "A"
+        )
+    ]
+    lines = "\n".join(
+        json.dumps({"id": i, "observations": obs})
+        for i, obs in (("stable", stable), ("worsening", worsening))
+    )
+    result = subprocess.run(
+        [MEDSTREAM, "predict", "monitoring"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = {row["id"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert out["worsening"]["risk"] > out["stable"]["risk"]
+    assert out["stable"]["news2"] == 0
+    assert out["worsening"]["news2"] >= 7
+    assert out["worsening"]["horizon_hours"] == 12
+    assert set(out["worsening"]["explanation"]) >= {"heart_rate", "systolic_bp"}
