@@ -62,3 +62,23 @@ def test_the_contract_settings_exist_with_local_defaults() -> None:
 def test_settings_are_read_from_the_medstream_prefix(monkeypatch: Any) -> None:
     monkeypatch.setenv("MEDSTREAM_KAFKA_BOOTSTRAP", "broker:9092")
     assert Settings().kafka_bootstrap == "broker:9092"
+
+
+def test_every_data_file_of_the_library_ships_in_the_package() -> None:
+    """A non-editable install (the Docker image) must carry the policy tables and
+    dictionaries, so every non-Python file under libs/medstream is declared."""
+    import fnmatch  # noqa: PLC0415
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    globs = project["tool"]["setuptools"]["package-data"]["medstream"]
+    root = REPO_ROOT / "libs" / "medstream"
+    for path in root.rglob("*"):
+        if (
+            path.is_file()
+            and path.suffix not in {".py", ".pyc"}
+            and "__pycache__" not in path.parts
+        ):
+            relative = str(path.relative_to(root))
+            assert any(fnmatch.fnmatch(relative, g) for g in globs), (
+                f"{relative} is not package data"
+            )
