@@ -142,3 +142,20 @@ class IdentifiedRecord(_Clinical):
     source: str
     source_system: str | None = None
     inbound_message_id: str
+
+
+class MonitoringResult(_Clinical):
+    """A deterioration score for one patient, with NEWS2 beside it and its explanation."""
+
+    patient: str = Field(description="The patient pseudonym.")
+    scored_at: datetime = Field(description="The last observation time (date-shifted).")
+    risk: float = Field(ge=0, le=1)
+    horizon_hours: int
+    news2: int
+    news2_risk: str
+    news2_complete: bool
+    explanation: dict[str, float] = Field(description="Per-vital attribution; |weights| sum to 1.")
+    model: str
+    model_version: str
+    model_checksum: str
+    inbound_message_ids: list[str]

@@ -53,6 +53,13 @@ class Effects:
 # (or Effects). It raises InvalidMessage for input that can never be processed.
 Handler = Callable[[AsyncConnection, Received], Awaitable[Sequence[OutboundMessage] | Effects]]
 
+# A batch handler gets the records not yet processed and returns, for each in order,
+# its messages or the InvalidMessage that rejects it: one model call for many patients.
+BatchHandler = Callable[
+    [AsyncConnection, Sequence[Received]],
+    Awaitable[Sequence[Sequence[OutboundMessage] | InvalidMessage]],
+]
+
 
 class RetryLater(Exception):
     """The offset must not be committed; the message is redelivered after a pause."""
@@ -72,7 +79,7 @@ class ExactlyOnceProcessor:
 
     engine: AsyncEngine
     group: str
-    handler: Handler
+    handler: Handler | None  # None for a batch-only consumer (see process_batch)
     dead_letters: DeadLetterPublisher
     limiter: DeadLetterLimiter
     max_attempts: int = 3
@@ -88,7 +95,7 @@ class ExactlyOnceProcessor:
         engine: AsyncEngine,
         producer: AIOKafkaProducer,
         group: str,
-        handler: Handler,
+        handler: Handler | None,
         stage: str,
     ) -> ExactlyOnceProcessor:
         """A processor whose dead letters name ``stage``, configured by ``MEDSTREAM_*``."""
@@ -101,11 +108,15 @@ class ExactlyOnceProcessor:
             max_attempts=settings.max_processing_attempts,
         )
 
-    async def process(self, received: Received) -> Outcome:
-        """Handle ``received``; return if its offset may commit, raise RetryLater if not."""
+    async def process(self, received: Received, handler: Handler | None = None) -> Outcome:
+        """Handle ``received`` (with ``handler``, else the processor's own); return if its
+        offset may commit, raise RetryLater if not."""
         coordinates = (received.topic, received.partition, received.offset)
+        chosen = handler or self.handler
+        if chosen is None:
+            raise TypeError("this processor has no single-record handler; use process_batch")
         try:
-            outcome = await self._attempt(received, coordinates)
+            outcome = await self._attempt(received, coordinates, chosen)
         except ENVIRONMENT_ERRORS as exc:
             # Not the message's fault: retry it for as long as the outage lasts.
             await self._pause(coordinates, exc, count=False)
@@ -113,9 +124,11 @@ class ExactlyOnceProcessor:
         self._attempts.pop(coordinates, None)
         return outcome
 
-    async def _attempt(self, received: Received, coordinates: tuple[str, int, int]) -> Outcome:
+    async def _attempt(
+        self, received: Received, coordinates: tuple[str, int, int], handler: Handler
+    ) -> Outcome:
         try:
-            return await self._process_once(received)
+            return await self._process_once(received, handler)
         except RetryLater:
             raise
         except ENVIRONMENT_ERRORS:
@@ -134,12 +147,12 @@ class ExactlyOnceProcessor:
                 ),
             )
 
-    async def _process_once(self, received: Received) -> Outcome:
+    async def _process_once(self, received: Received, handler: Handler) -> Outcome:
         try:
             async with self.engine.begin() as conn:
                 if not await outbox.claim(conn, self.group, received, InboxOutcome.PROCESSED):
                     return Outcome.DUPLICATE
-                result = await self.handler(conn, received)
+                result = await handler(conn, received)
                 effects = result if isinstance(result, Effects) else Effects(list(result))
                 for message in effects.messages:
                     await outbox.enqueue(conn, message)
@@ -152,6 +165,64 @@ class ExactlyOnceProcessor:
                 log.warning("after-commit task failed", extra={"error_class": type(exc).__name__})
         self.limiter.record_valid()
         return Outcome.PROCESSED
+
+    async def process_batch(
+        self, records: Sequence[Received], batch_handler: BatchHandler
+    ) -> list[Outcome]:
+        """Handle a micro-batch in one transaction; return once every offset may commit.
+
+        Duplicates are skipped by the inbox; the batch handler runs once over the rest;
+        rejected records are dead-lettered one by one after the commit and before the
+        offsets commit. If the batch handler raises, the batch falls back to one record
+        at a time, so a record that breaks the model cannot hold back its neighbours.
+        """
+        try:
+            return await self._batch_once(records, batch_handler)
+        except ENVIRONMENT_ERRORS as exc:
+            await self._pause(
+                (records[0].topic, records[0].partition, records[0].offset), exc, count=False
+            )
+            raise RetryLater(type(exc).__name__) from None
+        except RetryLater:
+            raise
+        except Exception:  # noqa: BLE001  (isolate the record that broke the batch)
+            log.warning(
+                "batch failed; processing its records one by one",
+                extra={"count": len(records), "topic": records[0].topic},
+            )
+            one = _one_at_a_time(batch_handler)
+            return [await self.process(record, one) for record in records]
+
+    async def _batch_once(
+        self, records: Sequence[Received], batch_handler: BatchHandler
+    ) -> list[Outcome]:
+        outcomes: dict[int, Outcome] = {}
+        rejected: list[tuple[int, Received, InvalidMessage]] = []
+        async with self.engine.begin() as conn:
+            fresh = []
+            for index, record in enumerate(records):
+                if await outbox.already_seen(conn, self.group, record.message_id):
+                    outcomes[index] = Outcome.DUPLICATE
+                else:
+                    fresh.append((index, record))
+            results = await batch_handler(conn, [record for _, record in fresh]) if fresh else []
+            if len(results) != len(fresh):
+                raise RuntimeError("the batch handler must return one result per record")
+            for (index, record), result in zip(fresh, results, strict=True):
+                if isinstance(result, InvalidMessage):
+                    rejected.append((index, record, result))
+                elif await outbox.claim(conn, self.group, record, InboxOutcome.PROCESSED):
+                    for message in result:
+                        await outbox.enqueue(conn, message)
+                    outcomes[index] = Outcome.PROCESSED
+                    self.limiter.record_valid()
+                else:  # another consumer claimed it meanwhile (a rebalance)
+                    outcomes[index] = Outcome.DUPLICATE
+        # After the commit and before the offsets commit: each rejected record's dead
+        # letter is acknowledged, then its inbox key is recorded.
+        for index, record, error in rejected:
+            outcomes[index] = await self._dead_letter(record, error)
+        return [outcomes[i] for i in range(len(records))]
 
     async def _dead_letter(self, received: Received, error: InvalidMessage) -> Outcome:
         async with self.engine.begin() as conn:
@@ -191,6 +262,18 @@ class ExactlyOnceProcessor:
         await asyncio.sleep(delay)
 
 
+def _one_at_a_time(batch_handler: BatchHandler) -> Handler:
+    """A single-record handler made from a batch handler (the fallback path)."""
+
+    async def handle(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
+        (result,) = await batch_handler(conn, [received])
+        if isinstance(result, InvalidMessage):
+            raise result
+        return result
+
+    return handle
+
+
 def subscribe(
     broker: KafkaBroker,
     *topics: str,
@@ -217,6 +300,40 @@ def subscribe(
         *topics,
         group_id=processor.group,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        **options,
+    )
+    subscriber(handle)
+
+
+def subscribe_batch(
+    broker: KafkaBroker,
+    *topics: str,
+    processor: ExactlyOnceProcessor,
+    batch_handler: BatchHandler,
+    max_records: int,
+    max_wait_ms: int,
+    on_batch: Callable[[list[Outcome], float], None] | None = None,
+) -> None:
+    """Consume in micro-batches of at most ``max_records``, waiting at most
+    ``max_wait_ms`` to fill one: the dynamic-batching bounds. One batch is in flight at
+    a time, so consumption pauses while a batch is being scored (backpressure), and the
+    offsets commit only after the batch's results are durable."""
+    options = {k: v for k, v in CONSUMER_DEFAULTS.items() if k != "enable_auto_commit"}
+
+    async def handle(message: KafkaMessage) -> None:
+        started = time.perf_counter()
+        records = [Received.from_record(record) for record in message.raw_message]
+        outcomes = await processor.process_batch(records, batch_handler)
+        if on_batch is not None:
+            on_batch(outcomes, time.perf_counter() - started)
+
+    subscriber = broker.subscriber(
+        *topics,
+        group_id=processor.group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=max_wait_ms,
         **options,
     )
     subscriber(handle)

@@ -21,4 +21,5 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "ingestion", "medstream-ingestion", "Validates EHR messages into identified records."
     ),
     ServiceSpec("deid", "medstream-deid", "De-identifies records; keeps the PseudonymVault."),
+    ServiceSpec("monitoring", "medstream-monitoring", "Scores vital signs: GRU risk and NEWS2."),
 )

@@ -16,6 +16,7 @@ from medstream.clinical import (
     DocumentEvent,
     IdentifiedRecord,
     ImagingEvent,
+    MonitoringResult,
     PatientEvent,
     VitalsEvent,
 )
@@ -167,6 +168,13 @@ DEID_IMAGING, DEID_IMAGING_DLT = _internal(
     restricted=False,
 )
 
+RESULTS_MONITORING, RESULTS_MONITORING_DLT = _internal(
+    "medstream.results.monitoring",
+    "Deterioration risk with NEWS2 and per-vital explanations, keyed by pseudonym.",
+    MonitoringResult,
+    restricted=False,
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     IDENTIFIED_FHIR,
     IDENTIFIED_FHIR_DLT,
@@ -182,6 +190,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DEID_DOCUMENT_DLT,
     DEID_IMAGING,
     DEID_IMAGING_DLT,
+    RESULTS_MONITORING,
+    RESULTS_MONITORING_DLT,
     EHR_INBOUND_FHIR,
     EHR_INBOUND_FHIR_DLT,
     EHR_INBOUND_HL7V2,

@@ -77,7 +77,7 @@ async def proof_table(admin_engine: AsyncEngine) -> str:
     return "proof_effect"
 
 
-PIPELINE = ("medstream-ingestion", "medstream-deid", "medstream-relay")
+PIPELINE = ("medstream-ingestion", "medstream-deid", "medstream-monitoring", "medstream-relay")
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ class Script:
         self.dead_letter_error = dead_letter_error
         self.dead_lettered: list[InvalidMessage] = []
 
-    async def process_once(self, received: Received) -> Outcome:
+    async def process_once(self, received: Received, handler: object = None) -> Outcome:
         result = self.process_results.pop(0)
         if isinstance(result, BaseException):
             raise result

@@ -346,3 +346,16 @@ def observation_sets(items: Sequence[dict[str, Any]]) -> tuple[list[float], list
         for t, _ in ordered
     ]
     return times, [Observations(**fields) for _, fields in ordered]
+
+
+def coded(event_vitals: Sequence[Any]) -> list[dict[str, Any]]:
+    """A VitalsEvent's vitals in the CONTRACT's observation form, for observation_sets."""
+    return [
+        {
+            "time": vital.observed_at.isoformat(),
+            "code": vital.loinc,
+            "value": vital.value if vital.value is not None else vital.text,
+            "unit": vital.unit or "",
+        }
+        for vital in event_vitals
+    ]

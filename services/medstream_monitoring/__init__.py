@@ -1,0 +1,1 @@
+"""The monitoring worker: de-identified vital signs in, deterioration risk out."""

@@ -1,0 +1,200 @@
+"""monitoring: scores each patient's recent vital signs with the GRU and NEWS2.
+
+Each patient's window of observation sets lives in Redis (keyed by pseudonym), so any
+worker instance can score any patient; per-patient order holds because deid keys the
+vitals topic by pseudonym. Records arrive in micro-batches; one forward pass scores
+the whole batch. Results and audit events go out through the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from medstream.audit import audit_message
+from medstream.clinical import MonitoringResult, VitalsEvent
+from medstream.consumer import BatchHandler, ExactlyOnceProcessor, subscribe_batch
+from medstream.deadletter import InvalidMessage
+from medstream.envelope import Envelope
+from medstream.models.package import ModelPackage, latest
+from medstream.monitoring import model as monitoring
+from medstream.monitoring.news2 import Observations, news2
+from medstream.outbox import OutboundMessage
+from medstream.received import Received
+from medstream.runtime import ServiceRuntime, run
+from medstream.topics import DEID_VITALS, RESULTS_MONITORING
+
+NAME = "monitoring"
+GROUP = "medstream-monitoring"
+WINDOW_KEEP = 24  # observation sets kept per patient in Redis
+MAX_BATCH, MAX_WAIT_MS = 64, 50
+BATCH_SIZE = Histogram(
+    "medstream_monitoring_batch_size", "Records per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64)
+)
+SCORED = Counter("medstream_monitoring_scored_total", "Patients scored")
+
+
+async def merge_window(
+    redis: Redis, pseudonym: str, items: list[dict[str, object]]
+) -> list[dict[str, object]]:
+    """Add a VitalsEvent's coded observations to the patient's window; return the window.
+
+    Keyed by observation time and LOINC code, so a redelivered event merges the same
+    values again and changes nothing."""
+    key = f"monitoring:window:{pseudonym}"
+    if items:
+        await redis.hset(key, mapping={f"{i['time']}|{i['code']}": json.dumps(i) for i in items})
+    fields = {_text(f): v for f, v in (await redis.hgetall(key)).items()}
+    times = sorted({f.split("|")[0] for f in fields})
+    stale = set(times[:-WINDOW_KEEP])
+    if stale:
+        await redis.hdel(key, *[f for f in fields if f.split("|")[0] in stale])
+    await redis.expire(key, 7 * 24 * 3600)
+    return [json.loads(v) for f, v in fields.items() if f.split("|")[0] not in stale]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def make_batch_handler(
+    package: ModelPackage, gru: monitoring.DeteriorationGRU, redis: Redis
+) -> BatchHandler:
+    """Score a micro-batch of VitalsEvents."""
+
+    async def handle(
+        conn: AsyncConnection, records: Sequence[Received]
+    ) -> list[Sequence[OutboundMessage] | InvalidMessage]:
+        BATCH_SIZE.observe(len(records))
+        parsed: list[
+            tuple[Envelope[VitalsEvent], list[float], list[Observations]] | InvalidMessage
+        ] = []
+        for record in records:
+            try:
+                event = Envelope[VitalsEvent].model_validate_json(record.value)
+            except ValidationError:
+                parsed.append(
+                    InvalidMessage(
+                        "monitoring.bad_event",
+                        "The event is not a vitals event of schema version 1.",
+                    )
+                )
+                continue
+            window = await merge_window(
+                redis, event.payload.patient, monitoring.coded(event.payload.vitals)
+            )
+            times, sets = monitoring.observation_sets(window)
+            if not sets:
+                parsed.append(
+                    InvalidMessage(
+                        "monitoring.no_vitals", "The event holds no vital sign the model uses."
+                    )
+                )
+                continue
+            parsed.append((event, times, sets))
+        scorable = [p for p in parsed if not isinstance(p, InvalidMessage)]
+        windows = (
+            np.stack([monitoring.window(t, s, len(s) - 1) for _, t, s in scorable])
+            if scorable
+            else None
+        )
+        logits = iter(monitoring.predict_logits(gru, windows) if windows is not None else [])
+        results: list[Sequence[OutboundMessage] | InvalidMessage] = []
+        for record, item in zip(records, parsed, strict=True):
+            if isinstance(item, InvalidMessage):
+                results.append(item)
+                continue
+            event, times, sets = item
+            score = news2(sets[-1])
+            features = monitoring.window(times, sets, len(sets) - 1)
+            result = MonitoringResult(
+                patient=event.payload.patient,
+                scored_at=max(v.observed_at for v in event.payload.vitals),
+                risk=round(1 / (1 + math.exp(-float(next(logits)))), 4),
+                horizon_hours=monitoring.HORIZON_HOURS,
+                news2=score.total,
+                news2_risk=score.risk.value,
+                news2_complete=score.complete,
+                explanation=monitoring.explain(gru, features),
+                model=package.name,
+                model_version=package.version,
+                model_checksum=package.checksum,
+                inbound_message_ids=[record.header("inbound-message-id") or record.message_id],
+            )
+            out = Envelope[MonitoringResult](
+                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}#monitoring")),
+                event_type="medstream.results.monitoring.v1",
+                schema_version=1,
+                correlation_id=event.correlation_id,
+                causation_id=event.event_id,
+                occurred_at=event.occurred_at,
+                patient_pseudonym=event.payload.patient,
+                payload=result,
+            )
+            SCORED.inc()
+            results.append(
+                [
+                    OutboundMessage(
+                        topic=RESULTS_MONITORING.name,
+                        value=out.model_dump_json().encode(),
+                        key=event.payload.patient.encode(),
+                        message_id=out.event_id,
+                    ),
+                    audit_message(
+                        actor=NAME,
+                        action="model.inference",
+                        entity=event.payload.patient,
+                        correlation_id=event.correlation_id,
+                        causation_id=event.event_id,
+                        details={
+                            "model": package.name,
+                            "version": package.version,
+                            "checksum": package.checksum,
+                            "risk": result.risk,
+                            "news2": score.total,
+                        },
+                        dedupe_key=f"{NAME}:{out.event_id}",
+                    ),
+                ]
+            )
+        return results
+
+    return handle
+
+
+async def wire(runtime: ServiceRuntime) -> None:
+    """Load and verify the model, warm it up, and subscribe in micro-batches."""
+    package = latest(runtime.settings.model_registry, monitoring.NAME)
+    gru = monitoring.load_model(package)
+    monitoring.predict_logits(
+        gru, np.zeros((1, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32)
+    )
+    processor = ExactlyOnceProcessor.from_settings(
+        runtime.settings,
+        engine=runtime.engine,
+        producer=runtime.producer,
+        group=GROUP,
+        handler=None,
+        stage=NAME,
+    )
+    subscribe_batch(
+        runtime.broker,
+        DEID_VITALS.name,
+        processor=processor,
+        batch_handler=make_batch_handler(package, gru, runtime.redis),
+        max_records=MAX_BATCH,
+        max_wait_ms=MAX_WAIT_MS,
+    )
+
+
+def main() -> None:
+    """Run the monitoring worker."""
+    run(NAME, wire)
