@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -119,7 +120,7 @@ def main() -> None:
         ),
         "pruned_30pct": torch_predictor(pruned(base, 0.3)),
         "pruned_60pct": torch_predictor(pruned(base, 0.6)),
-        "onnxruntime": onnx_predictor(base, Path("/tmp")),
+        "onnxruntime": onnx_predictor(base, Path(tempfile.mkdtemp(prefix="medstream-onnx-"))),
     }
     runnable = {k: v for k, v in variants.items() if not isinstance(v, str)}
     quality = {
