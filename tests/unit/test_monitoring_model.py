@@ -102,3 +102,20 @@ def test_predict_monitoring_cli_ranks_a_deteriorating_patient_higher() -> None:
     assert out["worsening"]["news2"] >= 7
     assert out["worsening"]["horizon_hours"] == 12
     assert set(out["worsening"]["explanation"]) >= {"heart_rate", "systolic_bp"}
+
+
+def test_onnx_runtime_and_torch_give_the_same_logits() -> None:
+    """ONNX Runtime is the default CPU path (bench/models); it must agree with torch."""
+    import numpy as np  # noqa: PLC0415
+
+    from medstream.models.package import latest  # noqa: PLC0415
+    from medstream.paths import REPO_ROOT  # noqa: PLC0415
+
+    package = latest(REPO_ROOT / "models", "monitoring")
+    scorer = monitoring.Scorer(package, monitoring.load_model(package))
+    assert scorer.runtime == "onnxruntime"
+    windows, _, _ = monitoring.examples(simulate(40, 11))
+    for batch in (windows[:1], windows[:64]):
+        onnx = scorer.logits(batch)
+        torch_logits = monitoring.predict_logits(scorer.model, batch)
+        assert np.allclose(onnx, torch_logits, atol=1e-4)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE_FILES = ("weights.pt", "card.md", "labels.json", "preprocessing.json", "metrics.json")
+# Optional: the same model for ONNX Runtime, the faster CPU path where a package has it.
+OPTIONAL_FILES = ("model.onnx",)
 
 
 class ModelIntegrityError(RuntimeError):
@@ -64,10 +66,11 @@ def write_manifest(folder: Path, name: str, version: str, extra: dict[str, Any])
     missing = [f for f in PACKAGE_FILES if not (folder / f).exists()]
     if missing:
         raise ModelIntegrityError(f"package {folder} lacks {', '.join(missing)}")
+    files = [*PACKAGE_FILES, *(f for f in OPTIONAL_FILES if (folder / f).exists())]
     manifest = {
         "name": name,
         "version": version,
-        "sha256": {f: _sha256(folder / f) for f in PACKAGE_FILES},
+        "sha256": {f: _sha256(folder / f) for f in files},
         **extra,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -80,7 +83,7 @@ def load_package(folder: Path) -> ModelPackage:
     if not manifest_path.exists():
         raise ModelIntegrityError(f"{folder} has no manifest.json; it is not a model package")
     manifest = json.loads(manifest_path.read_text())
-    for filename in PACKAGE_FILES:
+    for filename in sorted({*PACKAGE_FILES, *manifest["sha256"]}):
         path = folder / filename
         expected = manifest["sha256"].get(filename)
         if not path.exists() or _sha256(path) != expected:

@@ -243,7 +243,48 @@ def save_package(
     )
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (folder / "card.md").write_text(model_card(metrics, version))
+    export_onnx(model, folder)
     return write_manifest(folder, NAME, version, {"framework": f"torch {torch.__version__}"})
+
+
+def export_onnx(model: DeteriorationGRU, folder: Path) -> None:
+    """Write ``model.onnx``, with a dynamic batch axis, for ONNX Runtime."""
+    model.eval()
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, WINDOW, len(FEATURES)),),
+        str(folder / "model.onnx"),
+        input_names=["window"],
+        output_names=["logit"],
+        dynamic_axes={"window": {0: "batch"}},
+        dynamo=False,
+    )
+
+
+class Scorer:
+    """Risk logits for batches of windows: ONNX Runtime when the package has it (the
+    fastest CPU path, bench/models; identical AUROC), else PyTorch."""
+
+    def __init__(self, package: ModelPackage, model: DeteriorationGRU) -> None:
+        self.model = model
+        self.runtime = "torch"
+        self._session: Any = None
+        if (package.folder / "model.onnx").exists():
+            import onnxruntime  # noqa: PLC0415
+
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            self._session = onnxruntime.InferenceSession(
+                str(package.folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+            self.runtime = "onnxruntime"
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """One logit per window."""
+        if self._session is None:
+            return predict_logits(self.model, windows)
+        result: np.ndarray = self._session.run(None, {"window": windows.astype(np.float32)})[0]
+        return result
 
 
 def load_model(package: ModelPackage) -> DeteriorationGRU:
