@@ -49,11 +49,11 @@ TOPIC_OF_KIND = {
     Kind.DOCUMENT: DEID_DOCUMENT.name,
     Kind.IMAGING: DEID_IMAGING.name,
 }
-KIND_OF_PAYLOAD = {
-    "PatientEvent": Kind.PATIENT,
-    "VitalsEvent": Kind.VITALS,
-    "DocumentEvent": Kind.DOCUMENT,
-    "ImagingEvent": Kind.IMAGING,
+KIND_OF_PAYLOAD: dict[type, Kind] = {
+    PatientEvent: Kind.PATIENT,
+    VitalsEvent: Kind.VITALS,
+    DocumentEvent: Kind.DOCUMENT,
+    ImagingEvent: Kind.IMAGING,
 }
 ENVELOPE_OF_KIND: dict[Kind, type[Envelope[Any]]] = {
     Kind.PATIENT: Envelope[PatientEvent],
@@ -94,7 +94,7 @@ def make_handler(engine: DeidEngine, vault: PseudonymVault) -> Handler:
         )
         effects = Effects(messages=list(audit))
         for index, payload in enumerate(output.payloads):
-            kind = KIND_OF_PAYLOAD[type(payload).__name__]
+            kind = KIND_OF_PAYLOAD[type(payload)]
             outgoing = ENVELOPE_OF_KIND[kind](
                 event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}#deid#{index}")),
                 event_type=f"medstream.deid.{kind.value}.v1",

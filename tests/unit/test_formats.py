@@ -140,3 +140,10 @@ def test_all_pydicom_test_files_either_parse_or_fail_cleanly() -> None:
         except InvalidMessage as exc:
             assert exc.code.startswith("dicom.")
     assert pydicom.__version__
+
+
+def test_hl7_escape_and_unescape_round_trip() -> None:
+    text = "a|b^c&d~e\\f"
+    assert hl7v2.escape(text) == "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f"
+    segment = __import__("hl7").parse(f"MSH|^~\\&|A\rNTE|1||{hl7v2.escape(text)}").segment("NTE")
+    assert hl7v2.field(segment, 3, 1, 0) == text

@@ -17,6 +17,7 @@ from medstream.deid.keys import Pseudonymiser
 from medstream.deid.policy import Policy, generalise_zip
 from medstream.deid.replace import PatientScope, TextScrubber
 from medstream.deid.text import PhiType
+from medstream.formats.hl7v2 import escape as hl7_escape
 from medstream.formats.hl7v2 import field as hl7_field
 from medstream.formats.hl7v2 import segments
 
@@ -292,33 +293,22 @@ def _apply_hl7(
         postal = hl7_field(segment, number, 1, 5)
         country = hl7_field(segment, number, 1, 6)
         zip3 = generalise_zip(postal, ctx.policy.restricted_zip3) if postal else ""
-        return f"^^^{_escape(state)}^{zip3}^{_escape(country)}".rstrip("^")
+        return f"^^^{hl7_escape(state)}^{zip3}^{hl7_escape(country)}".rstrip("^")
     if action == "observation_value":
         if value_type in ("TX", "FT", "ST"):
             return "~".join(
-                _escape(ctx.text(part)) for part in _unescaped_reps(segment, number, raw)
+                hl7_escape(ctx.text(part)) for part in _unescaped_reps(segment, number, raw)
             )
         return raw
     if action == "free_text":
-        return "~".join(_escape(ctx.text(part)) for part in _unescaped_reps(segment, number, raw))
+        return "~".join(
+            hl7_escape(ctx.text(part)) for part in _unescaped_reps(segment, number, raw)
+        )
     raise ValueError(f"unknown HL7 policy action {action!r}")
 
 
 def _unescaped_reps(segment: hl7.Segment, number: int, raw: str) -> list[str]:
     return [hl7_field(segment, number, rep, 0) for rep in range(1, raw.count("~") + 2)]
-
-
-def _escape(text: str) -> str:
-    """HL7 escapes for text written back into a field (``\\E\\`` first)."""
-    return (
-        text.replace("\\", "\\E\\")
-        .replace("|", "\\F\\")
-        .replace("^", "\\S\\")
-        .replace("&", "\\T\\")
-        .replace("~", "\\R\\")
-        .replace("\r", "\\.br\\")
-        .replace("\n", "\\.br\\")
-    )
 
 
 # ---------------------------------------------------------------- DICOM

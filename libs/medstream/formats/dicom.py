@@ -79,7 +79,7 @@ def _check_pixel_length(dataset: Dataset) -> None:
         return
     try:
         compressed = syntax.is_compressed
-    except ValueError:
+    except (ValueError, AttributeError):  # not a UID at all, or not a transfer syntax
         raise InvalidMessage(
             "dicom.bad_transfer_syntax", "TransferSyntaxUID is not a DICOM transfer syntax."
         ) from None

@@ -112,6 +112,20 @@ def field(segment: Segment, index: int, repetition: int = 1, component: int = 1)
     return _unescape(str(value))
 
 
+def escape(text: str) -> str:
+    """HL7 escapes for text written into a field (``\\E\\`` first); the inverse of
+    the unescaping ``field`` does."""
+    return (
+        text.replace("\\", "\\E\\")
+        .replace("|", "\\F\\")
+        .replace("^", "\\S\\")
+        .replace("&", "\\T\\")
+        .replace("~", "\\R\\")
+        .replace("\r", "\\.br\\")
+        .replace("\n", "\\.br\\")
+    )
+
+
 def _unescape(text: str) -> str:
     return (
         text.replace("\\F\\", "|")
