@@ -1,0 +1,1 @@
+"""The notes domain: CheXpert labels from radiology text."""

@@ -1,0 +1,194 @@
+"""A NegEx-style rule labeller for the 14 CheXpert observations: the baseline the notes
+Transformer must beat, and a readable reference for how a report is labelled.
+
+For each sentence, each mention of an observation is classified by the triggers
+around it:
+- negation before it ("no", "without", "negative for", "free of", "no evidence of")
+  or after it ("is not seen", "has resolved");
+- uncertainty ("may", "possible", "cannot exclude", "could represent", "concerning
+  for", "versus").
+
+A trigger's scope ends at a clause boundary ("but", "however", ";") or after a few
+words. Across mentions the CheXpert rule applies: present beats uncertain beats
+absent. No Finding is present only when no other observation (Support Devices aside)
+is present or uncertain.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+OBSERVATIONS = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+
+MENTIONS: dict[str, tuple[str, ...]] = {
+    "Enlarged Cardiomediastinum": (
+        r"enlarged cardiomediastin\w*",
+        r"widen\w* (?:of the )?mediastin\w*",
+        r"mediastinal widening",
+        r"mediastinum is widened",
+    ),
+    "Cardiomegaly": (
+        r"cardiomegaly",
+        r"enlarged heart",
+        r"heart (?:size )?is enlarged",
+        r"cardiac enlargement",
+        r"enlarged cardiac silhouette",
+        r"heart size is increased",
+    ),
+    "Lung Opacity": (
+        r"opacit(?:y|ies)",
+        r"opacification",
+        r"infiltrat\w*",
+        r"haziness",
+        r"airspace disease",
+        r"density",
+        r"densities",
+    ),
+    "Lung Lesion": (r"nodules?", r"mass(?:es)?", r"lesions?", r"tumou?r"),
+    "Edema": (
+        r"(?:pulmonary |interstitial |alveolar )?oedema",
+        r"(?:pulmonary |interstitial |alveolar )?edema",
+        r"(?:pulmonary )?vascular congestion",
+        r"fluid overload",
+    ),
+    "Consolidation": (r"consolidat\w*",),
+    "Pneumonia": (r"pneumonias?", r"infection"),
+    "Atelectasis": (r"atelecta\w*", r"collapse"),
+    "Pneumothorax": (r"pneumothora(?:x|ces)",),
+    "Pleural Effusion": (r"(?:pleural )?effusions?", r"pleural fluid", r"hydrothorax"),
+    "Pleural Other": (
+        r"pleural thickening",
+        r"fibrothorax",
+        r"pleural scarring",
+        r"pleural plaques?",
+    ),
+    "Fracture": (r"fractures?", r"fractured"),
+    "Support Devices": (
+        r"(?:endotracheal|et|nasogastric|ng|chest|feeding|tracheostomy) tube",
+        r"picc(?: line)?",
+        r"central (?:venous )?(?:line|catheter)",
+        r"catheter",
+        r"pacemaker",
+        r"pacer",
+        r"(?:sternotomy )?wires",
+        r"port-?a-?cath",
+        r"\bport\b",
+        r"drain",
+        r"stent",
+        r"icd",
+        r"lines? and tubes",
+        r"support devices?",
+    ),
+}
+
+NEGATION_BEFORE = re.compile(
+    r"\b(?:no|not|without|negative for|free of|no evidence of|no signs? of|absence of|"
+    r"resolution of|resolved|clear of|rule[sd]? out|ruled out|nor|neither)\b",
+    re.I,
+)
+NEGATION_AFTER = re.compile(
+    r"^[^.;]{0,30}?\b(?:is|are|was|were|has|have)?\s*(?:not (?:seen|identified|present|"
+    r"visualized|demonstrated|appreciated)|absent|resolved|cleared|removed)\b",
+    re.I,
+)
+UNCERTAIN = re.compile(
+    r"\b(?:may|might|possibl[ey]|probabl[ey]|likely|questionable|question of|suspect\w*|"
+    r"cannot (?:be )?exclude\w*|cannot (?:be )?ruled? out|can ?not be excluded|not excluded|"
+    r"could (?:be|represent)|may represent|concerning for|suggest\w*|versus|vs\.?|"
+    r"differential|equivocal|borderline|indeterminate)\b",
+    re.I,
+)
+# Post-triggers: uncertainty about what came before ("edema cannot be excluded").
+UNCERTAIN_AFTER = re.compile(
+    r"^[^.;]{0,25}?\b(?:cannot (?:be )?(?:excluded|ruled out)|can ?not be excluded|not excluded|"
+    r"(?:is|are) (?:possible|likely|probable|suspected|questioned|not ruled out))\b|^\s*\?",
+    re.I,
+)
+TERMINATION = re.compile(r"\b(?:but|however|although|though|except|which|aside from)\b|[;:]", re.I)
+SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+SCOPE_WORDS = 6
+
+
+class Status(StrEnum):
+    """The CONTRACT's label statuses."""
+
+    PRESENT = "present"
+    ABSENT = "absent"
+    UNCERTAIN = "uncertain"
+    NOT_MENTIONED = "not_mentioned"
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One mention of an observation, with the status its context gives it."""
+
+    observation: str
+    start: int
+    end: int
+    status: Status
+
+
+_COMPILED = {
+    name: re.compile(r"\b(?:" + "|".join(patterns) + r")\b", re.I)
+    for name, patterns in MENTIONS.items()
+}
+_RANK = {Status.PRESENT: 3, Status.UNCERTAIN: 2, Status.ABSENT: 1, Status.NOT_MENTIONED: 0}
+
+
+def _scope_before(sentence: str, start: int) -> str:
+    """The words before a mention that a trigger may govern: back to a clause boundary,
+    at most SCOPE_WORDS words."""
+    before = sentence[:start]
+    cut = max((m.end() for m in TERMINATION.finditer(before)), default=0)
+    words = before[cut:].split()
+    return " ".join(words[-SCOPE_WORDS:])
+
+
+def mentions(text: str) -> list[Mention]:
+    """Every observation mention in ``text`` with its status."""
+    found: list[Mention] = []
+    for sentence_match in SENTENCE.finditer(text):
+        sentence = sentence_match.group(0)
+        offset = sentence_match.start()
+        for name, pattern in _COMPILED.items():
+            for match in pattern.finditer(sentence):
+                before = _scope_before(sentence, match.start())
+                after = sentence[match.end() :]
+                after_clause = TERMINATION.split(after, maxsplit=1)[0]
+                if UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after_clause):
+                    status = Status.UNCERTAIN
+                elif NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after_clause):
+                    status = Status.ABSENT
+                else:
+                    status = Status.PRESENT
+                found.append(Mention(name, offset + match.start(), offset + match.end(), status))
+    return found
+
+
+def label(text: str) -> dict[str, Status]:
+    """A status for each of the 14 observations (CheXpert aggregation)."""
+    labels = dict.fromkeys(OBSERVATIONS, Status.NOT_MENTIONED)
+    for mention in mentions(text):
+        if _RANK[mention.status] > _RANK[labels[mention.observation]]:
+            labels[mention.observation] = mention.status
+    pathology = [n for n in OBSERVATIONS if n not in ("No Finding", "Support Devices")]
+    if not any(labels[n] in (Status.PRESENT, Status.UNCERTAIN) for n in pathology):
+        labels["No Finding"] = Status.PRESENT
+    return labels
