@@ -7,11 +7,13 @@ code as the services.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -334,26 +336,61 @@ async def _publish(outgoing: list[Outgoing]) -> None:
 
 @models_app.command("train")
 def models_train(
-    family: str = typer.Argument(..., help="monitoring"),
-    seed: int = typer.Option(7, help="Seeds the simulator and the weights."),
+    family: str = typer.Argument(..., help="monitoring | imaging | notes"),
+    seed: int | None = typer.Option(None, help="Seeds the data generator and the weights."),
     version: str = typer.Option("1.0.0", help="Package version to write."),
-    patients: int = typer.Option(4000, help="Synthetic training stays."),
-    epochs: int = typer.Option(8),
+    examples: int | None = typer.Option(
+        None, help="Training examples (stays, phantoms or reports); the default is the card's."
+    ),
+    epochs: int | None = typer.Option(None),
 ) -> None:
     """Train a reference model on its synthetic data and write a sealed package."""
-    if family != "monitoring":
-        raise _fail(f"no trainer for {family!r} yet; available: monitoring")
-    from medstream.monitoring import model as monitoring  # noqa: PLC0415  (loads torch)
+    registry = get_settings().model_registry
+    if family == "monitoring":
+        from medstream.monitoring import model as monitoring  # noqa: PLC0415  (loads torch)
 
-    config = monitoring.TrainingConfig(seed=seed, train_patients=patients, epochs=epochs)
-    trained, metrics = monitoring.train(config, _report)
-    package = monitoring.save_package(trained, metrics, get_settings().model_registry, version)
-    held = metrics["held_out"]
-    _report(
-        f"held-out AUROC {held['model_auroc']} (NEWS2 {held['news2_auroc']}), "
-        f"AUPRC {held['model_auprc']} (NEWS2 {held['news2_auprc']})"
-    )
+        config = _config(monitoring.TrainingConfig(), seed, "train_patients", examples, epochs)
+        trained, metrics = monitoring.train(config, _report)
+        package = monitoring.save_package(trained, metrics, registry, version)
+        held = metrics["held_out"]
+        _report(
+            f"held-out AUROC {held['model_auroc']} (NEWS2 {held['news2_auroc']}), "
+            f"AUPRC {held['model_auprc']} (NEWS2 {held['news2_auprc']})"
+        )
+    elif family == "imaging":
+        from medstream.imaging import model as imaging  # noqa: PLC0415
+
+        config = _config(imaging.TrainingConfig(), seed, "train_images", examples, epochs)
+        package = imaging.train_package(config, registry, version, _report)
+        _report(f"held-out macro AUROC {package.json('metrics.json')['held_out']['macro_auroc']}")
+    elif family == "notes":
+        from medstream.notes import model as notes  # noqa: PLC0415
+
+        config = _config(notes.TrainingConfig(), seed, "train_reports", examples, epochs)
+        labeller, metrics = notes.train(config, _report)
+        package = notes.save_package(labeller, metrics, registry, version)
+        held = metrics["held_out_phrasing"]
+        _report(
+            f"held-out phrasing macro F1 {held['model']['macro_f1']} "
+            f"(rules {held['rules']['macro_f1']})"
+        )
+    else:
+        raise _fail(f"no trainer for {family!r}; available: monitoring, imaging, notes")
     _report(f"wrote {package.folder} (checksum {package.checksum[:12]})")
+
+
+def _config(
+    default: Any, seed: int | None, size_field: str, size: int | None, epochs: int | None
+) -> Any:
+    """A training config with the command line's overrides."""
+    changes: dict[str, int] = {}
+    if seed is not None:
+        changes["seed"] = seed
+    if size is not None:
+        changes[size_field] = size
+    if epochs is not None:
+        changes["epochs"] = epochs
+    return dataclasses.replace(default, **changes)
 
 
 @models_app.command("list")
@@ -412,6 +449,83 @@ def predict_monitoring() -> None:
             )
             + "\n"
         )
+
+
+@predict_app.command("notes")
+def predict_notes(
+    batch: int = typer.Option(32, help="Reports per model call."),
+) -> None:
+    """JSONL {"id", "text"} on stdin to the 14 CheXpert labels and word attributions."""
+    from medstream.notes import model as notes  # noqa: PLC0415  (loads torch)
+
+    try:
+        labeller = notes.Labeller(latest(get_settings().model_registry, notes.NAME))
+    except ModelIntegrityError as exc:
+        raise _fail(str(exc)) from None
+    pending: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        texts = [item["text"] for item in pending]
+        probs, explanations = labeller.predict(texts)
+        for item, p, explanation in zip(pending, probs, explanations, strict=True):
+            record = {
+                "id": item["id"],
+                "labels": notes.labels_output(p),
+                "explanation": explanation,
+            }
+            sys.stdout.write(json.dumps(record) + "\n")
+        pending.clear()
+
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            item = None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str) or "id" not in item:
+            raise _fail(f'line {number}: expected {{"id", "text"}} with text a string')
+        pending.append(item)
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+
+
+@predict_app.command("imaging")
+def predict_imaging(
+    paths: list[Path] = typer.Argument(..., help="DICOM files."),
+    heatmaps: Path = typer.Option(
+        Path("heatmaps"), help="Folder for the Grad-CAM PNGs (created if missing)."
+    ),
+) -> None:
+    """DICOM files to CheXpert probabilities and a Grad-CAM heatmap PNG each (JSONL)."""
+    from medstream.imaging import model as imaging  # noqa: PLC0415  (loads torch)
+    from medstream.imaging.preprocess import preprocess_dicom  # noqa: PLC0415
+
+    try:
+        classifier = imaging.Classifier(latest(get_settings().model_registry, imaging.NAME))
+    except ModelIntegrityError as exc:
+        raise _fail(str(exc)) from None
+    heatmaps.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in paths:
+        try:
+            model_input = preprocess_dicom(path.read_bytes())
+        except OSError as exc:
+            raise _fail(f"{path}: cannot read ({exc.strerror})") from None
+        except InvalidMessage as exc:
+            failed += 1
+            sys.stderr.write(f"{path}: {exc.reason} [{exc.code}]\n")
+            continue
+        result = imaging.predict_one(classifier, model_input)
+        png = heatmaps / f"{path.stem}.heatmap.png"
+        png.write_bytes(result.heatmap_png)
+        sys.stdout.write(
+            json.dumps({"path": str(path), "labels": result.labels, "heatmap": str(png)}) + "\n"
+        )
+    if failed:
+        raise _fail(f"{failed} of {len(paths)} files are not usable chest radiographs")
 
 
 def main() -> None:

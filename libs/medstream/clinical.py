@@ -159,3 +159,46 @@ class MonitoringResult(_Clinical):
     model_version: str
     model_checksum: str
     inbound_message_ids: list[str]
+
+
+class NoteSpan(BaseModel):
+    """A word of a report and its signed attribution (largest |weight| = 1)."""
+
+    start: int
+    end: int
+    weight: float
+
+
+class NoteLabel(BaseModel):
+    """One CheXpert observation's status in a report and the model's probability."""
+
+    status: str = Field(description="present | absent | uncertain | not_mentioned")
+    probability: float = Field(ge=0, le=1)
+
+
+class NotesResult(_Clinical):
+    """The 14 CheXpert labels of one de-identified report, with word attributions."""
+
+    patient: str = Field(description="The patient pseudonym.")
+    document_kind: str
+    labels: dict[str, NoteLabel]
+    explanation: list[NoteSpan] = Field(description="Character spans in the de-identified text.")
+    model: str
+    model_version: str
+    model_checksum: str
+    inbound_message_ids: list[str]
+
+
+class ImagingResult(_Clinical):
+    """CheXpert probabilities for one de-identified film, with a Grad-CAM heatmap."""
+
+    patient: str = Field(description="The patient pseudonym.")
+    sop_instance_uid: str = Field(description="The de-identified SOP Instance UID.")
+    study_instance_uid: str | None = None
+    labels: dict[str, float] = Field(description="Probability per observation the model covers.")
+    explained: str = Field(description="The observation the heatmap explains.")
+    heatmap_png_base64: str = Field(description="Grad-CAM over the preprocessed film, PNG.")
+    model: str
+    model_version: str
+    model_checksum: str
+    inbound_message_ids: list[str]

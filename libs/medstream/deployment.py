@@ -22,4 +22,6 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec("deid", "medstream-deid", "De-identifies records; keeps the PseudonymVault."),
     ServiceSpec("monitoring", "medstream-monitoring", "Scores vital signs: GRU risk and NEWS2."),
+    ServiceSpec("imaging", "medstream-imaging", "Labels chest films: CNN with Grad-CAM heatmaps."),
+    ServiceSpec("notes", "medstream-notes", "Labels reports: MiniLM with word attributions."),
 )

@@ -36,6 +36,14 @@ ALLOWED_FIELDS = frozenset(
         "port",
         "pid",
         "path",
+        "model",
+        "version",
+        "checksum",
+        "device",
+        "runtime",
+        "max_batch",
+        "max_wait_ms",
+        "warm_up_seconds",
     }
 )
 

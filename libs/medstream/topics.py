@@ -16,7 +16,9 @@ from medstream.clinical import (
     DocumentEvent,
     IdentifiedRecord,
     ImagingEvent,
+    ImagingResult,
     MonitoringResult,
+    NotesResult,
     PatientEvent,
     VitalsEvent,
 )
@@ -175,6 +177,19 @@ RESULTS_MONITORING, RESULTS_MONITORING_DLT = _internal(
     restricted=False,
 )
 
+RESULTS_IMAGING, RESULTS_IMAGING_DLT = _internal(
+    "medstream.results.imaging",
+    "CheXpert probabilities with a Grad-CAM heatmap per film, keyed by pseudonym.",
+    ImagingResult,
+    restricted=False,
+)
+RESULTS_NOTES, RESULTS_NOTES_DLT = _internal(
+    "medstream.results.notes",
+    "CheXpert labels with word attributions per report, keyed by pseudonym.",
+    NotesResult,
+    restricted=False,
+)
+
 ALL_TOPICS: tuple[Topic, ...] = (
     IDENTIFIED_FHIR,
     IDENTIFIED_FHIR_DLT,
@@ -192,6 +207,10 @@ ALL_TOPICS: tuple[Topic, ...] = (
     DEID_IMAGING_DLT,
     RESULTS_MONITORING,
     RESULTS_MONITORING_DLT,
+    RESULTS_IMAGING,
+    RESULTS_IMAGING_DLT,
+    RESULTS_NOTES,
+    RESULTS_NOTES_DLT,
     EHR_INBOUND_FHIR,
     EHR_INBOUND_FHIR_DLT,
     EHR_INBOUND_HL7V2,

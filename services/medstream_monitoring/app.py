@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Sequence
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from medstream.audit import audit_message
 from medstream.clinical import MonitoringResult, VitalsEvent
-from medstream.consumer import BatchHandler, ExactlyOnceProcessor, subscribe_batch
+from medstream.consumer import BatchHandler
 from medstream.deadletter import InvalidMessage
 from medstream.envelope import Envelope
 from medstream.models.package import ModelPackage, latest
@@ -31,14 +29,11 @@ from medstream.outbox import OutboundMessage
 from medstream.received import Received
 from medstream.runtime import ServiceRuntime, run
 from medstream.topics import DEID_VITALS, RESULTS_MONITORING
+from medstream.worker import result_messages, serve_model
 
 NAME = "monitoring"
-GROUP = "medstream-monitoring"
 WINDOW_KEEP = 24  # observation sets kept per patient in Redis
 MAX_BATCH, MAX_WAIT_MS = 64, 50
-BATCH_SIZE = Histogram(
-    "medstream_monitoring_batch_size", "Records per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64)
-)
 SCORED = Counter("medstream_monitoring_scored_total", "Patients scored")
 
 
@@ -73,7 +68,6 @@ def make_batch_handler(
     async def handle(
         conn: AsyncConnection, records: Sequence[Received]
     ) -> list[Sequence[OutboundMessage] | InvalidMessage]:
-        BATCH_SIZE.observe(len(records))
         parsed: list[
             tuple[Envelope[VitalsEvent], list[float], list[Observations]] | InvalidMessage
         ] = []
@@ -129,41 +123,17 @@ def make_batch_handler(
                 model_checksum=package.checksum,
                 inbound_message_ids=[record.header("inbound-message-id") or record.message_id],
             )
-            out = Envelope[MonitoringResult](
-                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}#monitoring")),
-                event_type="medstream.results.monitoring.v1",
-                schema_version=1,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
-                occurred_at=event.occurred_at,
-                patient_pseudonym=event.payload.patient,
-                payload=result,
-            )
             SCORED.inc()
             results.append(
-                [
-                    OutboundMessage(
-                        topic=RESULTS_MONITORING.name,
-                        value=out.model_dump_json().encode(),
-                        key=event.payload.patient.encode(),
-                        message_id=out.event_id,
-                    ),
-                    audit_message(
-                        actor=NAME,
-                        action="model.inference",
-                        entity=event.payload.patient,
-                        correlation_id=event.correlation_id,
-                        causation_id=event.event_id,
-                        details={
-                            "model": package.name,
-                            "version": package.version,
-                            "checksum": package.checksum,
-                            "risk": result.risk,
-                            "news2": score.total,
-                        },
-                        dedupe_key=f"{NAME}:{out.event_id}",
-                    ),
-                ]
+                result_messages(
+                    worker=NAME,
+                    topic=RESULTS_MONITORING.name,
+                    event=event,
+                    patient=event.payload.patient,
+                    payload=result,
+                    package=package,
+                    summary={"risk": result.risk, "news2": score.total},
+                )
             )
         return results
 
@@ -174,21 +144,15 @@ async def wire(runtime: ServiceRuntime) -> None:
     """Load and verify the model, warm it up, and subscribe in micro-batches."""
     package = latest(runtime.settings.model_registry, monitoring.NAME)
     scorer = monitoring.Scorer(package, monitoring.load_model(package))
-    scorer.logits(np.zeros((1, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32))
-    processor = ExactlyOnceProcessor.from_settings(
-        runtime.settings,
-        engine=runtime.engine,
-        producer=runtime.producer,
-        group=GROUP,
-        handler=None,
-        stage=NAME,
-    )
-    subscribe_batch(
-        runtime.broker,
-        DEID_VITALS.name,
-        processor=processor,
+    dummy = np.zeros((MAX_BATCH, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32)
+    serve_model(
+        runtime,
+        name=NAME,
+        topic=DEID_VITALS.name,
+        package=package,
         batch_handler=make_batch_handler(package, scorer, runtime.redis),
-        max_records=MAX_BATCH,
+        warm=lambda: scorer.logits(dummy),
+        max_batch=MAX_BATCH,
         max_wait_ms=MAX_WAIT_MS,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -77,7 +78,19 @@ async def proof_table(admin_engine: AsyncEngine) -> str:
     return "proof_effect"
 
 
-PIPELINE = ("medstream-ingestion", "medstream-deid", "medstream-monitoring", "medstream-relay")
+PIPELINE = (
+    "medstream-ingestion",
+    "medstream-deid",
+    "medstream-monitoring",
+    "medstream-imaging",
+    "medstream-notes",
+    "medstream-relay",
+)
+METRICS_PORTS = {
+    "medstream-monitoring": 19311,
+    "medstream-imaging": 19312,
+    "medstream-notes": 19313,
+}
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +108,11 @@ def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     processes = []
     for name in PIPELINE:
         handle = (logs / f"{name}.log").open("wb")
+        env = {**os.environ, "MEDSTREAM_METRICS_PORT": str(METRICS_PORTS.get(name, 0))}
         processes.append(
-            subprocess.Popen([str(bin_dir / name)], stdout=handle, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [str(bin_dir / name)], stdout=handle, stderr=subprocess.STDOUT, env=env
+            )
         )
     yield logs
     for proc in processes:

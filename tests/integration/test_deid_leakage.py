@@ -24,7 +24,7 @@ from .test_crash_between_commits import wait_for
 DOWNSTREAM = [
     t.name
     for t in ALL_TOPICS
-    if t.name.startswith("medstream.deid.") or t.name == "medstream.audit"
+    if t.name.startswith(("medstream.deid.", "medstream.results.")) or t.name == "medstream.audit"
 ]
 
 

@@ -1,0 +1,1 @@
+"""Chest-radiograph imaging: phantoms, DICOM preprocessing, the CNN."""

@@ -1,0 +1,1 @@
+"""The imaging worker: de-identified chest films in, CheXpert probabilities and heatmaps out."""

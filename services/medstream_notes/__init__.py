@@ -1,0 +1,1 @@
+"""The notes worker: de-identified reports in, CheXpert labels and word attributions out."""
