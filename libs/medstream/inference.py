@@ -28,15 +28,18 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from medstream.consumer import BatchHandler
-from medstream.deadletter import InvalidMessage
-from medstream.outbox import OutboundMessage
-from medstream.received import Received
+if TYPE_CHECKING:  # model code imports this module without Kafka or database clients
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from medstream.consumer import BatchHandler
+    from medstream.errors import InvalidMessage
+    from medstream.outbox import OutboundMessage
+    from medstream.received import Received
 
 _LABEL = ("worker",)
 QUEUE_SECONDS = Histogram(

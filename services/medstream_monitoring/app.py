@@ -8,6 +8,7 @@ the whole batch. Results and audit events go out through the outbox.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Sequence
@@ -95,29 +96,35 @@ def make_batch_handler(
                 continue
             parsed.append((event, times, sets))
         scorable = [p for p in parsed if not isinstance(p, InvalidMessage)]
-        windows = (
-            np.stack([monitoring.window(t, s, len(s) - 1) for _, t, s in scorable])
+
+        def infer(windows: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
+            return scorer.logits(windows), monitoring.explain_batch(scorer.model, windows)
+
+        scored = (
+            await asyncio.to_thread(
+                infer, np.stack([monitoring.window(t, s, len(s) - 1) for _, t, s in scorable])
+            )
             if scorable
-            else None
+            else (np.zeros(0), [])
         )
-        logits = iter(scorer.logits(windows) if windows is not None else [])
+        outputs = iter(zip(*scored, strict=True))
         results: list[Sequence[OutboundMessage] | InvalidMessage] = []
         for record, item in zip(records, parsed, strict=True):
             if isinstance(item, InvalidMessage):
                 results.append(item)
                 continue
-            event, times, sets = item
+            event, _, sets = item
             score = news2(sets[-1])
-            features = monitoring.window(times, sets, len(sets) - 1)
+            logit, explanation = next(outputs)
             result = MonitoringResult(
                 patient=event.payload.patient,
                 scored_at=max(v.observed_at for v in event.payload.vitals),
-                risk=round(1 / (1 + math.exp(-float(next(logits)))), 4),
+                risk=round(1 / (1 + math.exp(-float(logit))), 4),
                 horizon_hours=monitoring.HORIZON_HOURS,
                 news2=score.total,
                 news2_risk=score.risk.value,
                 news2_complete=score.complete,
-                explanation=monitoring.explain(scorer.model, features),
+                explanation=explanation,
                 model=package.name,
                 model_version=package.version,
                 model_checksum=package.checksum,
@@ -144,14 +151,14 @@ async def wire(runtime: ServiceRuntime) -> None:
     """Load and verify the model, warm it up, and subscribe in micro-batches."""
     package = latest(runtime.settings.model_registry, monitoring.NAME)
     scorer = monitoring.Scorer(package, monitoring.load_model(package))
-    dummy = np.zeros((MAX_BATCH, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32)
+    dummy = np.zeros((8, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32)
     serve_model(
         runtime,
         name=NAME,
         topic=DEID_VITALS.name,
         package=package,
         batch_handler=make_batch_handler(package, scorer, runtime.redis),
-        warm=lambda: scorer.logits(dummy),
+        warm=lambda: (scorer.logits(dummy), monitoring.explain_batch(scorer.model, dummy)),
         max_batch=MAX_BATCH,
         max_wait_ms=MAX_WAIT_MS,
     )

@@ -60,10 +60,11 @@ class TrainingConfig:
 
 
 def class_weights(targets: np.ndarray) -> np.ndarray:
-    """Positive-class weights negatives/positives per label, capped at 10: the rare
-    findings (Pneumothorax at 5%) count as much as the common ones."""
+    """Positive-class weights sqrt(negatives/positives) per label, capped at 10. Full
+    negatives/positives weighting (a first run) lifted Pneumothorax but cost Lung
+    Opacity 0.14 AUROC; the square root keeps most of the gain for the rare findings."""
     positives = targets.mean(axis=0).clip(1e-3, 1 - 1e-3)
-    return np.asarray(np.minimum((1 - positives) / positives, 10.0), np.float32)
+    return np.asarray(np.minimum(np.sqrt((1 - positives) / positives), 10.0), np.float32)
 
 
 def dataset(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +335,8 @@ Grad-CAM on the last dense features for the most likely finding.
 exposure, blur and noise variation, and findings drawn independently at
 {", ".join(f"{k} {v:.0%}" for k, v in PREVALENCE.items())}. The epoch is chosen on
 {cfg["validation_images"]} validation phantoms. Class imbalance: the loss weights each
-label's positives by negatives/positives (capped at 10).
+label's positives by sqrt(negatives/positives) (capped at 10); weights
+{metrics["class_weights"]}.
 
 ## Held-out evaluation
 {held["images"]} phantoms from a seed never used in training; macro AUROC

@@ -22,7 +22,7 @@ import pydicom
 from monai.transforms import Resize, ScaleIntensityRangePercentiles, SpatialPad
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-from medstream.deadletter import InvalidMessage
+from medstream.errors import InvalidMessage
 from medstream.imaging.phantom import SIZE
 
 LOWER_PERCENTILE, UPPER_PERCENTILE = 0.5, 99.5

@@ -197,22 +197,33 @@ def predict_logits(model: DeteriorationGRU, windows: np.ndarray) -> np.ndarray:
 
 
 def explain(model: DeteriorationGRU, window_array: np.ndarray) -> dict[str, float]:
+    """``explain_batch`` for one window."""
+    return explain_batch(model, window_array[None])[0]
+
+
+def explain_batch(model: DeteriorationGRU, windows: np.ndarray) -> list[dict[str, float]]:
     """Integrated Gradients from an all-missing baseline, summed per vital and normalised
-    so the absolute weights add up to 1; the sign says whether a vital raised the risk."""
+    so the absolute weights add up to 1; the sign says whether a vital raised the risk.
+    One call attributes a whole batch."""
     from captum.attr import IntegratedGradients  # noqa: PLC0415  (only when explaining)
 
     model.eval()
-    inputs = torch.from_numpy(window_array[None])
+    inputs = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
     baseline = torch.zeros_like(inputs)
     baseline[..., len(SCALED) : 2 * len(SCALED)] = 1.0  # every vital missing
-    attributions = IntegratedGradients(model).attribute(inputs, baselines=baseline, n_steps=32)
-    per_feature = attributions[0].sum(dim=0).detach().numpy()
-    weights: dict[str, float] = {}
-    for (_, vital), value in zip(FEATURES, per_feature, strict=True):
-        if vital is not None:
-            weights[vital.value] = weights.get(vital.value, 0.0) + float(value)
-    total = sum(abs(v) for v in weights.values()) or 1.0
-    return {k: round(v / total, 4) for k, v in sorted(weights.items())}
+    attributions = IntegratedGradients(model).attribute(
+        inputs, baselines=baseline, n_steps=32, internal_batch_size=max(32, len(inputs) * 8)
+    )
+    per_feature = attributions.sum(dim=1).detach().numpy()  # (batch, feature)
+    results = []
+    for row in per_feature:
+        weights: dict[str, float] = {}
+        for (_, vital), value in zip(FEATURES, row, strict=True):
+            if vital is not None:
+                weights[vital.value] = weights.get(vital.value, 0.0) + float(value)
+        total = sum(abs(v) for v in weights.values()) or 1.0
+        results.append({k: round(v / total, 4) for k, v in sorted(weights.items())})
+    return results
 
 
 def save_package(

@@ -54,6 +54,8 @@ NOUNS: dict[str, tuple[str, ...]] = {
         "hazy opacity {loc}",
         "{side} infiltrate",
         "patchy opacification {loc}",
+        "retrocardiac opacity",
+        "perihilar opacities",
     ),
     "Lung Lesion": (
         "{size} nodule {loc}",
@@ -70,7 +72,12 @@ NOUNS: dict[str, tuple[str, ...]] = {
         "alveolar edema",
         "CHF",
     ),
-    "Consolidation": ("consolidation {loc}", "{side} consolidation", "focal consolidation"),
+    "Consolidation": (
+        "consolidation {loc}",
+        "{side} consolidation",
+        "focal consolidation",
+        "multifocal consolidations",
+    ),
     "Pneumonia": ("pneumonia", "{side} pneumonia", "infectious process", "{loc2} pneumonia"),
     "Atelectasis": (
         "{side} atelectasis",
@@ -108,6 +115,50 @@ NOUNS: dict[str, tuple[str, ...]] = {
         "sternotomy wires",
     ),
 }
+# Whole sentences that assert an observation without its usual noun.
+PRESENT_SENTENCES: dict[str, tuple[str, ...]] = {
+    "Cardiomegaly": (
+        "Heart size is mildly enlarged.",
+        "The heart is moderately enlarged.",
+        "The cardiac silhouette is enlarged.",
+        "Heart size is enlarged but stable.",
+        "The heart is markedly enlarged.",
+    ),
+    "Enlarged Cardiomediastinum": (
+        "The mediastinum is widened.",
+        "The cardiomediastinal silhouette is enlarged.",
+        "Mediastinal contours are widened.",
+    ),
+}
+# A finding and what it may be: "opacity, which may represent pneumonia".
+FINDING = {
+    "Lung Opacity": (
+        "{side} opacity",
+        "patchy opacities {loc}",
+        "retrocardiac opacity",
+        "perihilar opacities",
+        "multifocal opacities",
+    ),
+    "Consolidation": ("consolidation {loc}", "multifocal consolidations", "dense consolidation"),
+}
+INTERPRETATION = {
+    "Pneumonia": ("pneumonia", "infection", "early pneumonia"),
+    "Atelectasis": ("atelectasis", "subsegmental atelectasis"),
+    "Edema": ("edema", "asymmetric pulmonary edema"),
+    "Consolidation": ("consolidation",),
+}
+RELATIONS = (  # template, status of the interpretations
+    ("{A}, which may represent {B}.", Status.UNCERTAIN),
+    ("{A}, likely {B}.", Status.UNCERTAIN),
+    ("{A} concerning for {B}.", Status.UNCERTAIN),
+    ("{A}, {B} versus {C}.", Status.UNCERTAIN),
+    ("{A}, which could reflect {B} or {C}.", Status.UNCERTAIN),
+    ("{A} may be due to {B}.", Status.UNCERTAIN),
+    ("{A} consistent with {B}.", Status.PRESENT),
+    ("{A}, compatible with {B}.", Status.PRESENT),
+)
+_RANK = {Status.NOT_MENTIONED: 0, Status.ABSENT: 1, Status.UNCERTAIN: 2, Status.PRESENT: 3}
+
 # Short forms for lists ("no effusion, pneumothorax or consolidation").
 SHORT = {
     "Enlarged Cardiomediastinum": "mediastinal widening",
@@ -141,7 +192,16 @@ NORMAL: dict[str, tuple[str, ...]] = {
 
 PRESENT = (
     # family 0: plain assertion
-    ("There is {np}.", "{Np}.", "{Np} is present.", "{Np} is noted.", "{Np} is seen."),
+    (
+        "There is {np}.",
+        "{Np}.",
+        "{Np} is present.",
+        "{Np} is noted.",
+        "{Np} is seen.",
+        "The radiograph demonstrates {np}.",
+        "There is evidence of {np}.",
+        "{Np} is identified.",
+    ),
     # family 1: change over time
     (
         "Stable {np}.",
@@ -149,9 +209,22 @@ PRESENT = (
         "New {np}.",
         "Persistent {np}.",
         "{Np}, unchanged.",
+        "Worsening {np}.",
+        "Slightly improved {np}.",
+        "Residual {np}.",
+        "Increasing {np} since the prior exam.",
+        "{Np} is new.",
+        "{Np} has increased.",
     ),
     # family 2: interpretive
-    ("Findings consistent with {np}.", "Compatible with {np}.", "{Np} has developed."),
+    (
+        "Findings consistent with {np}.",
+        "Compatible with {np}.",
+        "{Np} has developed.",
+        "Appearance is typical of {np}.",
+        "Findings are diagnostic of {np}.",
+        "{Np} is again demonstrated.",
+    ),
     # family 3 (held out): other wording
     (
         "Redemonstrated {np}.",
@@ -161,12 +234,29 @@ PRESENT = (
     ),
 )
 ABSENT = (
-    ("No {np}.", "There is no {np}.", "No evidence of {np}."),
-    ("Without {np}.", "Negative for {np}.", "{Np} is not seen.", "No definite {np}."),
+    (
+        "No {np}.",
+        "There is no {np}.",
+        "No evidence of {np}.",
+        "No convincing {np}.",
+        "There is no evidence of {np}.",
+        "No visible {np}.",
+    ),
+    (
+        "Without {np}.",
+        "Negative for {np}.",
+        "{Np} is not seen.",
+        "No definite {np}.",
+        "{Np} is not appreciated.",
+        "Without evidence of {np}.",
+        "No findings to suggest {np}.",
+    ),
     (
         "{Np} has resolved.",
         "Resolution of the previously seen {np}.",
         "Interval resolution of {np}.",
+        "The previously noted {np} is no longer seen.",
+        "{Np} has cleared.",
     ),
     (
         "{Np} is not identified.",
@@ -176,9 +266,34 @@ ABSENT = (
     ),
 )
 UNCERTAIN = (
-    ("Possible {np}.", "{Np} cannot be excluded.", "Cannot exclude {np}."),
-    ("This may represent {np}.", "Concerning for {np}.", "Suggestive of {np}.", "Probable {np}."),
-    ("Questionable {np}.", "{Np} is not excluded.", "Likely {np}.", "Could reflect {np}."),
+    (
+        "Possible {np}.",
+        "{Np} cannot be excluded.",
+        "Cannot exclude {np}.",
+        "{Np} cannot be entirely excluded.",
+        "Possible early {np}.",
+        "Equivocal {np}.",
+        "Question of {np}.",
+    ),
+    (
+        "This may represent {np}.",
+        "Concerning for {np}.",
+        "Suggestive of {np}.",
+        "Probable {np}.",
+        "Suspicious for {np}.",
+        "Worrisome for {np}.",
+        "Raising concern for {np}.",
+        "Findings could represent {np}.",
+    ),
+    (
+        "Questionable {np}.",
+        "{Np} is not excluded.",
+        "Likely {np}.",
+        "Could reflect {np}.",
+        "May be due to {np}.",
+        "Findings may be related to {np}.",
+        "Superimposed {np} is not entirely excluded.",
+    ),
     (
         "Cannot rule out {np}.",
         "Possibly {np}.",
@@ -269,12 +384,17 @@ def report(rng: random.Random, heldout: bool = False) -> Report:
         if status is Status.ABSENT and name in NORMAL and rng.random() < 0.4:
             sentences.append(rng.choice(NORMAL[name]))
             continue
+        if status is Status.PRESENT and name in PRESENT_SENTENCES and rng.random() < 0.4:
+            sentences.append(rng.choice(PRESENT_SENTENCES[name]))
+            continue
         families = {Status.PRESENT: PRESENT, Status.ABSENT: ABSENT, Status.UNCERTAIN: UNCERTAIN}[
             status
         ]
         family = families[rng.choice(_families(heldout, len(families)))]
         noun = _fill(rng.choice(NOUNS[name]), rng)
         sentences.append(_sentence(rng.choice(family), noun))
+    if rng.random() < 0.3:
+        sentences.insert(rng.randrange(len(sentences) + 1), _relation(rng, labels))
     # Distractors: normal statements about things not labelled, and an indication.
     normal_fillers = [
         "The lungs are clear."
@@ -317,6 +437,27 @@ def report(rng: random.Random, heldout: bool = False) -> Report:
             text = text.replace(us, uk)
     _no_finding(labels)
     return Report(text, labels)
+
+
+def _relation(rng: random.Random, labels: dict[str, Status]) -> str:
+    """A finding with its interpretation, labelled as CheXpert reads it: the finding
+    present, the interpretations uncertain (hedged) or present (asserted)."""
+    template, status = rng.choice(RELATIONS)
+    finding = rng.choice(list(FINDING))
+    choices = [n for n in INTERPRETATION if n != finding]
+    first, second = rng.sample(choices, 2)
+    text = (
+        template.replace("{A}", _fill(rng.choice(FINDING[finding]), rng))
+        .replace("{B}", rng.choice(INTERPRETATION[first]))
+        .replace("{C}", rng.choice(INTERPRETATION[second]))
+    )
+    named = [(finding, Status.PRESENT), (first, status)]
+    if "{C}" in template:
+        named.append((second, status))
+    for name, new in named:
+        if _RANK[new] > _RANK[labels[name]]:
+            labels[name] = new
+    return text[:1].upper() + text[1:]
 
 
 def _layout(
