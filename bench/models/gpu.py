@@ -36,17 +36,30 @@ from medstream.inference import inference_mode, select_device  # noqa: E402
 from medstream.models.package import latest  # noqa: E402
 
 
-def rate(run: Callable[[], object], items: int, seconds: float = 2.0) -> dict[str, float]:
+QUICK = bool(os.environ.get("MEDSTREAM_BENCH_QUICK"))  # a smoke run on the CPU
+SECONDS = 0.2 if QUICK else 2.0
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def sizes(*values: int) -> tuple[int, ...]:
+    return values[:2] if QUICK else values
+
+
+def rate(run: Callable[[], object], items: int, seconds: float = SECONDS) -> dict[str, float]:
     """Items per second and per-call latency, after a warm-up, synchronised."""
-    for _ in range(3):
+    for _ in range(1 if QUICK else 3):
         run()
-    torch.cuda.synchronize()
+    _sync()
     calls: list[float] = []
     deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(calls) < 5:
+    while time.perf_counter() < deadline or len(calls) < (1 if QUICK else 5):
         started = time.perf_counter()
         run()
-        torch.cuda.synchronize()
+        _sync()
         calls.append(time.perf_counter() - started)
     median = statistics.median(calls)
     return {
@@ -71,7 +84,7 @@ def monitoring(device: torch.device) -> dict[str, Any]:
 
         return run
 
-    return {f"batch{n}": rate(forward(n), n) for n in (1, 64, 1024)}
+    return {f"batch{n}": rate(forward(n), n) for n in sizes(1, 64, 1024)}
 
 
 def imaging(device: torch.device) -> dict[str, Any]:
@@ -80,7 +93,7 @@ def imaging(device: torch.device) -> dict[str, Any]:
     classifier = m.Classifier(latest(ROOT / "models", m.NAME), device)
     inputs, _ = m.dataset(256, 5)
     out: dict[str, Any] = {}
-    for n in (1, 16, 64, 256):
+    for n in sizes(1, 16, 64, 256):
         batch = np.ascontiguousarray(inputs[:n])
         out[f"predict_batch{n}"] = rate(lambda b=batch: classifier.probabilities(b), n)
         out[f"predict_and_gradcam_batch{n}"] = rate(lambda b=batch: classifier.predict(b), n)
@@ -102,7 +115,7 @@ def notes(device: torch.device) -> dict[str, Any]:
     labeller = m.Labeller(package, device)
     texts = [r.text for r in reports(256, 8)]
     out: dict[str, Any] = {"base_weights": note}
-    for n in (1, 32, 128):
+    for n in sizes(1, 32, 128):
         batch = texts[:n]
         out[f"predict_batch{n}"] = rate(lambda b=batch: labeller.probabilities(b), n)
         out[f"predict_and_attribution_batch{n}"] = rate(lambda b=batch: labeller.predict(b), n)
