@@ -38,23 +38,37 @@ MAX_BATCH, MAX_WAIT_MS = 64, 50
 SCORED = Counter("medstream_monitoring_scored_total", "Patients scored")
 
 
-async def merge_window(
-    redis: Redis, pseudonym: str, items: list[dict[str, object]]
-) -> list[dict[str, object]]:
-    """Add a VitalsEvent's coded observations to the patient's window; return the window.
+async def merge_windows(
+    redis: Redis, updates: Sequence[tuple[str, list[dict[str, object]]]]
+) -> list[list[dict[str, object]]]:
+    """Add each VitalsEvent's coded observations to its patient's window and return the
+    windows, in two round trips for the whole batch (pipelines, in order: a patient
+    with two events in one batch sees the first in the second's window).
 
     Keyed by observation time and LOINC code, so a redelivered event merges the same
     values again and changes nothing."""
-    key = f"monitoring:window:{pseudonym}"
-    if items:
-        await redis.hset(key, mapping={f"{i['time']}|{i['code']}": json.dumps(i) for i in items})
-    fields = {_text(f): v for f, v in (await redis.hgetall(key)).items()}
-    times = sorted({f.split("|")[0] for f in fields})
-    stale = set(times[:-WINDOW_KEEP])
-    if stale:
-        await redis.hdel(key, *[f for f in fields if f.split("|")[0] in stale])
-    await redis.expire(key, 7 * 24 * 3600)
-    return [json.loads(v) for f, v in fields.items() if f.split("|")[0] not in stale]
+    keys = [f"monitoring:window:{pseudonym}" for pseudonym, _ in updates]
+    pipe = redis.pipeline(transaction=False)
+    for key, (_, items) in zip(keys, updates, strict=True):
+        if items:
+            pipe.hset(key, mapping={f"{i['time']}|{i['code']}": json.dumps(i) for i in items})
+        pipe.hgetall(key)
+    replies = await pipe.execute()
+    windows: list[list[dict[str, object]]] = []
+    tidy = redis.pipeline(transaction=False)
+    position = 0
+    for key, (_, items) in zip(keys, updates, strict=True):
+        position += 1 if items else 0
+        fields = {_text(f): v for f, v in replies[position].items()}
+        position += 1
+        times = sorted({f.split("|")[0] for f in fields})
+        stale = set(times[:-WINDOW_KEEP])
+        if stale:
+            tidy.hdel(key, *[f for f in fields if f.split("|")[0] in stale])
+        tidy.expire(key, 7 * 24 * 3600)
+        windows.append([json.loads(v) for f, v in fields.items() if f.split("|")[0] not in stale])
+    await tidy.execute()
+    return windows
 
 
 def _text(value: bytes | str) -> str:
@@ -69,24 +83,33 @@ def make_batch_handler(
     async def handle(
         conn: AsyncConnection, records: Sequence[Received]
     ) -> list[Sequence[OutboundMessage] | InvalidMessage]:
-        parsed: list[
-            tuple[Envelope[VitalsEvent], list[float], list[Observations]] | InvalidMessage
-        ] = []
+        events: list[Envelope[VitalsEvent] | InvalidMessage] = []
         for record in records:
             try:
-                event = Envelope[VitalsEvent].model_validate_json(record.value)
+                events.append(Envelope[VitalsEvent].model_validate_json(record.value))
             except ValidationError:
-                parsed.append(
+                events.append(
                     InvalidMessage(
                         "monitoring.bad_event",
                         "The event is not a vitals event of schema version 1.",
                     )
                 )
-                continue
-            window = await merge_window(
-                redis, event.payload.patient, monitoring.coded(event.payload.vitals)
+        valid = [e for e in events if not isinstance(e, InvalidMessage)]
+        windows = iter(
+            await merge_windows(
+                redis, [(e.payload.patient, monitoring.coded(e.payload.vitals)) for e in valid]
             )
-            times, sets = monitoring.observation_sets(window)
+            if valid
+            else []
+        )
+        parsed: list[
+            tuple[Envelope[VitalsEvent], list[float], list[Observations]] | InvalidMessage
+        ] = []
+        for event in events:
+            if isinstance(event, InvalidMessage):
+                parsed.append(event)
+                continue
+            times, sets = monitoring.observation_sets(next(windows))
             if not sets:
                 parsed.append(
                     InvalidMessage(
