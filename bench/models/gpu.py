@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT / "libs"))
 from medstream.inference import inference_mode, select_device  # noqa: E402
 from medstream.models.package import latest  # noqa: E402
 
-
 QUICK = bool(os.environ.get("MEDSTREAM_BENCH_QUICK"))  # a smoke run on the CPU
 SECONDS = 0.2 if QUICK else 2.0
 

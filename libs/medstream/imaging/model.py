@@ -188,6 +188,8 @@ class Classifier:
             torch.load(package.folder / "weights.pt", weights_only=True, map_location="cpu")
         )
         self.model.to(self.device).eval()
+        for parameter in self.model.parameters():  # serving: no graph through the weights
+            parameter.requires_grad_(False)
         self.labels: list[str] = package.json("labels.json")["labels"]
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:

