@@ -7,6 +7,7 @@ made here, so none of those defaults reaches a service.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -139,11 +140,20 @@ async def ensure_topics(settings: Settings, topics: Iterable[Topic] = ALL_TOPICS
         await admin.close()
 
 
-async def describe_topic_config(settings: Settings, name: str) -> dict[str, str]:
-    """The broker's effective configuration of topic ``name``."""
+async def describe_topic_config(
+    settings: Settings, name: str, attempts: int = 20
+) -> dict[str, str]:
+    """The broker's effective configuration of topic ``name``. Right after a topic is
+    created, a broker that has not yet caught up on the metadata answers with an error
+    and no entries, so an empty answer is asked again, for up to ``attempts`` x 0.5 s."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
+        for _ in range(attempts - 1):
+            config = await _topic_config(admin, name)
+            if config:
+                return config
+            await asyncio.sleep(0.5)
         return await _topic_config(admin, name)
     finally:
         await admin.close()

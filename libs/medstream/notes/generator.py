@@ -49,6 +49,7 @@ NOUNS: dict[str, tuple[str, ...]] = {
     ),
     "Lung Opacity": (
         "{side} opacity",
+        "{loc2} opacity",
         "{side} opacities",
         "airspace opacity {loc}",
         "hazy opacity {loc}",
@@ -105,6 +106,8 @@ NOUNS: dict[str, tuple[str, ...]] = {
     ),
     "Support Devices": (
         "endotracheal tube",
+        "{side2} internal jugular central venous catheter",
+        "dual-lead pacemaker",
         "ETT",
         "nasogastric tube",
         "NG tube",
@@ -117,6 +120,15 @@ NOUNS: dict[str, tuple[str, ...]] = {
 }
 # Whole sentences that assert an observation without its usual noun.
 PRESENT_SENTENCES: dict[str, tuple[str, ...]] = {
+    "Support Devices": (
+        "Endotracheal tube terminates 4 cm above the carina.",
+        "Nasogastric tube courses below the diaphragm.",
+        "Right PICC line tip projects over the cavoatrial junction.",
+        "Left internal jugular catheter tip is in the mid SVC.",
+        "Interval placement of a right chest tube.",
+        "Pacemaker leads are in expected position.",
+        "Feeding tube tip is in the stomach.",
+    ),
     "Cardiomegaly": (
         "Heart size is mildly enlarged.",
         "The heart is moderately enlarged.",
@@ -139,11 +151,16 @@ FINDING = {
         "perihilar opacities",
         "multifocal opacities",
     ),
-    "Consolidation": ("consolidation {loc}", "multifocal consolidations", "dense consolidation"),
+    "Consolidation": (
+        "consolidation {loc}",
+        "multifocal consolidations",
+        "dense consolidation",
+        "{loc2} consolidation",
+    ),
 }
 INTERPRETATION = {
-    "Pneumonia": ("pneumonia", "infection", "early pneumonia"),
-    "Atelectasis": ("atelectasis", "subsegmental atelectasis"),
+    "Pneumonia": ("pneumonia", "infection", "early pneumonia", "multifocal pneumonia"),
+    "Atelectasis": ("atelectasis", "subsegmental atelectasis", "compressive atelectasis"),
     "Edema": ("edema", "asymmetric pulmonary edema"),
     "Consolidation": ("consolidation",),
 }
@@ -154,8 +171,13 @@ RELATIONS = (  # template, status of the interpretations
     ("{A}, {B} versus {C}.", Status.UNCERTAIN),
     ("{A}, which could reflect {B} or {C}.", Status.UNCERTAIN),
     ("{A} may be due to {B}.", Status.UNCERTAIN),
+    ("{A}, which likely reflects {B}.", Status.UNCERTAIN),
+    ("{A}; {B} cannot be excluded.", Status.UNCERTAIN),
+    ("{A}, which may reflect {B}, although {C} cannot be excluded.", Status.UNCERTAIN),
     ("{A} consistent with {B}.", Status.PRESENT),
     ("{A}, compatible with {B}.", Status.PRESENT),
+    ("{A} with adjacent {B}.", Status.PRESENT),
+    ("{A} with associated {B}.", Status.PRESENT),
 )
 _RANK = {Status.NOT_MENTIONED: 0, Status.ABSENT: 1, Status.UNCERTAIN: 2, Status.PRESENT: 3}
 

@@ -252,7 +252,7 @@ def evaluate(items: Sequence[Report], probs: np.ndarray) -> dict[str, Any]:
     uncertain classes (CheXpert's mention, negation and uncertainty F1); and macro AUROC
     of P(present) against present-or-not, over observations with both classes."""
     gold = np.asarray(as_targets(items))
-    predicted = probs.argmax(-1)
+    predicted, _ = decide(probs)
     return _scores(gold, predicted, probs[..., 0])
 
 
@@ -385,12 +385,29 @@ def _word_spans(
     ]
 
 
+_PATHOLOGY = [k for k, n in enumerate(OBSERVATIONS) if n not in ("No Finding", "Support Devices")]
+
+
+def decide(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Status indices and their probabilities for (N, 14, 4) probabilities. No Finding
+    follows CheXpert's definition rather than its own head: present exactly when no
+    pathology is present or uncertain, with the probability that none is."""
+    statuses = probs.argmax(-1)
+    confidence = probs.max(-1)
+    sick = np.isin(statuses[:, _PATHOLOGY], (0, 2)).any(axis=1)
+    healthy = probs[:, _PATHOLOGY][..., [1, 3]].sum(-1).min(axis=1)
+    statuses[:, 0] = np.where(sick, STATUSES.index(Status.NOT_MENTIONED), 0)
+    confidence[:, 0] = np.where(sick, 1 - healthy, healthy)
+    return statuses, confidence
+
+
 def labels_output(probs: np.ndarray) -> dict[str, dict[str, Any]]:
     """The CONTRACT's labels object for one report."""
+    statuses, confidence = decide(probs[None])
     return {
         name: {
-            "status": STATUSES[int(probs[k].argmax())].value,
-            "probability": round(float(probs[k].max()), 4),
+            "status": STATUSES[int(statuses[0, k])].value,
+            "probability": round(float(confidence[0, k]), 4),
         }
         for k, name in enumerate(OBSERVATIONS)
     }
