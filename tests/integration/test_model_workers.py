@@ -166,6 +166,50 @@ def _get(url: str) -> str:
         return str(response.read().decode())
 
 
+def _not_applicable_ct(port: int) -> float:
+    for line in _get(f"http://127.0.0.1:{port}/metrics").splitlines():
+        if line.startswith('medstream_imaging_not_applicable_total{modality="CT"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_a_ct_slice_is_counted_not_scored_nor_dead_lettered(
+    settings: Settings, pipeline: Path
+) -> None:
+    """CT is valid DICOM the chest-film model does not read: no result, no dead letter,
+    one more in the worker's not-applicable counter."""
+    port = METRICS_PORTS["medstream-imaging"]
+    before = 0.0
+    for _ in range(120):  # the worker may still be starting
+        try:
+            before = await asyncio.to_thread(_not_applicable_ct, port)
+            break
+        except OSError:
+            await asyncio.sleep(0.5)
+    ct = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct.SOPInstanceUID = f"1.2.826.0.1.3680043.10.{uuid.uuid4().int % 10**12}"
+    ct.file_meta.MediaStorageSOPInstanceUID = ct.SOPInstanceUID
+    buffer = DicomBytesIO()
+    ct.save_as(buffer)
+    message_id = f"ct-{uuid.uuid4().hex[:8]}"
+    await _send(settings, [("ehr.inbound.dicom", buffer.getvalue(), "PATCT", message_id)])
+    after = before
+    for _ in range(120):
+        after = await asyncio.to_thread(_not_applicable_ct, port)
+        if after > before:
+            break
+        await asyncio.sleep(0.5)
+    assert after == before + 1
+    results = await read_topics(
+        settings,
+        ["medstream.results.imaging", "medstream.deid.imaging.dlt"],
+        until=lambda rs: False,
+        timeout_s=3,
+    )
+    assert not [r for r in results if message_id.encode() in b"".join(v for _, v in r.headers)]
+    assert not _ours([r for r in results if r.topic == "medstream.results.imaging"], [message_id])
+
+
 async def test_workers_report_ready_on_their_metrics(settings: Settings, pipeline: Path) -> None:
     """Each worker serves Prometheus metrics; readiness is 1 once its model is warm."""
     ports = {name.removeprefix("medstream-"): port for name, port in METRICS_PORTS.items()}
