@@ -206,8 +206,6 @@ SUBJECTS = {"monitoring": monitoring_subject, "imaging": imaging_subject, "notes
 def pruned(subject: Subject, amount: float) -> nn.Module:
     """L1 unstructured pruning of the subject's weights, made permanent."""
     clone = copy.deepcopy(subject.model)
-    subject_clone = copy.copy(subject)
-    subject_clone.model = clone
     for module, name in subject.prunable(clone):
         prune.l1_unstructured(module, name=name, amount=amount)
         prune.remove(module, name)

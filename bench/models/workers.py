@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import platform
@@ -97,35 +98,48 @@ def _envelope(payload: Any, kind: str, patient: str) -> bytes:
     )
 
 
+def _event_source(
+    kind: str, payload: Callable[[int, str], Any]
+) -> Callable[[int], list[tuple[str, bytes]]]:
+    """``count`` more de-identified events of ``kind``, numbered across calls, over 400
+    rotating pseudonyms; ``payload(n, pseudonym)`` makes the n-th event's payload."""
+    numbers = itertools.count(1)
+
+    def events(count: int) -> list[tuple[str, bytes]]:
+        out = []
+        for n in itertools.islice(numbers, count):
+            patient = f"psn-bench{n % 400:04d}"
+            out.append((patient, _envelope(payload(n, patient), kind, patient)))
+        return out
+
+    return events
+
+
 def monitoring_workload() -> Workload:
     from medstream.monitoring import model as monitoring  # noqa: PLC0415
     from medstream.monitoring.simulator import simulate  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     start = datetime(2026, 3, 1, tzinfo=UTC)
-    counter = {"n": 0}
 
-    def events(count: int) -> list[tuple[str, bytes]]:
-        out = []
-        for _ in range(count):
-            counter["n"] += 1
-            patient = f"psn-bench{counter['n'] % 400:04d}"
-            at = start + timedelta(hours=4 * (counter["n"] // 400))
-            values = {
-                Vital.HEART_RATE: ("8867-4", rng.normal(85, 15), "/min"),
-                Vital.RESPIRATORY_RATE: ("9279-1", rng.normal(17, 3), "/min"),
-                Vital.SPO2: ("59408-5", min(100, rng.normal(96, 2)), "%"),
-                Vital.SYSTOLIC_BP: ("8480-6", rng.normal(125, 18), "mm[Hg]"),
-                Vital.TEMPERATURE: ("8310-5", rng.normal(37, 0.5), "Cel"),
-            }
-            vitals = [
+    def vitals(n: int, patient: str) -> VitalsEvent:
+        at = start + timedelta(hours=4 * (n // 400))
+        values = {
+            Vital.HEART_RATE: ("8867-4", rng.normal(85, 15), "/min"),
+            Vital.RESPIRATORY_RATE: ("9279-1", rng.normal(17, 3), "/min"),
+            Vital.SPO2: ("59408-5", min(100, rng.normal(96, 2)), "%"),
+            Vital.SYSTOLIC_BP: ("8480-6", rng.normal(125, 18), "mm[Hg]"),
+            Vital.TEMPERATURE: ("8310-5", rng.normal(37, 0.5), "Cel"),
+        }
+        return VitalsEvent(
+            patient=patient,
+            vitals=[
                 VitalSign(vital=v, loinc=c, value=round(float(x), 1), unit=u, observed_at=at)
                 for v, (c, x, u) in values.items()
-            ]
-            out.append(
-                (patient, _envelope(VitalsEvent(patient=patient, vitals=vitals), "vitals", patient))
-            )
-        return out
+            ],
+        )
+
+    events = _event_source("vitals", vitals)
 
     package = latest(ROOT / "models", monitoring.NAME)
     scorer = monitoring.Scorer(package, monitoring.load_model(package))
@@ -157,23 +171,17 @@ def imaging_workload() -> Workload:
 
     rng = np.random.default_rng(1)
     films = [to_dicom(phantom(rng, size=512).image, patient_id="ANON", seed=i) for i in range(24)]
-    counter = {"n": 0}
-
-    def events(count: int) -> list[tuple[str, bytes]]:
-        out = []
-        for _ in range(count):
-            counter["n"] += 1
-            patient = f"psn-bench{counter['n'] % 400:04d}"
-            payload = ImagingEvent(
-                patient=patient,
-                sop_instance_uid=f"2.25.{uuid.uuid4().int}",
-                modality="CR",
-                rows=512,
-                columns=512,
-                dicom_base64=base64.b64encode(films[counter["n"] % len(films)]).decode(),
-            )
-            out.append((patient, _envelope(payload, "imaging", patient)))
-        return out
+    events = _event_source(
+        "imaging",
+        lambda n, patient: ImagingEvent(
+            patient=patient,
+            sop_instance_uid=f"2.25.{uuid.uuid4().int}",
+            modality="CR",
+            rows=512,
+            columns=512,
+            dicom_base64=base64.b64encode(films[n % len(films)]).decode(),
+        ),
+    )
 
     classifier = imaging.Classifier(latest(ROOT / "models", imaging.NAME))
 
@@ -195,18 +203,12 @@ def notes_workload() -> Workload:
     from medstream.notes.generator import reports  # noqa: PLC0415
 
     texts = [r.text for r in reports(256, 99)]
-    counter = {"n": 0}
-
-    def events(count: int) -> list[tuple[str, bytes]]:
-        out = []
-        for _ in range(count):
-            counter["n"] += 1
-            patient = f"psn-bench{counter['n'] % 400:04d}"
-            payload = DocumentEvent(
-                patient=patient, document_kind="radiology_report", text=texts[counter["n"] % 256]
-            )
-            out.append((patient, _envelope(payload, "document", patient)))
-        return out
+    events = _event_source(
+        "document",
+        lambda n, patient: DocumentEvent(
+            patient=patient, document_kind="radiology_report", text=texts[n % len(texts)]
+        ),
+    )
 
     labeller = notes.Labeller(latest(ROOT / "models", notes.NAME))
 

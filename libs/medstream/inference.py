@@ -27,7 +27,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -117,15 +117,9 @@ class WorkerMetrics:
     """The Prometheus series of one worker, labelled by its name."""
 
     worker: str
-    _ready: bool = field(default=False, init=False)
 
     def ready(self) -> None:
-        self._ready = True
         READY.labels(self.worker).set(1)
-
-    @property
-    def is_ready(self) -> bool:
-        return self._ready
 
     def observe_batch(self, records: Sequence[Received], model_seconds: float) -> None:
         now = time.time()

@@ -28,8 +28,9 @@ DOWNSTREAM = [
 ]
 
 
-async def read_topics(settings: Settings, topics: list[str], until, timeout_s: float = 90) -> list:  # type: ignore[no-untyped-def]
-    consumer = AIOKafkaConsumer(
+def _reader(settings: Settings, *topics: str) -> AIOKafkaConsumer:
+    """A group-less consumer from the earliest offsets, for records up to 40 MiB."""
+    return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
@@ -37,6 +38,20 @@ async def read_topics(settings: Settings, topics: list[str], until, timeout_s: f
         group_id=None,
         max_partition_fetch_bytes=40 * 1024 * 1024,
     )
+
+
+def results_for(records: list, ids: list[str]) -> dict[str, dict]:  # type: ignore[type-arg]
+    """The payloads of result events derived from inbound message ``ids``, by id."""
+    found = {}
+    for record in records:
+        payload = json.loads(record.value)["payload"]
+        if payload["inbound_message_ids"][0] in ids:
+            found[payload["inbound_message_ids"][0]] = payload
+    return found
+
+
+async def read_topics(settings: Settings, topics: list[str], until, timeout_s: float = 90) -> list:  # type: ignore[no-untyped-def]
+    consumer = _reader(settings, *topics)
     await consumer.start()
     records: list = []
     try:
@@ -54,12 +69,7 @@ async def read_topics(settings: Settings, topics: list[str], until, timeout_s: f
 async def read_since(settings: Settings, topics: list[str], since_ms: int) -> list:  # type: ignore[type-arg]
     """Every record appended to ``topics`` since ``since_ms``, up to the end offsets at
     the time of the call: a complete read, however much older data the topics hold."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=40 * 1024 * 1024,
-    )
+    consumer = _reader(settings)
     await consumer.start()
     records: list = []
     try:

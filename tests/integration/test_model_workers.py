@@ -23,7 +23,7 @@ from medstream.models.package import latest
 from medstream.settings import Settings
 
 from .conftest import METRICS_PORTS
-from .test_deid_leakage import read_topics
+from .test_deid_leakage import read_topics, results_for
 
 
 def _findings(**present: bool) -> dict[str, bool]:
@@ -41,15 +41,6 @@ async def _send(settings: Settings, messages: list[tuple[str, bytes, str, str]])
             )
     finally:
         await producer.stop()
-
-
-def _ours(records: list, ids: list[str]) -> dict[str, dict]:  # type: ignore[type-arg]
-    found = {}
-    for record in records:
-        payload = json.loads(record.value)["payload"]
-        if payload["inbound_message_ids"][0] in ids:
-            found[payload["inbound_message_ids"][0]] = payload
-    return found
 
 
 async def test_chest_films_are_labelled_with_heatmaps(settings: Settings, pipeline: Path) -> None:
@@ -73,9 +64,9 @@ async def test_chest_films_are_labelled_with_heatmaps(settings: Settings, pipeli
     messages.append(("ehr.inbound.dicom", buffer.getvalue(), patient_id, colour_id))
     await _send(settings, messages)
     ids = list(films)
-    results = _ours(
+    results = results_for(
         await read_topics(
-            settings, ["medstream.results.imaging"], until=lambda rs: len(_ours(rs, ids)) == 3
+            settings, ["medstream.results.imaging"], until=lambda rs: len(results_for(rs, ids)) == 3
         ),
         ids,
     )
@@ -141,9 +132,9 @@ async def test_reports_are_labelled_with_word_attributions(
         )
     await _send(settings, messages)
     ids = [m[3] for m in messages]
-    results = _ours(
+    results = results_for(
         await read_topics(
-            settings, ["medstream.results.notes"], until=lambda rs: len(_ours(rs, ids)) == 2
+            settings, ["medstream.results.notes"], until=lambda rs: len(results_for(rs, ids)) == 2
         ),
         ids,
     )
@@ -207,7 +198,9 @@ async def test_a_ct_slice_is_counted_not_scored_nor_dead_lettered(
         timeout_s=3,
     )
     assert not [r for r in results if message_id.encode() in b"".join(v for _, v in r.headers)]
-    assert not _ours([r for r in results if r.topic == "medstream.results.imaging"], [message_id])
+    assert not results_for(
+        [r for r in results if r.topic == "medstream.results.imaging"], [message_id]
+    )
 
 
 async def test_workers_report_ready_on_their_metrics(settings: Settings, pipeline: Path) -> None:

@@ -11,7 +11,7 @@ from medstream.kafka import make_producer
 from medstream.models.package import latest
 from medstream.settings import Settings
 
-from .test_deid_leakage import read_topics
+from .test_deid_leakage import read_topics, results_for
 
 VITALS = [  # hour, HR, RR, SpO2, SBP, temperature
     (0, 84, 16, 96, 124, 37.1),
@@ -60,12 +60,7 @@ async def test_vitals_are_scored_with_news2_under_a_pseudonym(
         await producer.stop()
 
     def ours(records: list) -> dict[str, dict]:  # type: ignore[type-arg]
-        found = {}
-        for record in records:
-            payload = json.loads(record.value)["payload"]
-            if payload["inbound_message_ids"][0] in ids:
-                found[payload["inbound_message_ids"][0]] = payload
-        return found
+        return results_for(records, ids)
 
     results = ours(
         await read_topics(
