@@ -22,6 +22,7 @@ from rich.table import Table
 
 from medstream import contracts, migrate
 from medstream import stack as local_stack
+from medstream.audit.commands import audit_app, lineage, record_command
 from medstream.clinical import SourceFormat
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
@@ -57,6 +58,8 @@ deid_app = typer.Typer(
     help="De-identify text and files with the deid service's engine.", no_args_is_help=True
 )
 app.add_typer(deid_app, name="deid")
+app.add_typer(audit_app, name="audit")
+app.command("lineage")(lineage)
 
 console = Console(stderr=True)
 
@@ -106,12 +109,14 @@ def up(
             local_stack.up_services(_stack(cluster=False), _service_executables(), _report)
     except local_stack.StackError as exc:
         raise _fail(str(exc)) from None
+    record_command("admin.up", {"cluster": cluster, "services": services})
     console.print("[green]MedStream stack is up.[/green] `medstream status` shows it.")
 
 
 @app.command()
 def down() -> None:
     """Stop every service and server that MedStream started (both stacks)."""
+    record_command("admin.down", warn=False)  # audited when the database is up
     local_stack.down_services(_stack(cluster=False), _report)
     local_stack.down(_stack(cluster=True), _report)
     local_stack.down(_stack(cluster=False), _report)
@@ -169,6 +174,7 @@ def topics_create(cluster: bool = typer.Option(False, help="On the 3-node cluste
     created = asyncio.run(
         ensure_topics(local_stack.cluster_settings(settings) if cluster else settings)
     )
+    record_command("admin.topics.create", {"created": len(created), "cluster": cluster})
     _report(f"{len(created)} topics created")
 
 
@@ -193,6 +199,7 @@ def topics_list() -> None:
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply the Alembic migrations."""
     migrate.upgrade(revision)
+    record_command("admin.db.upgrade", {"revision": revision})
 
 
 @schemas_app.command("export")
@@ -310,6 +317,7 @@ def replay(paths: list[Path]) -> None:
     if not outgoing:
         raise _fail("no FHIR, HL7 v2 or DICOM files found in the given paths")
     asyncio.run(_publish(outgoing))
+    record_command("admin.replay", {"messages": len(outgoing), "files": len(paths)})
 
 
 async def _publish(outgoing: list[Outgoing]) -> None:
@@ -377,6 +385,10 @@ def models_train(
     else:
         raise _fail(f"no trainer for {family!r}; available: monitoring, imaging, notes")
     _report(f"wrote {package.folder} (checksum {package.checksum[:12]})")
+    record_command(
+        "admin.models.train",
+        {"model": package.name, "version": package.version, "checksum": package.checksum},
+    )
 
 
 def _config(

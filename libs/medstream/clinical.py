@@ -162,11 +162,16 @@ class MonitoringResult(_Clinical):
 
 
 class NoteSpan(BaseModel):
-    """A word of a report and its signed attribution (largest |weight| = 1)."""
+    """A word of a report and its signed attribution (largest |weight| = 1). ``start`` and
+    ``end`` index the de-identified text; ``text`` lets a reader outside MedStream see
+    the word."""
 
     start: int
     end: int
     weight: float
+    text: str | None = Field(
+        default=None, description="The word itself, from the de-identified text."
+    )
 
 
 class NoteLabel(BaseModel):

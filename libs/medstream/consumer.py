@@ -23,17 +23,20 @@ from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from medstream import outbox
+from medstream.audit import audit_message
 from medstream.deadletter import (
     DeadLetterLimiter,
     DeadLetterPublisher,
     DeadLetterRateExceeded,
     InvalidMessage,
 )
+from medstream.events import AuditOutcome
 from medstream.failures import ENVIRONMENT_ERRORS
 from medstream.kafka import CONSUMER_DEFAULTS
 from medstream.outbox import InboxOutcome, OutboundMessage
 from medstream.received import ContentIdDeriver, Received
 from medstream.settings import Settings
+from medstream.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +242,27 @@ class ExactlyOnceProcessor:
         # original.* headers, never loses it.
         await self.dead_letters.publish(received, error)
         async with self.engine.begin() as conn:
-            await outbox.claim(conn, self.group, received, InboxOutcome.DEAD_LETTERED)
+            if await outbox.claim(conn, self.group, received, InboxOutcome.DEAD_LETTERED):
+                await outbox.enqueue(conn, self._rejection_audit(received, error))
         return Outcome.DEAD_LETTERED
+
+    def _rejection_audit(self, received: Received, error: InvalidMessage) -> OutboundMessage:
+        return audit_message(
+            actor=self.dead_letters.stage,
+            action="message.rejected",
+            entity=received.message_id,
+            message_id=received.message_id,
+            correlation_id=received.header("correlation-id") or received.message_id,
+            outcome=AuditOutcome.MINOR_FAILURE,
+            details={
+                "topic": received.topic,
+                "partition": received.partition,
+                "offset": received.offset,
+                "code": error.code,
+                "dead_letter_topic": dead_letter_topic(received.topic),
+            },
+            dedupe_key=f"{self.group}:{received.message_id}:rejected",
+        )
 
     async def _pause(
         self, coordinates: tuple[str, int, int], exc: BaseException, *, count: bool

@@ -97,7 +97,7 @@ class DeadLetterPublisher:
 
     def __init__(self, producer: AIOKafkaProducer, stage: str) -> None:
         self._producer = producer
-        self._stage = stage
+        self.stage = stage
 
     async def publish(self, received: Received, error: InvalidMessage) -> None:
         """Produce the original bytes to the dead-letter topic; return once acknowledged."""
@@ -106,7 +106,7 @@ class DeadLetterPublisher:
             topic,
             value=received.value,
             key=received.key,
-            headers=dead_letter_headers(received, error, self._stage),
+            headers=dead_letter_headers(received, error, self.stage),
         )
         log.warning(
             "message dead-lettered",
@@ -116,6 +116,6 @@ class DeadLetterPublisher:
                 "offset": received.offset,
                 "message_id": received.message_id,
                 "error_code": error.code,
-                "stage": self._stage,
+                "stage": self.stage,
             },
         )

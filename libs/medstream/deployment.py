@@ -24,4 +24,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("monitoring", "medstream-monitoring", "Scores vital signs: GRU risk and NEWS2."),
     ServiceSpec("imaging", "medstream-imaging", "Labels chest films: CNN with Grad-CAM heatmaps."),
     ServiceSpec("notes", "medstream-notes", "Labels reports: MiniLM with word attributions."),
+    ServiceSpec(
+        "results", "medstream-results", "Writes results back as FHIR R4 for the real patient."
+    ),
+    ServiceSpec("audit", "medstream-audit", "Appends audit events to the hash-chained trail."),
 )

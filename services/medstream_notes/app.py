@@ -75,7 +75,10 @@ def make_batch_handler(package: ModelPackage, labeller: notes.Labeller) -> Batch
                     "patient": item.payload.patient,
                     "document_kind": item.payload.document_kind,
                     "labels": labels,
-                    "explanation": explanation,
+                    "explanation": [
+                        {**span, "text": item.payload.text[span["start"] : span["end"]]}
+                        for span in explanation
+                    ],
                     "model": package.name,
                     "model_version": package.version,
                     "model_checksum": package.checksum,

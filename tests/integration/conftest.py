@@ -84,6 +84,8 @@ PIPELINE = (
     "medstream-monitoring",
     "medstream-imaging",
     "medstream-notes",
+    "medstream-results",
+    "medstream-audit",
     "medstream-relay",
 )
 METRICS_PORTS = {
@@ -95,7 +97,7 @@ METRICS_PORTS = {
 
 @pytest.fixture(scope="session")
 def pipeline(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """ingestion, deid and the relay as real processes, logging to a folder of their own.
+    """Every service as a real process, logging to a folder of its own.
 
     The stack's own services are stopped meanwhile: in the same consumer groups they
     would take some of the partitions, and the test must exercise the code under test.

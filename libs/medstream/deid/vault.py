@@ -96,8 +96,9 @@ class PseudonymVault:
         correlation_id: str,
         dedupe_key: str,
         lock: bool = False,
+        action: str = "vault.read",
     ) -> tuple[VaultEntry | None, OutboundMessage]:
-        """The entry for ``pseudonym`` and the audit event of this read."""
+        """The entry for ``pseudonym`` and the audit event of this read (``action``)."""
         query = "SELECT nonce, ciphertext FROM pseudonym_vault WHERE pseudonym = :p"
         row = (
             await conn.execute(text(query + (" FOR UPDATE" if lock else "")), {"p": pseudonym})
@@ -110,13 +111,27 @@ class PseudonymVault:
             )
         event = audit_message(
             actor=self.actor,
-            action="vault.read",
+            action=action,
             entity=pseudonym,
             correlation_id=correlation_id,
             details={"purpose": purpose, "found": entry is not None},
             dedupe_key=dedupe_key,
         )
         return entry, event
+
+    async def relink(
+        self, conn: AsyncConnection, pseudonym: str, *, correlation_id: str, dedupe_key: str
+    ) -> tuple[VaultEntry | None, OutboundMessage]:
+        """The real patient behind ``pseudonym``, for the EHR boundary only (the results
+        service), with its ``vault.relink`` audit event. Never cached."""
+        return await self.read(
+            conn,
+            pseudonym,
+            purpose="ehr-write-back",
+            correlation_id=correlation_id,
+            dedupe_key=dedupe_key,
+            action="vault.relink",
+        )
 
     async def offset(
         self,

@@ -1,0 +1,1 @@
+"""The audit service: audit events in, a hash-chained FHIR AuditEvent trail out."""
