@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream.cache import make_redis
+from medstream.consumer import ExactlyOnceProcessor, Handler
 from medstream.db import make_engine
 from medstream.kafka import make_broker, make_producer
 from medstream.logging import configure_logging
@@ -34,6 +35,18 @@ class ServiceRuntime:
     producer: AIOKafkaProducer
     broker: KafkaBroker
     redis: Redis
+
+    def processor(self, *, group: str, handler: Handler | None, stage: str) -> ExactlyOnceProcessor:
+        """An exactly-once processor on this runtime's connections; dead letters name
+        ``stage``."""
+        return ExactlyOnceProcessor.from_settings(
+            self.settings,
+            engine=self.engine,
+            producer=self.producer,
+            group=group,
+            handler=handler,
+            stage=stage,
+        )
 
 
 Wiring = Callable[[ServiceRuntime], Awaitable[None]]

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from medstream.audit import audit_message
-from medstream.consumer import BatchHandler, ExactlyOnceProcessor, subscribe_batch
+from medstream.consumer import BatchHandler, subscribe_batch
 from medstream.envelope import Envelope
 from medstream.inference import WorkerMetrics, measured, warm_up
 from medstream.models.package import ModelPackage
@@ -88,14 +88,7 @@ def serve_model(
     )
     metrics = WorkerMetrics(name)
     seconds = warm_up(warm)
-    processor = ExactlyOnceProcessor.from_settings(
-        settings,
-        engine=runtime.engine,
-        producer=runtime.producer,
-        group=f"medstream-{name}",
-        handler=None,
-        stage=name,
-    )
+    processor = runtime.processor(group=f"medstream-{name}", handler=None, stage=name)
     subscribe_batch(
         runtime.broker,
         topic,

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import trail
-from medstream.consumer import BatchHandler, ExactlyOnceProcessor, subscribe_batch
+from medstream.consumer import BatchHandler, subscribe_batch
 from medstream.deadletter import InvalidMessage
 from medstream.envelope import Envelope
 from medstream.events import AuditRecord
@@ -60,14 +60,7 @@ def make_batch_handler() -> BatchHandler:
 
 async def wire(runtime: ServiceRuntime) -> None:
     """Subscribe to the audit topic in micro-batches."""
-    processor = ExactlyOnceProcessor.from_settings(
-        runtime.settings,
-        engine=runtime.engine,
-        producer=runtime.producer,
-        group=GROUP,
-        handler=None,
-        stage=NAME,
-    )
+    processor = runtime.processor(group=GROUP, handler=None, stage=NAME)
     subscribe_batch(
         runtime.broker,
         AUDIT.name,

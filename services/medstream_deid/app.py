@@ -23,7 +23,7 @@ from medstream.clinical import (
     PatientEvent,
     VitalsEvent,
 )
-from medstream.consumer import Effects, ExactlyOnceProcessor, Handler, subscribe
+from medstream.consumer import Effects, Handler, subscribe
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
 from medstream.deid.vault import PseudonymVault, VaultCipher
@@ -145,14 +145,7 @@ async def wire(runtime: ServiceRuntime) -> None:
     """One processor for the three identified topics."""
     engine = DeidEngine.from_settings(runtime.settings)
     vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), runtime.redis, NAME)
-    processor = ExactlyOnceProcessor.from_settings(
-        runtime.settings,
-        engine=runtime.engine,
-        producer=runtime.producer,
-        group=GROUP,
-        handler=make_handler(engine, vault),
-        stage=NAME,
-    )
+    processor = runtime.processor(group=GROUP, handler=make_handler(engine, vault), stage=NAME)
     for topic in (IDENTIFIED_FHIR.name, IDENTIFIED_HL7V2.name, IDENTIFIED_DICOM.name):
         subscribe(runtime.broker, topic, processor=processor)
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import audit_message
 from medstream.clinical import IdentifiedRecord
-from medstream.consumer import ExactlyOnceProcessor, Handler, subscribe
+from medstream.consumer import Handler, subscribe
 from medstream.envelope import Envelope, utc_now
 from medstream.ingest import DERIVE_ID, FORMAT_OF_TOPIC, IDENTIFIED_TOPIC, ingest
 from medstream.outbox import OutboundMessage
@@ -84,13 +84,8 @@ def make_handler(dicom_max_bytes: int) -> Handler:
 
 async def wire(runtime: ServiceRuntime) -> None:
     """Subscribe one processor per inbound topic, each with its format's id deriver."""
-    processor = ExactlyOnceProcessor.from_settings(
-        runtime.settings,
-        engine=runtime.engine,
-        producer=runtime.producer,
-        group=GROUP,
-        handler=make_handler(runtime.settings.dicom_max_bytes),
-        stage=NAME,
+    processor = runtime.processor(
+        group=GROUP, handler=make_handler(runtime.settings.dicom_max_bytes), stage=NAME
     )
     for topic, source_format in FORMAT_OF_TOPIC.items():
         subscribe(runtime.broker, topic, processor=processor, derive_id=DERIVE_ID[source_format])

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import audit_message
 from medstream.clinical import ImagingResult, MonitoringResult, NotesResult
-from medstream.consumer import Effects, ExactlyOnceProcessor, Handler, subscribe
+from medstream.consumer import Effects, Handler, subscribe
 from medstream.deadletter import InvalidMessage
 from medstream.deid.vault import PseudonymVault, VaultCipher
 from medstream.envelope import Envelope
@@ -148,14 +148,7 @@ async def wire(runtime: ServiceRuntime) -> None:
     """One processor for the three result topics."""
     registry = ModelRegistry(runtime.settings)
     vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), None, NAME)
-    processor = ExactlyOnceProcessor.from_settings(
-        runtime.settings,
-        engine=runtime.engine,
-        producer=runtime.producer,
-        group=GROUP,
-        handler=make_handler(registry, vault),
-        stage=NAME,
-    )
+    processor = runtime.processor(group=GROUP, handler=make_handler(registry, vault), stage=NAME)
     for topic in RESULT_OF_TOPIC:
         subscribe(runtime.broker, topic, processor=processor)
     log.info("results ready", extra={"topics": len(RESULT_OF_TOPIC)})

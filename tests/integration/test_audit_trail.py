@@ -34,6 +34,13 @@ SUPERUSER_URL = (
     "/medstream"
 )
 ROWS = 6
+INSERT_ROW = (
+    "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at, actor, action,"
+    " outcome, entity, patient_pseudonym, message_id, correlation_id, causation_id, resource,"
+    " prev_hash, hash) VALUES (:chain, :seq, :event_id, :recorded_at, :occurred_at, :actor,"
+    " :action, :outcome, :entity, :patient_pseudonym, :message_id, :correlation_id,"
+    " :causation_id, CAST(:resource AS jsonb), :prev_hash, :hash)"
+)
 
 
 def event(i: int) -> Envelope[AuditRecord]:
@@ -135,14 +142,7 @@ async def test_a_row_that_is_not_the_next_link_is_refused(engine: AsyncEngine, c
     with pytest.raises(DBAPIError, match="not the next link"):
         async with engine.begin() as conn:
             await conn.execute(
-                text(
-                    "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at,"
-                    " actor, action, outcome, entity, patient_pseudonym, message_id,"
-                    " correlation_id, causation_id, resource, prev_hash, hash) VALUES (:chain,"
-                    " :seq, :event_id, :recorded_at, :occurred_at, :actor, :action, :outcome,"
-                    " :entity, :patient_pseudonym, :message_id, :correlation_id, :causation_id,"
-                    " CAST(:resource AS jsonb), :prev_hash, :hash)"
-                ),
+                text(INSERT_ROW),
                 forged,
             )
 
@@ -209,12 +209,8 @@ async def test_an_inserted_row_is_caught_even_with_a_valid_hash(
         superuser,
         "UPDATE audit_event SET seq = seq + 1000000 WHERE chain = :chain AND seq > 3",
         "UPDATE audit_event SET seq = seq - 999999 WHERE chain = :chain AND seq > 1000000",
-        "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at, actor, action,"
-        " outcome, entity, patient_pseudonym, message_id, correlation_id, causation_id,"
-        " resource, prev_hash, hash) VALUES (:chain, 4, :event_id, :recorded_at, :occurred_at,"
-        " :actor, :action, :outcome, :entity, :patient_pseudonym, :message_id, :correlation_id,"
-        " :causation_id, CAST(:resource AS jsonb), :prev_hash, :hash)",
-        **{k: v for k, v in forged.items() if k != "seq"},
+        INSERT_ROW,
+        **{**forged, "seq": 4},
     )
     assert await findings(engine, chain) == [(Tampering.INSERTED.value, 4)]
 

@@ -101,6 +101,22 @@ async def test_chest_films_are_labelled_with_heatmaps(settings: Settings, pipeli
     assert headers["original.topic"] == b"medstream.deid.imaging"
 
 
+def radiology_report(report_id: str, patient_id: str, text: str) -> bytes:
+    """A FHIR DiagnosticReport carrying ``text`` as its plain-text presentedForm."""
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": report_id,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "issued": "2026-03-14T09:00:00Z",
+        "presentedForm": [
+            {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}
+        ],
+    }
+    return json.dumps(report).encode()
+
+
 REPORTS = {
     "effusion": "FINDINGS: Small left pleural effusion. No pneumothorax.\nIMPRESSION: Small "
     "left pleural effusion.",
@@ -116,20 +132,8 @@ async def test_reports_are_labelled_with_word_attributions(
     patient_id = f"PAT{run}"
     messages = []
     for name, text in REPORTS.items():
-        report = {
-            "resourceType": "DiagnosticReport",
-            "id": f"dr-{name}",
-            "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "issued": "2026-03-14T09:00:00Z",
-            "presentedForm": [
-                {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}
-            ],
-        }
-        messages.append(
-            ("ehr.inbound.fhir", json.dumps(report).encode(), patient_id, f"note-{run}-{name}")
-        )
+        report = radiology_report(f"dr-{name}", patient_id, text)
+        messages.append(("ehr.inbound.fhir", report, patient_id, f"note-{run}-{name}"))
     await _send(settings, messages)
     ids = [m[3] for m in messages]
     results = results_for(

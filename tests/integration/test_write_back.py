@@ -10,7 +10,6 @@ trail verifies."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from medstream.models.package import latest
 from medstream.settings import Settings
 
 from .test_deid_leakage import read_topics
-from .test_model_workers import _findings, _send
+from .test_model_workers import _findings, _send, radiology_report
 from .test_monitoring_worker import VITALS, oru
 
 REPORT = "FINDINGS: Moderate right pleural effusion. No pneumothorax.\nIMPRESSION: Effusion."
@@ -48,21 +47,10 @@ def _messages(run: str, mrn: str) -> list[tuple[str, bytes, str, str]]:
         ("ehr.inbound.hl7v2", oru(mrn, f"wb-{run}-vitals-{i}", *row), mrn, f"wb-{run}-vitals-{i}")
         for i, row in enumerate(VITALS)
     ]
-    report = {
-        "resourceType": "DiagnosticReport",
-        "id": f"dr-{run}",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
-        "subject": {"reference": f"Patient/{mrn}"},
-        "issued": "2026-03-14T09:00:00Z",
-        "presentedForm": [
-            {"contentType": "text/plain", "data": base64.b64encode(REPORT.encode()).decode()}
-        ],
-    }
     film = phantom(np.random.default_rng(11), _findings(cardiomegaly=True))
     return [
         *vitals,
-        ("ehr.inbound.fhir", json.dumps(report).encode(), mrn, f"wb-{run}-report"),
+        ("ehr.inbound.fhir", radiology_report(f"dr-{run}", mrn, REPORT), mrn, f"wb-{run}-report"),
         ("ehr.inbound.dicom", to_dicom(film.image, patient_id=mrn, seed=5), mrn, f"wb-{run}-film"),
     ]
 
