@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup up up-cluster down status test lint schemas bench-deid bench-models clean
+.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev]'
 	touch $@
+
+demo: setup  ## The hospital demo: start everything, replay a synthetic day, summarise (ARGS="--no-keep" stops it after).
+	$(BIN)/medstream demo $(ARGS)
 
 up: setup  ## Start Kafka, PostgreSQL, Redis and the services (installs what is missing).
 	$(BIN)/medstream up
@@ -31,6 +34,9 @@ status: setup  ## Health of each server and service.
 
 test: setup  ## Lint, type-check and run every test tier on the real stack.
 	infra/scripts/run-tests.sh $(ARGS)
+
+faults: setup  ## The fault tests at 4x the CI size (more patients, more bad input).
+	MEDSTREAM_FAULT_SCALE=4 infra/scripts/run-tests.sh tests/e2e $(ARGS)
 
 lint: setup  ## Only the quality gates (ruff, mypy, schema drift).
 	LINT_ONLY=1 infra/scripts/run-tests.sh

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,11 @@ def up(
     services: bool = typer.Option(True, help="Start the MedStream services too."),
 ) -> None:
     """Start the stack (idempotent): servers, schema, topics and services."""
+    _start(cluster=cluster, services=services)
+    console.print("[green]MedStream stack is up.[/green] `medstream status` shows it.")
+
+
+def _start(*, cluster: bool, services: bool) -> None:
     settings = get_settings()
     try:
         local_stack.up(_stack(cluster=False), _report)
@@ -110,7 +116,6 @@ def up(
     except local_stack.StackError as exc:
         raise _fail(str(exc)) from None
     record_command("admin.up", {"cluster": cluster, "services": services})
-    console.print("[green]MedStream stack is up.[/green] `medstream status` shows it.")
 
 
 @app.command()
@@ -538,6 +543,36 @@ def predict_imaging(
         )
     if failed:
         raise _fail(f"{failed} of {len(paths)} files are not usable chest radiographs")
+
+
+@app.command()
+def demo(
+    patients: int = typer.Option(50, min=1, help="Patients admitted."),
+    hours: int = typer.Option(24, min=1, max=72, help="Hours of charting."),
+    every: int = typer.Option(15, min=5, help="Minutes between vital-sign sets."),
+    malformed: int = typer.Option(40, min=0, help="Deliberately malformed messages."),
+    seed: int = typer.Option(2026, help="Seeds the feed."),
+    keep: bool = typer.Option(True, help="Keep the stack running afterwards (--no-keep stops it)."),
+    timeout: int = typer.Option(3600, help="Seconds to wait for every outcome."),
+) -> None:
+    """Start everything, replay a synthetic hospital, wait for every outcome, summarise."""
+    from medstream.demo.feed import hospital_feed  # noqa: PLC0415  (torch, MONAI)
+    from medstream.demo.run import run_demo  # noqa: PLC0415
+
+    _start(cluster=False, services=True)
+    run = "demo" + datetime.now(UTC).strftime("%m%d%H%M%S")
+    _report(f"generating the feed: {patients} patients, {hours} h, vitals every {every} min")
+    feed = hospital_feed(
+        patients=patients, hours=hours, every_minutes=every, malformed=malformed, seed=seed, run=run
+    )
+    try:
+        ok = asyncio.run(run_demo(get_settings(), feed, timeout_s=timeout, console=console))
+    finally:
+        if not keep:
+            down()
+    record_command("admin.demo", {"messages": len(feed.messages), "ok": ok})
+    if not ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:

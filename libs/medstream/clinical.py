@@ -57,8 +57,9 @@ VITAL_LOINC: dict[str, Vital] = {
     "67775-7": Vital.CONSCIOUSNESS,
     "3150-0": Vital.SUPPLEMENTAL_OXYGEN,
 }
-# Blood pressure panels carry systolic and diastolic as components.
-VITAL_PANELS = frozenset({"85354-9", "55284-4", "35094-2"})
+# Panels carry their vital signs as components: blood pressure panels (systolic and
+# diastolic), and the LOINC vital signs panel 85353-1 (one charted set).
+VITAL_PANELS = frozenset({"85354-9", "55284-4", "35094-2", "85353-1"})
 
 
 class _Clinical(BaseModel):

@@ -251,7 +251,8 @@ class ExactlyOnceProcessor:
             actor=self.dead_letters.stage,
             action="message.rejected",
             entity=received.message_id,
-            message_id=received.message_id,
+            # Downstream of ingestion, the inbound EHR message it came from.
+            message_id=received.header("inbound-message-id") or received.message_id,
             correlation_id=received.header("correlation-id") or received.message_id,
             outcome=AuditOutcome.MINOR_FAILURE,
             details={

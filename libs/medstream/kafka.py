@@ -184,3 +184,23 @@ async def _alter_topic_config(
                 raise RuntimeError(
                     f"Kafka refused the configuration of topic {name}: {error_message}"
                 )
+
+
+async def consumer_lag(settings: Settings, groups: Iterable[str]) -> dict[str, int]:
+    """Records not yet committed by each consumer group, over all its partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        lag = {}
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(list(committed)) if committed else {}
+            lag[group] = sum(
+                max(0, ends[tp] - meta.offset) for tp, meta in committed.items() if meta.offset >= 0
+            )
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()

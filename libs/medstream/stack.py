@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -708,34 +710,57 @@ def _service_dir(stack: Stack) -> Path:
     return stack.state_dir / "services"
 
 
+def _supervisor_pidfile(stack: Stack) -> Path:
+    return stack.state_dir / "supervisor.pid"
+
+
 def up_services(stack: Stack, entry_points: dict[str, Path], report: Report) -> None:
-    """Start each service (name -> executable) that is not running, logging to a file."""
+    """Start the process supervisor (``medstream.supervisor``), which starts each
+    service (name -> executable) and restarts any that dies; idempotent."""
     folder = _service_dir(stack)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, executable in entry_points.items():
-        pidfile = folder / f"{name}.pid"
-        if _owned_pid(pidfile, executable.name) is not None:
-            continue
-        report(f"starting service {name}")
-        with (folder / f"{name}.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [str(executable)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        pidfile.write_text(str(proc.pid))
+    pidfile = _supervisor_pidfile(stack)
+    if _owned_pid(pidfile, "medstream.supervisor") is not None:
+        return
+    report(f"starting the supervisor and {len(entry_points)} services")
+    with (folder / "supervisor.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "medstream.supervisor",
+                str(folder),
+                json.dumps({name: str(path) for name, path in entry_points.items()}),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + 15
+    pending = set(entry_points)
+    while pending and time.monotonic() < deadline:
         time.sleep(0.5)
-        if proc.poll() is not None:
-            raise StackError(
-                f"Service {name} exited at start (code {proc.returncode}); "
-                f"see {folder / f'{name}.log'}"
-            )
+        pending = {
+            name
+            for name, path in entry_points.items()
+            if _owned_pid(folder / f"{name}.pid", path.name) is None
+        }
+    if proc.poll() is not None or pending:
+        raise StackError(
+            f"Services did not start: {', '.join(sorted(pending)) or 'the supervisor'}; "
+            f"see the logs in {folder}"
+        )
 
 
 def down_services(stack: Stack, report: Report) -> None:
-    """Stop every service this module started."""
+    """Stop the supervisor (which stops its services), then any service left over."""
+    supervisor = _owned_pid(_supervisor_pidfile(stack), "medstream.supervisor")
+    if supervisor is not None:
+        report("stopping the supervisor and its services")
+        _terminate([supervisor], timeout_s=40)
+    _supervisor_pidfile(stack).unlink(missing_ok=True)
     for pidfile in sorted(_service_dir(stack).glob("*.pid")):
         pid = _owned_pid(pidfile, "medstream")
         if pid is not None:

@@ -31,9 +31,11 @@ def result_messages(
     payload: BaseModel,
     package: ModelPackage,
     summary: dict[str, Any],
+    inbound_message_id: str,
 ) -> list[OutboundMessage]:
     """The result event (keyed by pseudonym, id derived from the input event so a
-    redelivery makes the same one) and the audit record of the inference."""
+    redelivery makes the same one, with the inbound message id as a header) and the
+    audit record of the inference."""
     out = Envelope[Any](
         event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}#{worker}")),
         event_type=f"{topic}.v1",
@@ -50,11 +52,13 @@ def result_messages(
             value=out.model_dump_json().encode(),
             key=patient.encode(),
             message_id=out.event_id,
+            headers={"inbound-message-id": inbound_message_id},
         ),
         audit_message(
             actor=worker,
             action="model.inference",
             entity=patient,
+            message_id=inbound_message_id,
             correlation_id=event.correlation_id,
             causation_id=event.event_id,
             details={

@@ -100,6 +100,7 @@ def make_batch_handler(package: ModelPackage, classifier: imaging.Classifier) ->
                             actor=NAME,
                             action="model.not_applicable",
                             entity=item.event.payload.patient,
+                            message_id=record.header("inbound-message-id"),
                             correlation_id=item.event.correlation_id,
                             causation_id=item.event.event_id,
                             details={"modality": modality, "model": package.name},
@@ -130,6 +131,7 @@ def make_batch_handler(package: ModelPackage, classifier: imaging.Classifier) ->
                     payload=result,
                     package=package,
                     summary={"labels": prediction.labels, "explained": prediction.explained},
+                    inbound_message_id=result.inbound_message_ids[-1],
                 )
             )
         return results

@@ -163,6 +163,7 @@ def make_batch_handler(
                     payload=result,
                     package=package,
                     summary={"risk": result.risk, "news2": score.total},
+                    inbound_message_id=result.inbound_message_ids[-1],
                 )
             )
         return results

@@ -99,6 +99,7 @@ def make_batch_handler(package: ModelPackage, labeller: notes.Labeller) -> Batch
                     payload=result,
                     package=package,
                     summary={"labels": mentioned},
+                    inbound_message_id=result.inbound_message_ids[-1],
                 )
             )
         return results

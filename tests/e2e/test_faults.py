@@ -1,0 +1,116 @@
+"""Survival under faults, each on a bounded stream of the synthetic hospital and each
+ending with the ledger check (tests/e2e/conftest.py). CI runs these sizes; `make
+faults` runs larger ones (MEDSTREAM_FAULT_SCALE)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from medstream import stack as local_stack
+from medstream.demo.feed import Feed, hospital_feed
+from medstream.deployment import SERVICES
+from medstream.settings import Settings
+
+from .conftest import Run, ledger_check, send
+
+SCALE = int(os.environ.get("MEDSTREAM_FAULT_SCALE", "1"))
+
+
+def feed(patients: int, hours: int, malformed: int = 0) -> Feed:
+    return hospital_feed(
+        patients=patients * SCALE,
+        hours=hours,
+        every_minutes=15,
+        malformed=malformed * SCALE,
+        seed=SCALE,
+        run=f"e2e{uuid.uuid4().hex[:6]}",
+    )
+
+
+def pids(stack: local_stack.Stack) -> dict[str, int]:
+    folder = stack.state_dir / "services"
+    return {s.name: int((folder / f"{s.name}.pid").read_text()) for s in SERVICES}
+
+
+async def restarted(stack: local_stack.Stack, name: str, old: int, timeout_s: float = 60) -> None:
+    for _ in range(int(timeout_s * 4)):
+        try:
+            if pids(stack)[name] != old:
+                return
+        except (OSError, ValueError):
+            pass
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"the supervisor did not restart {name}")
+
+
+async def test_malformed_flood_is_dead_lettered_and_the_good_get_results(
+    settings: Settings, services: local_stack.Stack, engine: AsyncEngine
+) -> None:
+    """500 bad inputs of 12 kinds (truncated, wrong encoding, oversize, wrong types, XML
+    on the JSON topic, HL7 without MSH, DICOM without preamble, a Bundle holding an
+    invalid resource…) interleaved with 112 good ones."""
+    before = pids(services)
+    hospital = feed(patients=4, hours=6, malformed=500)
+    assert hospital.count(malformed=True) >= 500
+    sent, started_ms = await send(settings, hospital)
+    run = Run(hospital, sent, started_ms, {})
+    await ledger_check(settings, engine, run)
+    assert pids(services) == before, "a service restarted: bad input must never crash one"
+    codes = {code for o in run.outcomes.values() for _, code in o.rejected}
+    assert len(codes) >= 12
+
+
+async def test_every_service_killed_mid_stream_loses_and_duplicates_nothing(
+    settings: Settings, services: local_stack.Stack, engine: AsyncEngine
+) -> None:
+    """SIGKILL each service once while the stream flows; the supervisor restarts it."""
+    hospital = feed(patients=4, hours=4, malformed=10)
+    half = len(hospital.messages) // 2
+    first, started_ms = await send(settings, Feed(hospital.messages[:half], hospital.patients))
+    sent = dict(first)
+
+    async def rest() -> None:
+        later, _ = await send(settings, Feed(hospital.messages[half:], hospital.patients))
+        sent.update(later)
+
+    sending = asyncio.create_task(rest())
+    for spec in SERVICES:
+        old = pids(services)[spec.name]
+        os.kill(old, signal.SIGKILL)
+        await restarted(services, spec.name, old)
+        await asyncio.sleep(1.0)
+    await sending
+    await ledger_check(settings, engine, Run(hospital, sent, started_ms, {}), timeout_s=420)
+
+
+async def test_postgres_and_redis_restarts_mid_stream(
+    settings: Settings, services: local_stack.Stack, engine: AsyncEngine
+) -> None:
+    """PostgreSQL restarts while the stream flows, then Redis does."""
+    hospital = feed(patients=4, hours=4, malformed=10)
+    third = len(hospital.messages) // 3
+    parts = [hospital.messages[:third], hospital.messages[third : 2 * third]]
+    parts.append(hospital.messages[2 * third :])
+    sent: dict[str, datetime] = {}
+    started_ms = 0
+    for n, part in enumerate(parts):
+        batch, started = await send(settings, Feed(part, hospital.patients))
+        sent.update(batch)
+        started_ms = started_ms or started
+        await asyncio.sleep(2)
+        if n == 0:
+            local_stack.down_postgres(services, print)
+            await asyncio.sleep(3)
+            local_stack.up_postgres(services, print)
+        elif n == 1:
+            local_stack.down_redis(services, print)
+            await asyncio.sleep(3)
+            local_stack.up_redis(services, print)
+    await engine.dispose()  # its pooled connections died with the server
+    await ledger_check(settings, engine, Run(hospital, sent, started_ms, {}), timeout_s=420)
