@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import sys
@@ -559,8 +560,9 @@ def demo(
     from medstream.demo.feed import hospital_feed  # noqa: PLC0415  (torch, MONAI)
     from medstream.demo.run import run_demo  # noqa: PLC0415
 
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)  # retries are not news here
     _start(cluster=False, services=True)
-    run = "demo" + datetime.now(UTC).strftime("%m%d%H%M%S")
+    run = "d" + datetime.now(UTC).strftime("%d%H%M%S")
     _report(f"generating the feed: {patients} patients, {hours} h, vitals every {every} min")
     feed = hospital_feed(
         patients=patients, hours=hours, every_minutes=every, malformed=malformed, seed=seed, run=run
