@@ -48,7 +48,7 @@ def settings() -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def services(settings: Settings) -> Iterator[local_stack.Stack]:
     """Every service under the supervisor, with FAULT_ENV; stopped afterwards."""
     stack = local_stack.Stack(settings.state_dir)
