@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models clean
+.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ bench-models: setup  ## Model benchmarks: efficiency per model, workers through 
 	$(BIN)/python bench/models/notes_compare.py
 	$(BIN)/medstream up
 	$(BIN)/python bench/models/workers.py
+
+bench-e2e: setup  ## The whole pipeline: twice a peak hour sustained, saturation vs model ceilings, memory.
+	$(BIN)/medstream up
+	$(BIN)/python bench/e2e/pipeline.py
 
 clean: down  ## Stop the stack and delete its state (data, logs, jars) and both virtualenvs.
 	rm -rf .state $(VENV) .venv-bench

@@ -84,8 +84,10 @@ def hospital_feed(
     seed: int = 2026,
     start: datetime | None = None,
     run: str = "demo",
+    documents: bool = True,
 ) -> Feed:
-    """The feed of ``patients`` admitted at ``start`` and followed for ``hours``."""
+    """The feed of ``patients`` admitted at ``start`` and followed for ``hours``;
+    ``documents=False`` leaves out the notes, reports and films (vital signs only)."""
     start = start or datetime(2026, 3, 14, 7, 0, tzinfo=UTC)
     rng = np.random.default_rng(seed)
     text_rng = random.Random(seed)
@@ -111,6 +113,8 @@ def hospital_feed(
             per_slot[slot].append(
                 FeedMessage(topic, value, mrn, message_id, family="monitoring", kind="vitals")
             )
+        if not documents:
+            continue
         note_slot, report_slot, film_slot = (int(rng.integers(1, slots)) for _ in range(3))
         note_time = start + timedelta(minutes=note_slot * every_minutes)
         note_id = f"{run}-{mrn}-note"

@@ -1,0 +1,431 @@
+"""The whole pipeline on this machine, in one run: sustained load at twice a hospital's
+peak hour, then each model family saturated against its model-only ceiling, with the
+memory of every process in the stack.
+
+    make bench-e2e            (or: make up && .venv/bin/python bench/e2e/pipeline.py)
+    MEDSTREAM_BENCH_MINUTES=5 sets the sustained phase's length
+
+1. **Sustained load.** MONAI Deploy's site profile (120 radiographs, 50 ultrasound,
+   30 CT and 25 MRI studies an hour), plus vital signs for 500 beds every 5 minutes and
+   1,000 notes an hour, all doubled, published at that pace for the phase's length.
+   Ultrasound, CT and MRI go in as one DICOM instance each; the chest-film model reads
+   none of them, so they end as ``model.not_applicable``. Every 5 s the benchmark
+   samples each consumer group's lag (the backlog) and every process's memory.
+   Reported: end-to-end latency per model family, latency per stage (from the audit
+   trail: received, de-identified, scored, stored, published), and the backlog's trend.
+2. **Saturation against the ceiling.** A burst per family through the whole pipeline
+   (ingestion, deid, the worker, results, audit, the relay); throughput is the burst
+   over the time from its first message to its last stored resource. The ceiling is
+   the model's own batch computation in this process (bench/models/workers.py), in
+   the same run. The ratio is the share of the model's speed that the pipeline keeps.
+3. **Memory.** Peak RSS of every process (Kafka, each PostgreSQL process, Redis, the
+   supervisor and each service), and the peak of the stack's total PSS (proportional
+   set size, which counts memory shared between PostgreSQL's processes once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib.util
+import json
+import os
+import platform
+import random
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.filebase import DicomBytesIO
+from sqlalchemy import text
+
+from medstream import stack as local_stack
+from medstream.db import make_engine
+from medstream.demo.feed import Feed, FeedMessage, hospital_feed
+from medstream.demo.ledger import outcomes
+from medstream.demo.run import GROUPS, publish, settled
+from medstream.imaging.phantom import phantom, to_dicom
+from medstream.kafka import consumer_lag
+from medstream.notes.generator import report
+from medstream.settings import get_settings
+from medstream.topics import EHR_INBOUND_DICOM, EHR_INBOUND_FHIR
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+HOUR = 3600.0
+# Twice the peak hour, per hour.
+PROFILE = {"radiograph": 240, "ultrasound": 100, "ct": 60, "mri": 50, "notes": 2000}
+VITALS_PER_HOUR = 2 * 500 * 12
+SATURATION = {"monitoring": 1500, "imaging": 120, "notes": 150}
+
+
+def log(message: str) -> None:
+    print(f"[bench-e2e] {message}", file=sys.stderr, flush=True)
+
+
+def _film(rng: np.random.Generator, mrn: str, seed: int, modality: str) -> bytes:
+    raw = to_dicom(phantom(rng).image, patient_id=mrn, seed=seed)
+    if modality == "CR":
+        return raw
+    ds = pydicom.dcmread(DicomBytesIO(raw))
+    ds.Modality = modality
+    out = DicomBytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _note(mrn: str, text_: str) -> bytes:
+    resource = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
+        "subject": {"reference": f"Patient/{mrn}"},
+        "issued": "2026-03-14T09:00:00Z",
+        "presentedForm": [
+            {"contentType": "text/plain", "data": base64.b64encode(text_.encode()).decode()}
+        ],
+    }
+    return json.dumps(resource).encode()
+
+
+def documents(run: str, counts: dict[str, int], seed: int) -> list[FeedMessage]:
+    """Films, other modalities and notes for ``counts``, spread over 50 patients."""
+    rng, text_rng = np.random.default_rng(seed), random.Random(seed)
+    made = []
+    modality = {"radiograph": "CR", "ultrasound": "US", "ct": "CT", "mri": "MR"}
+    for kind, count in counts.items():
+        for n in range(count):
+            mrn = f"{run.upper()}{n % 50:04d}"
+            message_id = f"{run}-{kind}-{n:05d}"
+            if kind == "notes":
+                value = _note(mrn, report(text_rng).text)
+                made.append(FeedMessage(EHR_INBOUND_FHIR.name, value, mrn, message_id, "notes"))
+            else:
+                value = _film(rng, mrn, seed * 100_000 + n, modality[kind])
+                made.append(
+                    FeedMessage(
+                        EHR_INBOUND_DICOM.name, value, mrn, message_id, "imaging", kind=kind
+                    )
+                )
+    return made
+
+
+def _pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def processes(stack: local_stack.Stack) -> dict[str, int]:
+    """Every process of the stack, by a readable name."""
+    found: dict[str, int] = {}
+    for name, pid in local_stack.server_pids(stack).items():
+        if pid:
+            found[name] = pid
+    postmaster = found.get("postgres")
+    if postmaster:
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(") ", 1)[1].split()[1]) == postmaster:
+                    comm = (entry / "comm").read_text().strip()
+                    found[f"postgres {comm} {entry.name}"] = int(entry.name)
+    supervisor = stack.state_dir / "supervisor.pid"
+    for pidfile in [supervisor, *sorted((stack.state_dir / "services").glob("*.pid"))]:
+        try:
+            found[pidfile.stem] = int(pidfile.read_text())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+class Sampler:
+    """Every 5 s: consumer lag per group and memory per process."""
+
+    def __init__(self, stack: local_stack.Stack) -> None:
+        self.stack = stack
+        self.peak_rss_kb: dict[str, int] = {}
+        self.peak_total_pss_kb = 0
+        self.lag: list[tuple[float, int]] = []
+        self.started = time.monotonic()
+
+    async def sample(self) -> None:
+        procs = processes(self.stack)
+        total = 0
+        for name, pid in procs.items():
+            key = name if not name.startswith("postgres ") else name.rsplit(" ", 1)[0]
+            self.peak_rss_kb[key] = max(self.peak_rss_kb.get(key, 0), _rss_kb(pid))
+            total += _pss_kb(pid)
+        self.peak_total_pss_kb = max(self.peak_total_pss_kb, total)
+        lag = await consumer_lag(get_settings(), GROUPS)
+        self.lag.append((round(time.monotonic() - self.started, 1), sum(lag.values())))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.sample()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=5)
+            except TimeoutError:
+                continue
+
+
+async def paced(messages: Sequence[FeedMessage], seconds: float) -> dict[str, datetime]:
+    """Publish ``messages`` evenly over ``seconds``, in order, in 1-second chunks."""
+    settings = get_settings()
+    sent: dict[str, datetime] = {}
+    per_second = max(1, round(len(messages) / seconds))
+    start = time.monotonic()
+    for n, first in enumerate(range(0, len(messages), per_second)):
+        sent.update(await publish(settings, messages[first : first + per_second], lambda k: None))
+        await asyncio.sleep(max(0.0, start + n + 1 - time.monotonic()))
+    return sent
+
+
+def interleave(streams: list[list[FeedMessage]]) -> list[FeedMessage]:
+    """Merge streams so each keeps its order and is spread evenly over the whole."""
+    timed = [
+        (i / max(1, len(stream)), n, message)
+        for n, stream in enumerate(streams)
+        for i, message in enumerate(stream)
+    ]
+    return [message for _, _, message in sorted(timed, key=lambda t: (t[0], t[1]))]
+
+
+async def wait_settled(feed: Feed, timeout_s: float) -> dict[str, Any]:
+    engine = make_engine(get_settings())
+    by_id = {m.message_id: m for m in feed.messages}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            async with engine.connect() as conn:
+                found = await outcomes(conn, list(by_id))
+            pending = [i for i, o in found.items() if not settled(by_id[i], o)]
+            if not pending or time.monotonic() > deadline:
+                return {"outcomes": found, "pending": len(pending)}
+            await asyncio.sleep(2)
+    finally:
+        await engine.dispose()
+
+
+async def stage_latency(ids: list[str], sent: dict[str, datetime]) -> dict[str, Any]:
+    """Seconds from publication to each audited stage, and to publication outbound."""
+    engine = make_engine(get_settings())
+    stages: dict[str, list[float]] = {}
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT message_id, action, min(occurred_at) AS at FROM audit_event"
+                    " WHERE message_id = ANY(:ids) AND action IN ('message.received',"
+                    " 'deid.completed', 'model.inference', 'result.stored') GROUP BY 1, 2"
+                ),
+                {"ids": ids},
+            )
+            for row in rows:
+                stages.setdefault(row.action, []).append(
+                    (row.at - sent[row.message_id]).total_seconds()
+                )
+            rows = await conn.execute(
+                text(
+                    "SELECT r.inbound_message_id AS message_id, min(o.sent_at) AS at"
+                    " FROM fhir_resource r JOIN outbox o"
+                    "   ON o.message_id = 'fhir:' || r.resource_type || '/' || r.id"
+                    " WHERE r.inbound_message_id = ANY(:ids) GROUP BY 1"
+                ),
+                {"ids": ids},
+            )
+            for row in rows:
+                if row.at is not None:
+                    stages.setdefault("published outbound", []).append(
+                        (row.at - sent[row.message_id]).total_seconds()
+                    )
+    finally:
+        await engine.dispose()
+    return {stage: _percentiles(values) for stage, values in stages.items()}
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        **{f"p{q}": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)},
+    }
+
+
+def _family_latency(feed: Feed, found: dict[str, Any], sent: dict[str, datetime]) -> dict[str, Any]:
+    per: dict[str, list[float]] = {}
+    for message in feed.messages:
+        for model, first in found[message.message_id].results.items():
+            per.setdefault(model, []).append((first - sent[message.message_id]).total_seconds())
+    return {model: _percentiles(values) for model, values in sorted(per.items())}
+
+
+def _slope(points: list[tuple[float, int]]) -> float:
+    """Backlog trend in messages per minute over the second half of the load."""
+    half = points[len(points) // 2 :]
+    if len(half) < 2:
+        return 0.0
+    x, y = np.array([p[0] for p in half]), np.array([p[1] for p in half])
+    return round(float(np.polyfit(x, y, 1)[0] * 60), 2)
+
+
+def ceilings() -> dict[str, float]:
+    """The model-only ceilings, measured now, with the worker benchmark's own code."""
+    spec = importlib.util.spec_from_file_location("workers", ROOT / "bench/models/workers.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit("bench/models/workers.py is missing")
+    workers = importlib.util.module_from_spec(spec)
+    sys.modules["workers"] = workers  # its dataclasses look themselves up there
+    spec.loader.exec_module(workers)
+    found = {}
+    for name, make in workers.WORKLOADS.items():
+        workload = make()
+        workload.ceiling()  # warm
+        found[name] = round(max(workload.ceiling() for _ in range(3)), 1)
+        log(f"ceiling {name}: {found[name]}/s")
+    return found
+
+
+async def sustained(stack: local_stack.Stack, minutes: float, run: str) -> dict[str, Any]:
+    seconds = minutes * 60
+    vitals_total = round(VITALS_PER_HOUR * seconds / HOUR)
+    beds = 500
+    vitals = hospital_feed(
+        patients=beds,
+        hours=max(1, int(seconds // HOUR) + 1),
+        every_minutes=5,
+        malformed=0,
+        run=f"{run}v",
+        documents=False,
+    ).messages
+    vitals = [m for m in vitals if m.kind == "vitals"][:vitals_total]
+    docs = documents(run, {k: round(v * seconds / HOUR) for k, v in PROFILE.items()}, 7)
+    streams = [vitals, *[[m for m in docs if m.kind == k] for k in PROFILE if k != "notes"]]
+    streams.append([m for m in docs if m.family == "notes"])
+    messages = interleave(streams)
+    feed = Feed(messages, [])
+    log(f"sustained: {len(messages)} messages over {minutes:g} min")
+    sampler = Sampler(stack)
+    stop = asyncio.Event()
+    sampling = asyncio.create_task(sampler.run(stop))
+    sent = await paced(messages, seconds)
+    load_end = time.monotonic() - sampler.started
+    settled_ = await wait_settled(feed, timeout_s=600)
+    stop.set()
+    await sampling
+    found = settled_["outcomes"]
+    counts = {
+        "messages": len(messages),
+        "vital-sign sets": len(vitals),
+        **{k: sum(1 for m in docs if m.kind == k) for k in PROFILE if k != "notes"},
+        "notes": sum(1 for m in docs if m.family == "notes"),
+    }
+    return {
+        "minutes": minutes,
+        "offered_per_hour": {
+            "vital-sign sets": VITALS_PER_HOUR,
+            **PROFILE,
+        },
+        "offered_per_s": round(len(messages) / seconds, 2),
+        "counts": counts,
+        "unsettled": settled_["pending"],
+        "latency_s_by_family": _family_latency(feed, found, sent),
+        "latency_s_by_stage": await stage_latency(list(sent), sent),
+        "backlog": {
+            "samples": sampler.lag,
+            "trend_per_min_second_half_of_load": _slope(
+                [p for p in sampler.lag if p[0] <= load_end]
+            ),
+            "max": max((p[1] for p in sampler.lag), default=0),
+        },
+        "peak_rss_mb": {k: round(v / 1024) for k, v in sorted(sampler.peak_rss_kb.items())},
+        "peak_total_pss_mb": round(sampler.peak_total_pss_kb / 1024),
+    }
+
+
+async def saturation(run: str, ceiling: dict[str, float]) -> dict[str, Any]:
+    out = {}
+    for family, count in SATURATION.items():
+        if family == "monitoring":
+            burst = hospital_feed(
+                patients=125,
+                hours=3,
+                every_minutes=15,
+                malformed=0,
+                run=f"{run}s",
+                documents=False,
+            ).messages
+            burst = [m for m in burst if m.kind == "vitals"][:count]
+        else:
+            kind = {"imaging": "radiograph", "notes": "notes"}[family]
+            burst = documents(f"{run}{family[0]}", {kind: count}, 11)
+        feed = Feed(burst, [])
+        log(f"saturation {family}: {len(burst)} messages")
+        started = datetime.now(UTC)
+        sent = await publish(get_settings(), burst, lambda k: None)
+        settled_ = await wait_settled(feed, timeout_s=900)
+        last = max(
+            (t for o in settled_["outcomes"].values() for t in o.results.values()), default=started
+        )
+        elapsed = (last - started).total_seconds()
+        throughput = len(burst) / elapsed if elapsed > 0 else 0.0
+        out[family] = {
+            "messages": len(burst),
+            "unsettled": settled_["pending"],
+            "seconds": round(elapsed, 1),
+            "pipeline_per_s": round(throughput, 2),
+            "model_ceiling_per_s": ceiling[family],
+            "pipeline_vs_ceiling": round(throughput / ceiling[family], 3),
+            "first_sent": min(sent.values()).isoformat(),
+        }
+    return out
+
+
+def main() -> None:
+    settings = get_settings()
+    stack = local_stack.Stack(settings.state_dir)
+    if not all(local_stack.services_running(stack).values()) or not local_stack.services_running(
+        stack
+    ):
+        raise SystemExit("start the stack and its services first: `make up`")
+    minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "5"))
+    run = "b" + uuid.uuid4().hex[:5]
+    ceiling = ceilings()
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GB",
+        "sustained": asyncio.run(sustained(stack, minutes, run)),
+        "saturation": asyncio.run(saturation(run, ceiling)),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "sustained"}, indent=2))
+    summary = {k: v for k, v in result["sustained"].items() if k != "backlog"}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
