@@ -75,7 +75,8 @@ def make_broker(settings: Settings) -> KafkaBroker:
     manual-commit acknowledgement policy.
     """
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        # A list: faststream takes a comma-separated string for one host.
+        [host.strip() for host in settings.kafka_bootstrap.split(",") if host.strip()],
         client_id=settings.service_name,
         enable_idempotence=True,
         acks="all",

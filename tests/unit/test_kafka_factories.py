@@ -50,3 +50,12 @@ def test_every_topic_is_created_with_its_min_insync_replicas() -> None:
         config = kafka.topic_config(topic, settings)
         assert config["min.insync.replicas"] == "2"
         assert config["unclean.leader.election.enable"] == "false"
+
+
+def test_the_broker_gets_every_bootstrap_host() -> None:
+    """A cluster's comma-separated bootstrap must reach the client as separate hosts."""
+    broker = kafka.make_broker(
+        Settings(kafka_bootstrap="127.0.0.1:29092, 127.0.0.1:29094,127.0.0.1:29096")
+    )
+    servers = broker.config.broker_config.builder.keywords["bootstrap_servers"]  # type: ignore[attr-defined]
+    assert list(servers) == ["127.0.0.1:29092", "127.0.0.1:29094", "127.0.0.1:29096"]

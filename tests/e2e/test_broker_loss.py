@@ -1,0 +1,97 @@
+"""Broker loss with the whole pipeline: every service runs against the 3-node cluster
+(replication factor 3, min ISR 2), one broker is SIGKILLed while the stream flows and
+brought back, and the ledger still adds up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from medstream import stack as local_stack
+from medstream.deployment import SERVICES
+from medstream.kafka import ensure_topics
+from medstream.settings import Settings
+
+from .conftest import FAULT_ENV, Run, ledger_check
+from .test_faults import feed, paced
+
+pytestmark = pytest.mark.cluster
+VICTIM = 2
+
+
+def _report(message: str) -> None:
+    print(f"[cluster] {message}")
+
+
+async def _outbox_drained(engine: AsyncEngine, timeout_s: float = 60) -> None:
+    for _ in range(int(timeout_s * 2)):
+        async with engine.connect() as conn:
+            if not await conn.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")):
+                return
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def on_cluster(settings: Settings) -> Iterator[tuple[local_stack.Stack, Settings]]:
+    """The 3-node cluster, with every service pointed at it under the supervisor.
+
+    The single-node services stop first (after their outbox drains): one outbox feeds
+    one Kafka, through whichever relay is running."""
+    from medstream.db import make_engine  # noqa: PLC0415
+
+    engine = make_engine(settings)
+    asyncio.run(_outbox_drained(engine))
+    asyncio.run(engine.dispose())
+    single = local_stack.Stack(settings.state_dir)
+    local_stack.down_services(single, _report)
+    cluster = local_stack.Stack(settings.state_dir, cluster=True)
+    started = not local_stack.kafka_healthy(cluster)
+    if started:
+        local_stack.up_kafka(cluster, _report)
+    on = local_stack.cluster_settings(settings)
+    asyncio.run(ensure_topics(on))
+    env = {**FAULT_ENV, "MEDSTREAM_KAFKA_BOOTSTRAP": on.kafka_bootstrap}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        bin_dir = Path(sys.executable).parent
+        local_stack.up_services(
+            single, {s.name: bin_dir / s.entry_point for s in SERVICES}, _report
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    yield cluster, on
+    local_stack.down_services(single, _report)
+    if local_stack.kafka_node_pid(cluster, VICTIM) is None:
+        local_stack.start_kafka_node(cluster, VICTIM)
+    if started:
+        local_stack.down_kafka(cluster, _report)
+
+
+async def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(
+    on_cluster: tuple[local_stack.Stack, Settings], engine: AsyncEngine
+) -> None:
+    cluster, settings = on_cluster
+    hospital = feed(patients=3, hours=4, malformed=10)
+    sent: dict[str, datetime] = {}
+    started_ms = int(datetime.now().timestamp() * 1000) - 1000
+    sending = asyncio.create_task(paced(settings, hospital, sent, seconds=30))
+    await asyncio.sleep(6)
+    local_stack.kill_kafka_node(cluster, VICTIM)
+    await asyncio.sleep(12)
+    assert local_stack.kafka_node_pid(cluster, VICTIM) is None, "the broker stayed down"
+    local_stack.start_kafka_node(cluster, VICTIM)
+    await sending
+    await ledger_check(settings, engine, Run(hospital, sent, started_ms, {}), timeout_s=420)
