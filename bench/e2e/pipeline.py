@@ -26,7 +26,6 @@ memory of every process in the stack.
 from __future__ import annotations
 
 import asyncio
-import base64
 import importlib.util
 import json
 import os
@@ -47,7 +46,7 @@ from sqlalchemy import text
 
 from medstream import stack as local_stack
 from medstream.db import make_engine
-from medstream.demo.feed import Feed, FeedMessage, hospital_feed
+from medstream.demo.feed import Feed, FeedMessage, hospital_feed, radiology_report
 from medstream.demo.ledger import outcomes
 from medstream.demo.run import GROUPS, publish, settled
 from medstream.imaging.phantom import phantom, to_dicom
@@ -59,6 +58,7 @@ from medstream.topics import EHR_INBOUND_DICOM, EHR_INBOUND_FHIR
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 HOUR = 3600.0
+NOON = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 # Twice the peak hour, per hour.
 PROFILE = {"radiograph": 240, "ultrasound": 100, "ct": 60, "mri": 50, "notes": 2000}
 VITALS_PER_HOUR = 2 * 500 * 12
@@ -80,20 +80,6 @@ def _film(rng: np.random.Generator, mrn: str, seed: int, modality: str) -> bytes
     return out.getvalue()
 
 
-def _note(mrn: str, text_: str) -> bytes:
-    resource = {
-        "resourceType": "DiagnosticReport",
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
-        "subject": {"reference": f"Patient/{mrn}"},
-        "issued": "2026-03-14T09:00:00Z",
-        "presentedForm": [
-            {"contentType": "text/plain", "data": base64.b64encode(text_.encode()).decode()}
-        ],
-    }
-    return json.dumps(resource).encode()
-
-
 def documents(run: str, counts: dict[str, int], seed: int) -> list[FeedMessage]:
     """Films, other modalities and notes for ``counts``, spread over 50 patients."""
     rng, text_rng = np.random.default_rng(seed), random.Random(seed)
@@ -104,7 +90,7 @@ def documents(run: str, counts: dict[str, int], seed: int) -> list[FeedMessage]:
             mrn = f"{run.upper()}{n % 50:04d}"
             message_id = f"{run}-{kind}-{n:05d}"
             if kind == "notes":
-                value = _note(mrn, report(text_rng).text)
+                value = radiology_report(mrn, NOON, report(text_rng).text)
                 made.append(FeedMessage(EHR_INBOUND_FHIR.name, value, mrn, message_id, "notes"))
             else:
                 value = _film(rng, mrn, seed * 100_000 + n, modality[kind])
@@ -116,20 +102,11 @@ def documents(run: str, counts: dict[str, int], seed: int) -> list[FeedMessage]:
     return made
 
 
-def _pss_kb(pid: int) -> int:
+def _kb(pid: int, file: str, field: str) -> int:
+    """A memory figure from /proc/<pid>/<file> (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -177,8 +154,8 @@ class Sampler:
         total = 0
         for name, pid in procs.items():
             key = name if not name.startswith("postgres ") else name.rsplit(" ", 1)[0]
-            self.peak_rss_kb[key] = max(self.peak_rss_kb.get(key, 0), _rss_kb(pid))
-            total += _pss_kb(pid)
+            self.peak_rss_kb[key] = max(self.peak_rss_kb.get(key, 0), _kb(pid, "status", "VmRSS:"))
+            total += _kb(pid, "smaps_rollup", "Pss:")
         self.peak_total_pss_kb = max(self.peak_total_pss_kb, total)
         lag = await consumer_lag(get_settings(), GROUPS)
         self.lag.append((round(time.monotonic() - self.started, 1), sum(lag.values())))

@@ -48,14 +48,11 @@ def settings() -> Settings:
     return settings
 
 
-@pytest.fixture(scope="module")
-def services(settings: Settings) -> Iterator[local_stack.Stack]:
-    """Every service under the supervisor, with FAULT_ENV; stopped afterwards."""
-    stack = local_stack.Stack(settings.state_dir)
-    local_stack.down_services(stack, _report)
+def start_services(stack: local_stack.Stack, env: dict[str, str]) -> None:
+    """Every service under the supervisor, with ``env`` added to their environment."""
     bin_dir = Path(sys.executable).parent
-    saved = {k: os.environ.get(k) for k in FAULT_ENV}
-    os.environ.update(FAULT_ENV)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         local_stack.up_services(stack, {s.name: bin_dir / s.entry_point for s in SERVICES}, _report)
     finally:
@@ -64,6 +61,14 @@ def services(settings: Settings) -> Iterator[local_stack.Stack]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def services(settings: Settings) -> Iterator[local_stack.Stack]:
+    """Every service under the supervisor, with FAULT_ENV; stopped afterwards."""
+    stack = local_stack.Stack(settings.state_dir)
+    local_stack.down_services(stack, _report)
+    start_services(stack, FAULT_ENV)
     yield stack
     local_stack.down_services(stack, _report)
 
@@ -88,6 +93,21 @@ class Run:
 async def send(settings: Settings, feed: Feed) -> tuple[dict[str, datetime], int]:
     started_ms = int(datetime.now().timestamp() * 1000) - 1000
     return await publish(settings, feed.messages, lambda n: None), started_ms
+
+
+def flowing(settings: Settings, feed: Feed, seconds: float) -> tuple[Run, asyncio.Task[None]]:
+    """Start sending ``feed`` in 20 even chunks over ``seconds``, so faults hit a
+    flowing stream; the Run fills in as messages are acknowledged."""
+    run = Run(feed, {}, int(datetime.now().timestamp() * 1000) - 1000, {})
+
+    async def pace() -> None:
+        chunk = max(1, len(feed.messages) // 20)
+        for start in range(0, len(feed.messages), chunk):
+            part = Feed(feed.messages[start : start + chunk], feed.patients)
+            run.sent.update(await publish(settings, part.messages, lambda n: None))
+            await asyncio.sleep(seconds / 20)
+
+    return run, asyncio.create_task(pace())
 
 
 async def ledger_check(

@@ -5,23 +5,18 @@ brought back, and the ledger still adds up."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import stack as local_stack
-from medstream.deployment import SERVICES
 from medstream.kafka import ensure_topics
 from medstream.settings import Settings
 
-from .conftest import FAULT_ENV, Run, ledger_check
-from .test_faults import feed, paced
+from .conftest import FAULT_ENV, flowing, ledger_check, start_services
+from .test_faults import feed
 
 pytestmark = pytest.mark.cluster
 VICTIM = 2
@@ -58,20 +53,7 @@ def on_cluster(settings: Settings) -> Iterator[tuple[local_stack.Stack, Settings
         local_stack.up_kafka(cluster, _report)
     on = local_stack.cluster_settings(settings)
     asyncio.run(ensure_topics(on))
-    env = {**FAULT_ENV, "MEDSTREAM_KAFKA_BOOTSTRAP": on.kafka_bootstrap}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        bin_dir = Path(sys.executable).parent
-        local_stack.up_services(
-            single, {s.name: bin_dir / s.entry_point for s in SERVICES}, _report
-        )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    start_services(single, {**FAULT_ENV, "MEDSTREAM_KAFKA_BOOTSTRAP": on.kafka_bootstrap})
     yield cluster, on
     local_stack.down_services(single, _report)
     if local_stack.kafka_node_pid(cluster, VICTIM) is None:
@@ -84,14 +66,11 @@ async def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(
     on_cluster: tuple[local_stack.Stack, Settings], engine: AsyncEngine
 ) -> None:
     cluster, settings = on_cluster
-    hospital = feed(patients=3, hours=4, malformed=10)
-    sent: dict[str, datetime] = {}
-    started_ms = int(datetime.now().timestamp() * 1000) - 1000
-    sending = asyncio.create_task(paced(settings, hospital, sent, seconds=30))
+    run, sending = flowing(settings, feed(patients=3, hours=4, malformed=10), seconds=30)
     await asyncio.sleep(6)
     local_stack.kill_kafka_node(cluster, VICTIM)
     await asyncio.sleep(12)
     assert local_stack.kafka_node_pid(cluster, VICTIM) is None, "the broker stayed down"
     local_stack.start_kafka_node(cluster, VICTIM)
     await sending
-    await ledger_check(settings, engine, Run(hospital, sent, started_ms, {}), timeout_s=420)
+    await ledger_check(settings, engine, run, timeout_s=420)

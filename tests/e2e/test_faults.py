@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,7 +16,7 @@ from medstream.demo.feed import Feed, hospital_feed
 from medstream.deployment import SERVICES
 from medstream.settings import Settings
 
-from .conftest import Run, ledger_check, send
+from .conftest import Run, flowing, ledger_check, send
 
 SCALE = int(os.environ.get("MEDSTREAM_FAULT_SCALE", "1"))
 
@@ -31,18 +30,6 @@ def feed(patients: int, hours: int, malformed: int = 0) -> Feed:
         seed=SCALE,
         run=f"e2e{uuid.uuid4().hex[:6]}",
     )
-
-
-async def paced(
-    settings: Settings, hospital: Feed, sent: dict[str, datetime], seconds: float
-) -> None:
-    """Send the feed in 20 even chunks over ``seconds``, so faults hit a flowing stream."""
-    chunk = max(1, len(hospital.messages) // 20)
-    for start in range(0, len(hospital.messages), chunk):
-        part = Feed(hospital.messages[start : start + chunk], hospital.patients)
-        acknowledged, _ = await send(settings, part)
-        sent.update(acknowledged)
-        await asyncio.sleep(seconds / 20)
 
 
 def pids(stack: local_stack.Stack) -> dict[str, int]:
@@ -83,10 +70,7 @@ async def test_every_service_killed_mid_stream_loses_and_duplicates_nothing(
     settings: Settings, services: local_stack.Stack, engine: AsyncEngine
 ) -> None:
     """SIGKILL each service once while the stream flows; the supervisor restarts it."""
-    hospital = feed(patients=4, hours=4, malformed=10)
-    sent: dict[str, datetime] = {}
-    started_ms = int(datetime.now().timestamp() * 1000) - 1000
-    sending = asyncio.create_task(paced(settings, hospital, sent, seconds=30))
+    run, sending = flowing(settings, feed(patients=4, hours=4, malformed=10), seconds=30)
     await asyncio.sleep(2)
     for spec in SERVICES:
         old = pids(services)[spec.name]
@@ -94,17 +78,14 @@ async def test_every_service_killed_mid_stream_loses_and_duplicates_nothing(
         await restarted(services, spec.name, old)
         await asyncio.sleep(1.0)
     await sending
-    await ledger_check(settings, engine, Run(hospital, sent, started_ms, {}), timeout_s=420)
+    await ledger_check(settings, engine, run, timeout_s=420)
 
 
 async def test_postgres_and_redis_restarts_mid_stream(
     settings: Settings, services: local_stack.Stack, engine: AsyncEngine
 ) -> None:
     """PostgreSQL restarts while the stream flows, then Redis does."""
-    hospital = feed(patients=4, hours=4, malformed=10)
-    sent: dict[str, datetime] = {}
-    started_ms = int(datetime.now().timestamp() * 1000) - 1000
-    sending = asyncio.create_task(paced(settings, hospital, sent, seconds=30))
+    run, sending = flowing(settings, feed(patients=4, hours=4, malformed=10), seconds=30)
     await asyncio.sleep(5)
     local_stack.down_postgres(services, print)
     await asyncio.sleep(3)
@@ -115,4 +96,4 @@ async def test_postgres_and_redis_restarts_mid_stream(
     local_stack.up_redis(services, print)
     await sending
     await engine.dispose()  # its pooled connections died with the server
-    await ledger_check(settings, engine, Run(hospital, sent, started_ms, {}), timeout_s=420)
+    await ledger_check(settings, engine, run, timeout_s=420)

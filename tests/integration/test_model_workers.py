@@ -10,6 +10,7 @@ import base64
 import json
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pydicom
 from pydicom.data import get_testdata_file
 from pydicom.filebase import DicomBytesIO
 
+from medstream.demo.feed import radiology_report
 from medstream.imaging.phantom import LABELS, phantom, to_dicom
 from medstream.kafka import make_producer
 from medstream.models.package import latest
@@ -101,22 +103,7 @@ async def test_chest_films_are_labelled_with_heatmaps(settings: Settings, pipeli
     assert headers["original.topic"] == b"medstream.deid.imaging"
 
 
-def radiology_report(report_id: str, patient_id: str, text: str) -> bytes:
-    """A FHIR DiagnosticReport carrying ``text`` as its plain-text presentedForm."""
-    report = {
-        "resourceType": "DiagnosticReport",
-        "id": report_id,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "36643-5"}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "issued": "2026-03-14T09:00:00Z",
-        "presentedForm": [
-            {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}
-        ],
-    }
-    return json.dumps(report).encode()
-
-
+REPORTED = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 REPORTS = {
     "effusion": "FINDINGS: Small left pleural effusion. No pneumothorax.\nIMPRESSION: Small "
     "left pleural effusion.",
@@ -132,7 +119,7 @@ async def test_reports_are_labelled_with_word_attributions(
     patient_id = f"PAT{run}"
     messages = []
     for name, text in REPORTS.items():
-        report = radiology_report(f"dr-{name}", patient_id, text)
+        report = radiology_report(patient_id, REPORTED, text)
         messages.append(("ehr.inbound.fhir", report, patient_id, f"note-{run}-{name}"))
     await _send(settings, messages)
     ids = [m[3] for m in messages]

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream.audit.lineage import trace
+from medstream.demo.feed import radiology_report
 from medstream.envelope import Envelope, utc_now
 from medstream.fhir_r4 import AIAST
 from medstream.imaging.phantom import phantom, to_dicom
@@ -31,7 +32,7 @@ from medstream.models.package import latest
 from medstream.settings import Settings
 
 from .test_deid_leakage import read_topics
-from .test_model_workers import _findings, _send, radiology_report
+from .test_model_workers import REPORTED, _findings, _send
 from .test_monitoring_worker import VITALS, oru
 
 REPORT = "FINDINGS: Moderate right pleural effusion. No pneumothorax.\nIMPRESSION: Effusion."
@@ -50,7 +51,7 @@ def _messages(run: str, mrn: str) -> list[tuple[str, bytes, str, str]]:
     film = phantom(np.random.default_rng(11), _findings(cardiomegaly=True))
     return [
         *vitals,
-        ("ehr.inbound.fhir", radiology_report(f"dr-{run}", mrn, REPORT), mrn, f"wb-{run}-report"),
+        ("ehr.inbound.fhir", radiology_report(mrn, REPORTED, REPORT), mrn, f"wb-{run}-report"),
         ("ehr.inbound.dicom", to_dicom(film.image, patient_id=mrn, seed=5), mrn, f"wb-{run}-film"),
     ]
 

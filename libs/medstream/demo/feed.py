@@ -137,7 +137,7 @@ def hospital_feed(
         per_slot[report_slot].append(
             FeedMessage(
                 EHR_INBOUND_FHIR.name,
-                _radiology_report(mrn, report_time, synthetic_report(text_rng).text),
+                radiology_report(mrn, report_time, synthetic_report(text_rng).text),
                 mrn,
                 f"{run}-{mrn}-report",
                 family="notes",
@@ -301,7 +301,8 @@ def _mdm(mrn: str, name: tuple[str, str], when: datetime, text: str, control_id:
     ).encode()
 
 
-def _radiology_report(mrn: str, when: datetime, text: str) -> bytes:
+def radiology_report(mrn: str, when: datetime, text: str) -> bytes:
+    """A FHIR DiagnosticReport (category RAD) with ``text`` as its plain-text form."""
     report = {
         "resourceType": "DiagnosticReport",
         "status": "final",
