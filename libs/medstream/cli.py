@@ -569,10 +569,10 @@ def demo(
     )
     try:
         ok = asyncio.run(run_demo(get_settings(), feed, timeout_s=timeout, console=console))
+        record_command("admin.demo", {"messages": len(feed.messages), "ok": ok})
     finally:
         if not keep:
             down()
-    record_command("admin.demo", {"messages": len(feed.messages), "ok": ok})
     if not ok:
         raise typer.Exit(1)
 
