@@ -285,19 +285,26 @@ def ceilings() -> dict[str, float]:
     return found
 
 
+def vital_signs(
+    beds: int, hours: int, every_minutes: int, run: str, count: int
+) -> list[FeedMessage]:
+    """The first ``count`` vital-sign sets of ``beds`` patients, in charting order."""
+    feed = hospital_feed(
+        patients=beds,
+        hours=hours,
+        every_minutes=every_minutes,
+        malformed=0,
+        run=run,
+        documents=False,
+    )
+    return [m for m in feed.messages if m.kind == "vitals"][:count]
+
+
 async def sustained(stack: local_stack.Stack, minutes: float, run: str) -> dict[str, Any]:
     seconds = minutes * 60
     vitals_total = round(VITALS_PER_HOUR * seconds / HOUR)
     beds = 500
-    vitals = hospital_feed(
-        patients=beds,
-        hours=max(1, int(seconds // HOUR) + 1),
-        every_minutes=5,
-        malformed=0,
-        run=f"{run}v",
-        documents=False,
-    ).messages
-    vitals = [m for m in vitals if m.kind == "vitals"][:vitals_total]
+    vitals = vital_signs(beds, max(1, int(seconds // HOUR) + 1), 5, f"{run}v", vitals_total)
     docs = documents(run, {k: round(v * seconds / HOUR) for k, v in PROFILE.items()}, 7)
     streams = [vitals, *[[m for m in docs if m.kind == k] for k in PROFILE if k != "notes"]]
     streams.append([m for m in docs if m.family == "notes"])
@@ -346,15 +353,7 @@ async def saturation(run: str, ceiling: dict[str, float]) -> dict[str, Any]:
     out = {}
     for family, count in SATURATION.items():
         if family == "monitoring":
-            burst = hospital_feed(
-                patients=125,
-                hours=3,
-                every_minutes=15,
-                malformed=0,
-                run=f"{run}s",
-                documents=False,
-            ).messages
-            burst = [m for m in burst if m.kind == "vitals"][:count]
+            burst = vital_signs(125, 3, 15, f"{run}s", count)
         else:
             kind = {"imaging": "radiograph", "notes": "notes"}[family]
             burst = documents(f"{run}{family[0]}", {kind: count}, 11)

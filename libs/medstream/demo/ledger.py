@@ -85,8 +85,3 @@ async def outcomes(conn: AsyncConnection, message_ids: Sequence[str]) -> dict[st
         else:
             outcome.received = True
     return found
-
-
-async def consumer_lag(conn: AsyncConnection) -> int:
-    """Outbox rows not yet published (the relay's backlog)."""
-    return int(await conn.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")) or 0)

@@ -303,13 +303,12 @@ class _Maker:
                 "issued": self.issued,
                 "valueInteger": result.news2,
                 "interpretation": [{"text": f"NEWS2 clinical risk: {result.news2_risk}"}],
-                "note": []
-                if result.news2_complete
-                else [{"text": "Some NEWS2 parameters were missing; the score is partial."}],
             },
         )
-        if not news2.resource["note"]:
-            del news2.resource["note"]
+        if not result.news2_complete:
+            news2.resource["note"] = [
+                {"text": "Some NEWS2 parameters were missing; the score is partial."}
+            ]
         ranked = sorted(result.explanation.items(), key=lambda kv: -abs(kv[1]))
         drivers = ", ".join(f"{vital} {weight:+.2f}" for vital, weight in ranked)
         assessment = OutboundResource(
