@@ -8,6 +8,7 @@ worker never sees the real values.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -62,6 +63,34 @@ VITAL_LOINC: dict[str, Vital] = {
 VITAL_PANELS = frozenset({"85354-9", "55284-4", "35094-2", "85353-1"})
 
 
+# The window of dates MedStream accepts anywhere in a message. Outside it a date is a
+# data-entry or interface error (year 1, year 9999), and date shifting could overflow.
+DATE_MIN = date(1850, 1, 1)
+DATE_MAX = date(2200, 12, 31)
+
+# Physiologically possible values, in the unit each vital is normalised to: the
+# outlier thresholds of the MIMIC-III benchmark (Harutyunyan et al., Scientific Data
+# 6:96, 2019, resources/variable_ranges.csv), beyond which a value is removed there as
+# impossible rather than clipped. SpO2 and FiO2 are bounded by their definitions. They
+# catch garbage (a heart rate of -5 or 1e308), not abnormal physiology: NEWS2 scores that.
+PLAUSIBLE_RANGE: dict[str, tuple[float, float, str]] = {
+    "heart_rate": (0, 390, "/min"),
+    "respiratory_rate": (0, 330, "/min"),
+    "spo2": (0, 100, "%"),
+    "systolic_bp": (0, 375, "mm[Hg]"),
+    "diastolic_bp": (0, 375, "mm[Hg]"),
+    "temperature": (14.2, 47, "Cel"),
+    "supplemental_oxygen": (0, 100, "% or L/min"),
+}
+FAHRENHEIT_UNITS = frozenset({"[degf]", "degf", "f", "°f"})
+
+
+def in_date_window(value: date | datetime) -> bool:
+    """Whether ``value`` lies within DATE_MIN..DATE_MAX."""
+    day = value.date() if isinstance(value, datetime) else value
+    return DATE_MIN <= day <= DATE_MAX
+
+
 class _Clinical(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -88,6 +117,28 @@ class VitalSign(_Clinical):
     text: str | None = Field(default=None, description="For coded values, e.g. ACVPU.")
     unit: str | None = None
     observed_at: datetime
+
+    def implausibility(self) -> str | None:
+        """Why this value cannot be a real measurement, if it cannot (never the value
+        itself: the sentence goes into dead-letter headers)."""
+        if self.value is None:
+            return None
+        name = self.vital.value.replace("_", " ")
+        if not math.isfinite(self.value):
+            return f"A {name} value is not a finite number."
+        bounds = PLAUSIBLE_RANGE.get(self.vital.value)
+        if bounds is None:
+            return None
+        value = self.value
+        if self.vital is Vital.TEMPERATURE and (self.unit or "").lower() in FAHRENHEIT_UNITS:
+            value = (value - 32) * 5 / 9
+        low, high, unit = bounds
+        if not low <= value <= high:
+            return (
+                f"A {name} value is outside the physiologically possible range "
+                f"{low:g} to {high:g} {unit}."
+            )
+        return None
 
 
 class VitalsEvent(_Clinical):

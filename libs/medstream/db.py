@@ -57,6 +57,8 @@ class InboxRow(Base):
     partition: Mapped[int]
     offset: Mapped[int] = mapped_column(BigInteger)
     outcome: Mapped[str] = mapped_column(String(20))
+    # SHA-256 of the message's value: a reused id with other content is a conflict.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     processed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -66,7 +68,18 @@ class OutboxRow(Base):
     """A message a service will publish, written in the same transaction as its effect."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),)
+    __table_args__ = (
+        Index(
+            "ix_outbox_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL AND quarantined_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_quarantined",
+            "quarantined_at",
+            postgresql_where=text("quarantined_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     message_id: Mapped[str] = mapped_column(String(300), unique=True)
@@ -76,6 +89,9 @@ class OutboxRow(Base):
     headers: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the broker refused the row for good (too large, invalid, not authorised).
+    quarantined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quarantine_reason: Mapped[str | None] = mapped_column(String(100))
 
 
 def make_engine(settings: Settings, *, admin: bool = False) -> AsyncEngine:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiokafka.errors import KafkaError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, ProgrammingError
 
 ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
@@ -24,3 +24,20 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether PostgreSQL (or asyncpg, before sending) refused a *value*: SQLSTATE class
+    22, data exception (a NUL byte, an invalid character, a value too long for its
+    column, a number out of range). The message that carried it is at fault."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DataError):
+            return True
+        state = getattr(current, "sqlstate", None)
+        if isinstance(state, str) and state.startswith("22"):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False

@@ -16,10 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
-from faststream.kafka import KafkaBroker
 
 from medstream.settings import Settings
-from medstream.topics import ALL_TOPICS, MAX_MESSAGE_BYTES, Topic
+from medstream.topics import ALL_TOPICS, DEAD_LETTER_SLACK_BYTES, MAX_MESSAGE_BYTES, Topic
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +29,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "linger_ms": 5,
     "request_timeout_ms": 30_000,
-    # Room for the largest record plus the request's own framing.
-    "max_request_size": MAX_MESSAGE_BYTES + 1024 * 1024,
+    # Room for the largest record (a dead letter) plus the request's own framing.
+    "max_request_size": MAX_MESSAGE_BYTES + DEAD_LETTER_SLACK_BYTES + 1024 * 1024,
 }
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
@@ -42,7 +41,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session_timeout_ms": 10_000,
     "heartbeat_interval_ms": 3_000,
     # A record larger than this could never be fetched and would stall its partition.
-    "max_partition_fetch_bytes": MAX_MESSAGE_BYTES + 1024 * 1024,
+    "max_partition_fetch_bytes": MAX_MESSAGE_BYTES + DEAD_LETTER_SLACK_BYTES + 1024 * 1024,
 }
 
 
@@ -68,25 +67,6 @@ def make_consumer(
     )
 
 
-def make_broker(settings: Settings) -> KafkaBroker:
-    """A faststream broker whose publishers are idempotent with acks=all.
-
-    Subscribers are declared with ``medstream.consumer.subscribe``, which sets the
-    manual-commit acknowledgement policy.
-    """
-    return KafkaBroker(
-        # A list: faststream takes a comma-separated string for one host.
-        [host.strip() for host in settings.kafka_bootstrap.split(",") if host.strip()],
-        client_id=settings.service_name,
-        enable_idempotence=True,
-        acks="all",
-        max_request_size=PRODUCER_DEFAULTS["max_request_size"],
-        allow_auto_create_topics=False,
-        # Through the root logger, so the redacting formatter applies to its records.
-        logger=logging.getLogger("medstream.faststream"),
-    )
-
-
 def topic_config(topic: Topic, settings: Settings) -> dict[str, str]:
     """The per-topic configuration a topic is created with.
 
@@ -95,7 +75,7 @@ def topic_config(topic: Topic, settings: Settings) -> dict[str, str]:
     """
     return {
         "retention.ms": str(topic.retention_ms),
-        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        "max.message.bytes": str(topic.max_message_bytes),
         "min.insync.replicas": str(settings.topic_min_insync_replicas),
         "unclean.leader.election.enable": "false",
         **topic.config,

@@ -2,6 +2,13 @@
 
 Log calls pass ids through ``extra={...}``. Only keys in ``ALLOWED_FIELDS`` are
 written, so a payload handed to a logger by mistake never reaches the log.
+
+Libraries are not trusted to do the same: a record from any logger outside
+``medstream`` keeps its message template and drops the arguments (which is where a
+library puts the header bytes, the record or the exception it is reporting), and a
+message built without a template is withheld. Exceptions are written as their class
+alone, uncaught ones too (``sys.excepthook``, threads), and warnings go through the
+same path.
 """
 
 from __future__ import annotations
@@ -9,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 ALLOWED_FIELDS = frozenset(
@@ -48,6 +57,16 @@ ALLOWED_FIELDS = frozenset(
 )
 
 _STANDARD = frozenset(vars(logging.makeLogRecord({})))
+WITHHELD = "(text withheld: a library's log message may quote message contents)"
+
+
+def safe_message(record: logging.LogRecord) -> str:
+    """The record's text if MedStream wrote it, else only a library's template."""
+    if record.name == "medstream" or record.name.startswith("medstream."):
+        return record.getMessage()
+    if record.args and isinstance(record.msg, str):
+        return record.msg
+    return WITHHELD
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": safe_message(record),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and key in ALLOWED_FIELDS:
@@ -88,9 +107,23 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(
+        args.exc_type, args.exc_value, args.exc_traceback
+    )
     # aiokafka logs message reprs at DEBUG; keep third-party loggers quiet.
     for noisy in ("aiokafka", "kafka", "faststream", "sqlalchemy", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException | None, trace: TracebackType | None
+) -> None:
+    """An uncaught exception, as its class: Python's own hook would print its text."""
+    logging.getLogger("medstream.uncaught").critical(
+        "uncaught exception", extra={"error_class": kind.__name__}
+    )
 
 
 class _ServiceFilter(logging.Filter):

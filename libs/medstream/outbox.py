@@ -14,13 +14,27 @@ import json
 import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
+from prometheus_client import Counter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from medstream.events import AuditOutcome
 from medstream.failures import ENVIRONMENT_ERRORS
-from medstream.received import MESSAGE_ID_HEADER, Received
+from medstream.received import INBOUND_MESSAGE_ID_HEADER, MESSAGE_ID_HEADER, Received
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +44,18 @@ class InboxOutcome(StrEnum):
 
     PROCESSED = "processed"
     DEAD_LETTERED = "dead_lettered"
+
+
+class Seen(StrEnum):
+    """What the inbox knows of a record's id in one consumer group."""
+
+    NEW = "new"  # never handled
+    SAME = "same"  # handled, with the same content: a redelivery or a resend
+    CONFLICT = "conflict"  # handled, but the id belonged to other content
+
+
+# Per record: the key, the value and each header's name and value, with framing.
+_RECORD_OVERHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -42,28 +68,44 @@ class OutboundMessage:
     key: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
+    def encoded_size(self) -> int:
+        """About the bytes Kafka counts for this record (never less)."""
+        headers = {**self.headers, MESSAGE_ID_HEADER: self.message_id}
+        return (
+            _RECORD_OVERHEAD
+            + len(self.value)
+            + len(self.key or b"")
+            + sum(len(k.encode()) + len(v.encode()) + 8 for k, v in headers.items())
+        )
 
-async def already_seen(conn: AsyncConnection, group: str, message_id: str) -> bool:
-    """Whether ``group`` has already processed or dead-lettered ``message_id``."""
-    row = await conn.execute(
-        text("SELECT 1 FROM inbox WHERE consumer_group = :g AND message_id = :m"),
-        {"g": group, "m": message_id},
-    )
-    return row.first() is not None
+
+async def seen(conn: AsyncConnection, group: str, received: Received) -> Seen:
+    """Whether ``group`` has handled ``received``'s id, and with the same content."""
+    row = (
+        await conn.execute(
+            text("SELECT content_sha256 FROM inbox WHERE consumer_group = :g AND message_id = :m"),
+            {"g": group, "m": received.message_id},
+        )
+    ).first()
+    if row is None:
+        return Seen.NEW
+    # Rows from before content hashes were kept cannot tell: they count as the same.
+    return Seen.SAME if row[0] in (None, received.content_sha256) else Seen.CONFLICT
 
 
 async def claim(
     conn: AsyncConnection, group: str, received: Received, outcome: InboxOutcome
-) -> bool:
-    """Record ``received`` as handled by ``group``; False if it already was.
+) -> Seen:
+    """Record ``received`` as handled by ``group``: NEW if this call recorded it, else
+    what the inbox already held for its id.
 
     The primary key makes this safe under concurrency: of two transactions claiming
     the same key, the second waits for the first and then finds the conflict.
     """
     result = await conn.execute(
         text(
-            'INSERT INTO inbox (consumer_group, message_id, topic, partition, "offset", outcome)'
-            " VALUES (:g, :m, :t, :p, :o, :outcome)"
+            'INSERT INTO inbox (consumer_group, message_id, topic, partition, "offset", outcome,'
+            " content_sha256) VALUES (:g, :m, :t, :p, :o, :outcome, :h)"
             " ON CONFLICT (consumer_group, message_id) DO NOTHING RETURNING 1"
         ),
         {
@@ -73,9 +115,12 @@ async def claim(
             "p": received.partition,
             "o": received.offset,
             "outcome": outcome.value,
+            "h": received.content_sha256,
         },
     )
-    return result.first() is not None
+    if result.first() is not None:
+        return Seen.NEW
+    return await seen(conn, group, received)
 
 
 async def enqueue(conn: AsyncConnection, message: OutboundMessage) -> None:
@@ -97,12 +142,43 @@ async def enqueue(conn: AsyncConnection, message: OutboundMessage) -> None:
     )
 
 
+# Broker refusals that no retry can cure: the row is quarantined, the relay goes on.
+PERMANENT_REFUSALS: dict[type[BaseException], str] = {
+    MessageSizeTooLargeError: "kafka.record_too_large",
+    RecordTooLargeError: "kafka.record_too_large",
+    RecordListTooLargeError: "kafka.record_too_large",
+    CorruptRecordException: "kafka.invalid_record",
+    InvalidMessageError: "kafka.invalid_record",
+    InvalidTimestampError: "kafka.invalid_record",
+    InvalidTopicError: "kafka.invalid_topic",
+    TopicAuthorizationFailedError: "kafka.not_authorised",
+    ClusterAuthorizationFailedError: "kafka.not_authorised",
+}
+QUARANTINED = Counter(
+    "medstream_outbox_quarantined_total",
+    "Outbox rows the broker refused for good, set aside",
+    ["topic", "reason"],
+)
+
+
+def refusal_code(error: BaseException) -> str | None:
+    """The quarantine reason for a permanent broker refusal; None for anything else."""
+    for kind, code in PERMANENT_REFUSALS.items():
+        if isinstance(error, kind):
+            return code
+    return None
+
+
 class OutboxRelay:
     """Publishes unsent outbox rows in id order, then marks them sent.
 
     Rows are locked ``FOR UPDATE SKIP LOCKED``, so several relays share the work
     without publishing a row twice while it is locked. Per-key order is kept when one
     relay runs, which is the default deployment.
+
+    A row the broker refuses for good (too large, invalid, not authorised) is
+    quarantined with its reason, counted and audited, and the relay goes on: one row
+    can never stop every service's outbox.
     """
 
     def __init__(
@@ -112,14 +188,32 @@ class OutboxRelay:
         self._producer = producer
         self._batch_size = batch_size
 
+    async def _send(self, row: Any) -> asyncio.Future[Any]:
+        """Hand ``row`` to the producer; a record it refuses before sending comes back
+        as an already failed future, like one the broker refuses."""
+        try:
+            sent: asyncio.Future[Any] = await self._producer.send(
+                row.topic,
+                value=row.value,
+                key=row.key,
+                headers=[(k, v.encode()) for k, v in row.headers.items()],
+            )
+        except ENVIRONMENT_ERRORS as exc:
+            if refusal_code(exc) is None:
+                raise
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        return sent
+
     async def relay_once(self) -> int:
-        """Publish one batch and mark it sent; return how many rows were published."""
+        """Publish one batch and mark it sent; return how many rows were handled."""
         async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT id, topic, key, value, headers FROM outbox"
-                        " WHERE sent_at IS NULL ORDER BY id"
+                        "SELECT id, message_id, topic, key, value, headers FROM outbox"
+                        " WHERE sent_at IS NULL AND quarantined_at IS NULL ORDER BY id"
                         " LIMIT :n FOR UPDATE SKIP LOCKED"
                     ),
                     {"n": self._batch_size},
@@ -129,28 +223,78 @@ class OutboxRelay:
                 return 0
             # Send the whole batch, then await every acknowledgement: the idempotent
             # producer keeps per-partition order while requests are in flight.
-            pending = [
-                await self._producer.send(
-                    row.topic,
-                    value=row.value,
-                    key=row.key,
-                    headers=[(k, v.encode()) for k, v in row.headers.items()],
-                )
-                for row in rows
+            pending = [await self._send(row) for row in rows]
+            errors = await asyncio.gather(*pending, return_exceptions=True)
+            refused = [
+                row
+                for row, error in zip(rows, errors, strict=True)
+                if isinstance(error, BaseException) and refusal_code(error) is not None
             ]
-            await asyncio.gather(*pending)
+            for error in errors:
+                if isinstance(error, BaseException) and refusal_code(error) is None:
+                    # Kafka is unavailable: nothing is marked, the batch is sent again.
+                    raise error
+            # A refusal fails the neighbours that shared the record batch too: each
+            # refused row is tried alone, and only a row refused alone is quarantined.
+            quarantined: list[tuple[Any, str]] = []
+            for row in refused:
+                try:
+                    await (await self._send(row))
+                except ENVIRONMENT_ERRORS as exc:
+                    code = refusal_code(exc)
+                    if code is None:
+                        raise
+                    quarantined.append((row, code))
             # Kafka now holds the acknowledged copy. The row stays as a ledger entry (id,
             # topic, times); its payload goes, so no table keeps a second copy of data
             # that may be PHI (ingestion's identified records pass through here).
+            held = {row.id for row, _ in quarantined}
             await conn.execute(
                 text(
                     "UPDATE outbox SET sent_at = now(), value = ''::bytea, key = NULL,"
                     " headers = '{}'::jsonb WHERE id = ANY(:ids)"
                 ),
-                {"ids": [row.id for row in rows]},
+                {"ids": [row.id for row in rows if row.id not in held]},
             )
+            for row, code in quarantined:
+                await self._quarantine(conn, row, code)
         log.debug("outbox batch relayed", extra={"count": len(rows)})
         return len(rows)
+
+    async def _quarantine(self, conn: AsyncConnection, row: Any, code: str) -> None:
+        """Set ``row`` aside with its reason, count it and audit it (by ids, never the
+        payload, which stays in the row for an operator to inspect)."""
+        await conn.execute(
+            text("UPDATE outbox SET quarantined_at = now(), quarantine_reason = :r WHERE id = :i"),
+            {"r": code, "i": row.id},
+        )
+        QUARANTINED.labels(row.topic, code).inc()
+        log.error(
+            "outbox row quarantined: the broker refused it for good",
+            extra={"topic": row.topic, "error_code": code, "message_id": row.message_id},
+        )
+        # The audit package builds on this module, so it is imported where it is used.
+        from medstream.audit import audit_message  # noqa: PLC0415
+
+        inbound = row.headers.get(INBOUND_MESSAGE_ID_HEADER)
+        await enqueue(
+            conn,
+            audit_message(
+                actor="relay",
+                action="outbox.quarantined",
+                entity=row.message_id,
+                message_id=inbound or row.message_id,
+                correlation_id=inbound or row.message_id,
+                outcome=AuditOutcome.SERIOUS_FAILURE,
+                details={
+                    "topic": row.topic,
+                    "code": code,
+                    "outbox_id": row.id,
+                    "bytes": len(row.value),
+                },
+                dedupe_key=f"relay:{row.id}:quarantined",
+            ),
+        )
 
     async def run(self, stop: asyncio.Event, poll_interval_s: float = 0.2) -> None:
         """Relay until ``stop`` is set, sleeping ``poll_interval_s`` when idle."""

@@ -12,15 +12,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from faststream.kafka import KafkaBroker
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream.cache import make_redis
-from medstream.consumer import ExactlyOnceProcessor, Handler
+from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Handler
 from medstream.db import make_engine
-from medstream.kafka import make_broker, make_producer
+from medstream.kafka import make_producer
 from medstream.logging import configure_logging
 from medstream.settings import Settings, get_settings
 
@@ -33,7 +32,7 @@ class ServiceRuntime:
     settings: Settings
     engine: AsyncEngine
     producer: AIOKafkaProducer
-    broker: KafkaBroker
+    consumers: ConsumerSet
     redis: Redis
 
     def processor(self, *, group: str, handler: Handler | None, stage: str) -> ExactlyOnceProcessor:
@@ -67,17 +66,17 @@ async def serve(name: str, wire: Wiring) -> None:
         settings=settings,
         engine=make_engine(settings),
         producer=make_producer(settings),
-        broker=make_broker(settings),
+        consumers=ConsumerSet(settings),
         redis=make_redis(settings),
     )
     await runtime.producer.start()
     try:
         await wire(runtime)
-        await runtime.broker.start()
         log.info("service started")
-        await stop.wait()
+        # Returns once stop is set, or raises if a consumer failed for good: the
+        # process then exits and the supervisor restarts it.
+        await runtime.consumers.run(stop)
     finally:
-        await runtime.broker.stop()
         await runtime.producer.stop()
         await runtime.redis.aclose()
         await runtime.engine.dispose()

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     dead_letter_max_consecutive: int = Field(default=20, ge=1)
     # Attempts for an unexpected error on one message before it is dead-lettered.
     max_processing_attempts: int = Field(default=3, ge=1)
+    # Seconds of CPU-heavy work (parsing, validation, de-identification) one message may
+    # take before it is dead-lettered as <stage>.too_costly.
+    message_budget_s: float = Field(default=30.0, gt=0, le=600)
 
     # De-identification. The default keys are for the local stack only: set real ones
     # (32+ random bytes, base64) in any deployment that sees real patients.

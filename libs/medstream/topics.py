@@ -26,11 +26,17 @@ from medstream.events import AuditRecord
 
 DAY_MS = 24 * 60 * 60 * 1000
 
-# The largest record any MedStream topic, producer or consumer handles. Kafka's own
+# The largest record a MedStream topic accepts (``max.message.bytes``). Kafka's own
 # default (about 1 MB) would make the broker refuse a chest radiograph before MedStream
 # saw it. Ingestion's DICOM limit (at least 16 MB by the CONTRACT) sits below this, so
 # an oversize file still reaches ingestion and is dead-lettered with a reason.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# Dead-letter topics take a little more: the original record plus the error.* and
+# original.* headers must always fit, or a dead letter could never be written.
+DEAD_LETTER_SLACK_BYTES = 1024 * 1024
+# What MedStream itself writes to a topic stays this far under the topic's limit, for
+# the record batch's own framing.
+_FRAMING_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,11 @@ class Topic:
         """Whether this topic is itself another topic's dead-letter topic."""
         return self.name.endswith(".dlt")
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The topic's ``max.message.bytes``."""
+        return MAX_MESSAGE_BYTES + (DEAD_LETTER_SLACK_BYTES if self.is_dead_letter else 0)
+
 
 def _with_dead_letter(
     name: str,
@@ -61,6 +72,7 @@ def _with_dead_letter(
     *,
     payload: type[BaseModel] | None = None,
     restricted: bool,
+    retention_ms: int = 7 * DAY_MS,
 ) -> tuple[Topic, Topic]:
     """A topic and its ``.dlt`` twin: one partition, rejects kept for 30 days, unchanged."""
     dead = Topic(
@@ -78,6 +90,7 @@ def _with_dead_letter(
         payload=payload,
         restricted=restricted,
         dead_letter=dead.name,
+        retention_ms=retention_ms,
     )
     return main, dead
 
@@ -109,12 +122,13 @@ EHR_OUTBOUND_FHIR = Topic(
     retention_ms=30 * DAY_MS,
     restricted=True,
 )
-AUDIT = Topic(
-    name="medstream.audit",
-    description="Audit events from every service, persisted by the audit service.",
-    content_type="application/json",
-    retention_ms=30 * DAY_MS,
+AUDIT, AUDIT_DLT = _with_dead_letter(
+    "medstream.audit",
+    "Audit events from every service, persisted by the audit service.",
+    "application/json",
     payload=AuditRecord,
+    restricted=False,
+    retention_ms=30 * DAY_MS,
 )
 
 
@@ -219,6 +233,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     EHR_INBOUND_DICOM_DLT,
     EHR_OUTBOUND_FHIR,
     AUDIT,
+    AUDIT_DLT,
 )
 
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL_TOPICS}
@@ -230,3 +245,10 @@ def dead_letter_topic(source: str) -> str:
     if topic is not None and topic.dead_letter is not None:
         return topic.dead_letter
     return f"{source}.dlt"
+
+
+def record_limit(topic: str) -> int:
+    """The largest record MedStream writes to ``topic``: its limit less the framing."""
+    known = BY_NAME.get(topic)
+    limit = known.max_message_bytes if known is not None else MAX_MESSAGE_BYTES
+    return limit - _FRAMING_BYTES

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from medstream.audit import audit_message
-from medstream.consumer import BatchHandler, subscribe_batch
+from medstream.consumer import BatchHandler
 from medstream.envelope import Envelope
 from medstream.inference import WorkerMetrics, measured, warm_up
 from medstream.models.package import ModelPackage
@@ -93,8 +93,7 @@ def serve_model(
     metrics = WorkerMetrics(name)
     seconds = warm_up(warm)
     processor = runtime.processor(group=f"medstream-{name}", handler=None, stage=name)
-    subscribe_batch(
-        runtime.broker,
+    runtime.consumers.subscribe_batch(
         topic,
         processor=processor,
         batch_handler=measured(metrics, batch_handler),

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import trail
-from medstream.consumer import BatchHandler, subscribe_batch
+from medstream.consumer import BatchHandler
 from medstream.deadletter import InvalidMessage
 from medstream.envelope import Envelope
 from medstream.events import AuditRecord
@@ -27,6 +27,8 @@ from medstream.topics import AUDIT
 NAME = "audit"
 GROUP = "medstream-audit"
 MAX_BATCH, MAX_WAIT_MS = 500, 100
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = (AUDIT.name,)
 APPENDED = Counter("medstream_audit_appended_total", "Audit rows appended to the chains")
 
 
@@ -61,9 +63,8 @@ def make_batch_handler() -> BatchHandler:
 async def wire(runtime: ServiceRuntime) -> None:
     """Subscribe to the audit topic in micro-batches."""
     processor = runtime.processor(group=GROUP, handler=None, stage=NAME)
-    subscribe_batch(
-        runtime.broker,
-        AUDIT.name,
+    runtime.consumers.subscribe_batch(
+        *CONSUMES,
         processor=processor,
         batch_handler=make_batch_handler(),
         max_records=MAX_BATCH,

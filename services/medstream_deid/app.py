@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import audit_message
+from medstream.budget import offload
 from medstream.clinical import (
     DocumentEvent,
     IdentifiedRecord,
@@ -23,7 +24,7 @@ from medstream.clinical import (
     PatientEvent,
     VitalsEvent,
 )
-from medstream.consumer import Effects, Handler, subscribe
+from medstream.consumer import Effects, Handler
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
 from medstream.deid.vault import PseudonymVault, VaultCipher
@@ -61,11 +62,14 @@ ENVELOPE_OF_KIND: dict[Kind, type[Envelope[Any]]] = {
     Kind.DOCUMENT: Envelope[DocumentEvent],
     Kind.IMAGING: Envelope[ImagingEvent],
 }
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = (IDENTIFIED_FHIR.name, IDENTIFIED_HL7V2.name, IDENTIFIED_DICOM.name)
 EVENTS = Counter("medstream_deid_events_total", "De-identified events emitted", ["kind"])
 
 
-def make_handler(engine: DeidEngine, vault: PseudonymVault) -> Handler:
-    """The handler for every identified topic."""
+def make_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: float) -> Handler:
+    """The handler for every identified topic. De-identification itself runs off the
+    event loop, under the message's budget."""
 
     async def handle(conn: AsyncConnection, received: Received) -> Effects:
         try:
@@ -83,7 +87,7 @@ def make_handler(engine: DeidEngine, vault: PseudonymVault) -> Handler:
             correlation_id=event.correlation_id,
             dedupe_key=f"{NAME}:{event.event_id}:offset",
         )
-        output = engine.record(record, offset)
+        output = await offload(NAME, budget_s, engine.record, record, offset)
         audit += await vault.record(
             conn,
             pseudonym,
@@ -145,9 +149,9 @@ async def wire(runtime: ServiceRuntime) -> None:
     """One processor for the three identified topics."""
     engine = DeidEngine.from_settings(runtime.settings)
     vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), runtime.redis, NAME)
-    processor = runtime.processor(group=GROUP, handler=make_handler(engine, vault), stage=NAME)
-    for topic in (IDENTIFIED_FHIR.name, IDENTIFIED_HL7V2.name, IDENTIFIED_DICOM.name):
-        subscribe(runtime.broker, topic, processor=processor)
+    handler = make_handler(engine, vault, runtime.settings.message_budget_s)
+    processor = runtime.processor(group=GROUP, handler=handler, stage=NAME)
+    runtime.consumers.subscribe(*CONSUMES, processor=processor)
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ from medstream.topics import DEID_IMAGING, RESULTS_IMAGING
 from medstream.worker import result_messages, serve_model
 
 NAME = "imaging"
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = (DEID_IMAGING.name,)
 MAX_BATCH, MAX_WAIT_MS = 16, 50
 # The model reads projection radiographs. Other modalities (CT, MR, US…) are valid data
 # that it does not apply to: acknowledged, audited and counted, never scored.
@@ -147,7 +149,7 @@ async def wire(runtime: ServiceRuntime) -> None:
     serve_model(
         runtime,
         name=NAME,
-        topic=DEID_IMAGING.name,
+        topic=CONSUMES[0],
         package=package,
         batch_handler=make_batch_handler(package, classifier),
         warm=lambda: imaging.predict_batch(classifier, dummy),

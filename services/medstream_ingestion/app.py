@@ -13,34 +13,43 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import audit_message
+from medstream.budget import offload
 from medstream.clinical import IdentifiedRecord
-from medstream.consumer import Handler, subscribe
+from medstream.consumer import Handler
 from medstream.envelope import Envelope, utc_now
 from medstream.ingest import DERIVE_ID, FORMAT_OF_TOPIC, IDENTIFIED_TOPIC, ingest
 from medstream.outbox import OutboundMessage
-from medstream.received import SOURCE_SYSTEM_HEADER, Received
+from medstream.received import INBOUND_MESSAGE_ID_HEADER, SOURCE_SYSTEM_HEADER, Received
 from medstream.runtime import ServiceRuntime, run
 
 NAME = "ingestion"
 GROUP = "medstream-ingestion"
 EVENT_TYPE = "medstream.identified.v1"
 RECORDS = Counter("medstream_ingestion_records_total", "Identified records emitted", ["format"])
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = tuple(FORMAT_OF_TOPIC)
 UNUSED = Counter("medstream_ingestion_unused_total", "Valid units no model uses", ["unit"])
 
 
-def make_handler(dicom_max_bytes: int) -> Handler:
-    """The handler for every inbound topic (the topic decides the format)."""
+def make_handler(dicom_max_bytes: int, budget_s: float) -> Handler:
+    """The handler for every inbound topic (the topic decides the format). Parsing and
+    validation run off the event loop, under the message's budget."""
 
     async def handle(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
         source_format = FORMAT_OF_TOPIC[received.topic]
-        result = ingest(
+        result = await offload(
+            NAME,
+            budget_s,
+            ingest,
             source_format,
             received.value,
             message_id=received.message_id,
             dicom_max_bytes=dicom_max_bytes,
             source_system=received.header(SOURCE_SYSTEM_HEADER),
         )
-        correlation = received.header("correlation-id") or received.message_id
+        # An inbound topic's producer is outside MedStream: the correlation id starts
+        # here, with the message id, whatever headers it set.
+        correlation = received.message_id
         messages = []
         for index, record in enumerate(result.records):
             envelope = Envelope[IdentifiedRecord](
@@ -57,6 +66,7 @@ def make_handler(dicom_max_bytes: int) -> Handler:
                     value=envelope.model_dump_json().encode(),
                     key=record.ehr_patient_id.encode(),
                     message_id=envelope.event_id,
+                    headers={INBOUND_MESSAGE_ID_HEADER: received.message_id},
                 )
             )
         RECORDS.labels(source_format.value).inc(len(result.records))
@@ -73,6 +83,11 @@ def make_handler(dicom_max_bytes: int) -> Handler:
                     "topic": received.topic,
                     "records": len(result.records),
                     "unused": result.unused,
+                    **(
+                        {"ignored_headers": received.ignored_headers}
+                        if received.ignored_headers
+                        else {}
+                    ),
                 },
                 dedupe_key=f"{NAME}:{received.message_id}",
             )
@@ -83,12 +98,20 @@ def make_handler(dicom_max_bytes: int) -> Handler:
 
 
 async def wire(runtime: ServiceRuntime) -> None:
-    """Subscribe one processor per inbound topic, each with its format's id deriver."""
+    """One processor for the inbound topics, each with its format's id deriver. Their
+    producers are outside MedStream, so internal headers on them are not trusted."""
+    settings = runtime.settings
     processor = runtime.processor(
-        group=GROUP, handler=make_handler(runtime.settings.dicom_max_bytes), stage=NAME
+        group=GROUP,
+        handler=make_handler(settings.dicom_max_bytes, settings.message_budget_s),
+        stage=NAME,
     )
-    for topic, source_format in FORMAT_OF_TOPIC.items():
-        subscribe(runtime.broker, topic, processor=processor, derive_id=DERIVE_ID[source_format])
+    runtime.consumers.subscribe(
+        *CONSUMES,
+        processor=processor,
+        derive_id={topic: DERIVE_ID[fmt] for topic, fmt in FORMAT_OF_TOPIC.items()},
+        trusted=False,
+    )
 
 
 def main() -> None:

@@ -35,6 +35,8 @@ from medstream.worker import result_messages, serve_model
 NAME = "monitoring"
 WINDOW_KEEP = 24  # observation sets kept per patient in Redis
 MAX_BATCH, MAX_WAIT_MS = 64, 50
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = (DEID_VITALS.name,)
 SCORED = Counter("medstream_monitoring_scored_total", "Patients scored")
 
 
@@ -179,7 +181,7 @@ async def wire(runtime: ServiceRuntime) -> None:
     serve_model(
         runtime,
         name=NAME,
-        topic=DEID_VITALS.name,
+        topic=CONSUMES[0],
         package=package,
         batch_handler=make_batch_handler(package, scorer, runtime.redis),
         warm=lambda: (scorer.logits(dummy), monitoring.explain_batch(scorer.model, dummy)),

@@ -29,6 +29,8 @@ from medstream.topics import DEID_DOCUMENT, RESULTS_NOTES
 from medstream.worker import result_messages, serve_model
 
 NAME = "notes"
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = (DEID_DOCUMENT.name,)
 MAX_BATCH, MAX_WAIT_MS = 32, 50
 
 
@@ -115,7 +117,7 @@ async def wire(runtime: ServiceRuntime) -> None:
     serve_model(
         runtime,
         name=NAME,
-        topic=DEID_DOCUMENT.name,
+        topic=CONSUMES[0],
         package=package,
         batch_handler=make_batch_handler(package, labeller),
         warm=lambda: labeller.predict(dummy),

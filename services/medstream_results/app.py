@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import audit_message
 from medstream.clinical import ImagingResult, MonitoringResult, NotesResult
-from medstream.consumer import Effects, Handler, subscribe
+from medstream.consumer import Effects, Handler
 from medstream.deadletter import InvalidMessage
 from medstream.deid.vault import PseudonymVault, VaultCipher
 from medstream.envelope import Envelope
@@ -39,6 +39,8 @@ RESULT_OF_TOPIC: dict[str, type[Envelope[Any]]] = {
     RESULTS_IMAGING.name: Envelope[ImagingResult],
     RESULTS_NOTES.name: Envelope[NotesResult],
 }
+# The topics this stage consumes; each has its dead-letter topic in the registry.
+CONSUMES = tuple(RESULT_OF_TOPIC)
 RESOURCES = Counter(
     "medstream_results_resources_total", "FHIR resources stored and published", ["type"]
 )
@@ -149,8 +151,7 @@ async def wire(runtime: ServiceRuntime) -> None:
     registry = ModelRegistry(runtime.settings)
     vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), None, NAME)
     processor = runtime.processor(group=GROUP, handler=make_handler(registry, vault), stage=NAME)
-    for topic in RESULT_OF_TOPIC:
-        subscribe(runtime.broker, topic, processor=processor)
+    runtime.consumers.subscribe(*CONSUMES, processor=processor)
     log.info("results ready", extra={"topics": len(RESULT_OF_TOPIC)})
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import migrate
 from medstream import stack as local_stack
+from medstream.consumer import ConsumerSet
 from medstream.db import make_engine
 from medstream.deployment import SERVICES as SERVICE_SPECS
 from medstream.kafka import ensure_topics
@@ -150,3 +152,15 @@ async def create_topics(settings: Settings, *names: str, partitions: int = 3) ->
         for n in names
     ]
     await ensure_topics(settings, topics)
+
+
+@asynccontextmanager
+async def running(consumers: ConsumerSet) -> AsyncIterator[None]:
+    """Run ``consumers`` for the block, then stop them and surface any failure."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumers.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task

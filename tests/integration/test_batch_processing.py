@@ -11,14 +11,14 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from medstream.consumer import ExactlyOnceProcessor, Outcome, subscribe_batch
+from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Outcome
 from medstream.deadletter import InvalidMessage
-from medstream.kafka import make_broker, make_producer
+from medstream.kafka import make_producer
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
 from medstream.settings import Settings
 
-from .conftest import create_topics
+from .conftest import create_topics, running
 from .test_crash_between_commits import effects, read_all, wait_for
 
 RECORDS = 60
@@ -75,21 +75,17 @@ async def test_micro_batches_are_exactly_once(
             handler=None,  # type: ignore[arg-type]
             stage="proof",
         )
-        broker = make_broker(settings)
-        subscribe_batch(
-            broker,
+        consumers = ConsumerSet(settings)
+        consumers.subscribe_batch(
             source,
             processor=processor,
             batch_handler=score,
             max_records=16,
             max_wait_ms=300,
-            on_batch=lambda batch, _: outcomes.update(batch),
+            on_outcome=lambda _, outcome, __: outcomes.update([outcome]),
         )
-        await broker.start()
-        try:
+        async with running(consumers):
             await wait_for(lambda: sum(outcomes.values()) == RECORDS + 1, 60, "every record")
-        finally:
-            await broker.stop()
     finally:
         await producer.stop()
 

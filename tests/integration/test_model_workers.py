@@ -59,7 +59,12 @@ async def test_chest_films_are_labelled_with_heatmaps(settings: Settings, pipeli
         for i, (mid, p) in enumerate(films.items())
     ]
     colour = pydicom.dcmread(get_testdata_file("SC_rgb.dcm"))
-    colour.Modality = "DX"  # a radiograph that claims to be one, in colour
+    # A radiograph that claims to be one, in colour (and no screen capture, which
+    # ingestion would refuse as likely to carry burned-in text).
+    colour.Modality = "DX"
+    colour.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    colour.file_meta.MediaStorageSOPClassUID = colour.SOPClassUID
+    colour.BurnedInAnnotation = "NO"
     buffer = DicomBytesIO()
     colour.save_as(buffer)
     colour_id = f"img-{run}-colour"

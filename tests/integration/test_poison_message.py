@@ -10,14 +10,14 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from medstream.consumer import ExactlyOnceProcessor, Handler, Outcome, subscribe
+from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Handler, Outcome
 from medstream.deadletter import InvalidMessage
-from medstream.kafka import make_broker, make_producer
+from medstream.kafka import make_producer
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
 from medstream.settings import Settings
 
-from .conftest import create_topics
+from .conftest import create_topics, running
 from .test_crash_between_commits import read_all, wait_for
 
 MESSAGES = [b"good-1", b"POISON raw \xff bytes", b"good-2", b"BUG", b"good-3"]
@@ -43,18 +43,14 @@ async def consume(
             settings, engine=engine, producer=producer, group=group, handler=handler, stage="proof"
         )
         processor.backoff_s = 0.05
-        broker = make_broker(settings)
-        subscribe(
-            broker,
+        consumers = ConsumerSet(settings)
+        consumers.subscribe(
             source,
             processor=processor,
             on_outcome=lambda r, o, _: outcomes.__setitem__(r.message_id, o),
         )
-        await broker.start()
-        try:
+        async with running(consumers):
             await wait_for(lambda: len(outcomes) == len(messages), 60, "every outcome")
-        finally:
-            await broker.stop()
     finally:
         await producer.stop()
     return outcomes

@@ -1,8 +1,6 @@
 """The clients MedStream makes never carry the client defaults that lose data."""
 
-from typing import Any
-
-import pytest
+from aiokafka.conn import collect_hosts
 
 from medstream import kafka
 from medstream.settings import Settings
@@ -28,22 +26,6 @@ async def test_consumer_commits_manually_from_the_earliest_offset() -> None:
         await consumer._client.close()
 
 
-def test_broker_is_built_with_idempotent_acks_all_publishing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    seen: dict[str, Any] = {}
-
-    def record(*args: Any, **kwargs: Any) -> object:
-        seen.update(kwargs)
-        return object()
-
-    monkeypatch.setattr(kafka, "KafkaBroker", record)
-    kafka.make_broker(Settings())
-    assert seen["enable_idempotence"] is True
-    assert seen["acks"] == "all"
-    assert seen["allow_auto_create_topics"] is False
-
-
 def test_every_topic_is_created_with_its_min_insync_replicas() -> None:
     settings = Settings(topic_min_insync_replicas=2)
     for topic in kafka.ALL_TOPICS:
@@ -52,10 +34,30 @@ def test_every_topic_is_created_with_its_min_insync_replicas() -> None:
         assert config["unclean.leader.election.enable"] == "false"
 
 
-def test_the_broker_gets_every_bootstrap_host() -> None:
+async def test_the_consumer_gets_every_bootstrap_host() -> None:
     """A cluster's comma-separated bootstrap must reach the client as separate hosts."""
-    broker = kafka.make_broker(
-        Settings(kafka_bootstrap="127.0.0.1:29092, 127.0.0.1:29094,127.0.0.1:29096")
+    consumer = kafka.make_consumer(
+        Settings(kafka_bootstrap="127.0.0.1:29092, 127.0.0.1:29094,127.0.0.1:29096"),
+        "t",
+        group_id="g",
     )
-    servers = broker.config.broker_config.builder.keywords["bootstrap_servers"]  # type: ignore[attr-defined]
-    assert list(servers) == ["127.0.0.1:29092", "127.0.0.1:29094", "127.0.0.1:29096"]
+    try:
+        hosts = collect_hosts(consumer._client._bootstrap_servers)
+        assert sorted((h, p) for h, p, _ in hosts) == [
+            ("127.0.0.1", 29092),
+            ("127.0.0.1", 29094),
+            ("127.0.0.1", 29096),
+        ]
+    finally:
+        await consumer._client.close()
+
+
+def test_dead_letter_topics_take_a_whole_record_and_its_error_headers() -> None:
+    """A record as large as its topic allows must still fit its dead-letter topic, and
+    every client must be able to send and fetch it."""
+    for topic in kafka.ALL_TOPICS:
+        if topic.dead_letter is not None:
+            dead = next(t for t in kafka.ALL_TOPICS if t.name == topic.dead_letter)
+            assert dead.max_message_bytes >= topic.max_message_bytes + 512 * 1024
+            assert kafka.PRODUCER_DEFAULTS["max_request_size"] > dead.max_message_bytes
+            assert kafka.CONSUMER_DEFAULTS["max_partition_fetch_bytes"] > dead.max_message_bytes

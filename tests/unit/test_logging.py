@@ -1,9 +1,11 @@
 import json
 import logging
+import sys
+import threading
 
 import pytest
 
-from medstream.logging import ConsoleFormatter, JsonFormatter
+from medstream.logging import WITHHELD, ConsoleFormatter, JsonFormatter, configure_logging
 
 
 def record(**extra: object) -> logging.LogRecord:
@@ -40,3 +42,56 @@ def test_both_formats_redact(formatter: logging.Formatter) -> None:
     line = formatter.format(record(message_id="m-9", text="Jane Doe"))
     assert "m-9" in line
     assert "Jane" not in line
+
+
+def test_a_library_keeps_its_template_and_drops_its_arguments() -> None:
+    """aiokafka and friends put the record, the header bytes or the error in the
+    arguments; only the template they wrote is kept."""
+    rec = logging.makeLogRecord(
+        {
+            "name": "aiokafka.consumer",
+            "levelname": "ERROR",
+            "msg": "Failed to decode header %r of %s",
+            "args": (b"Jane Doe", "offset 7"),
+        }
+    )
+    line = JsonFormatter().format(rec)
+    assert json.loads(line)["message"] == "Failed to decode header %r of %s"
+    assert "Jane" not in line
+
+
+def test_a_library_message_built_without_a_template_is_withheld() -> None:
+    rec = logging.makeLogRecord(
+        {"name": "faststream.access", "levelname": "ERROR", "msg": "bad header b'Jane Doe'"}
+    )
+    line = JsonFormatter().format(rec)
+    assert json.loads(line)["message"] == WITHHELD
+    assert "Jane" not in line
+
+
+def test_medstream_messages_are_kept_whole() -> None:
+    rec = logging.makeLogRecord(
+        {"name": "medstream.consumer", "levelname": "INFO", "msg": "batch of %d", "args": (3,)}
+    )
+    assert json.loads(JsonFormatter().format(rec))["message"] == "batch of 3"
+
+
+def test_uncaught_exceptions_are_logged_as_their_class(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    level = root.level
+    configure_logging("t")
+    error = KeyError("Jane Doe MRN 1234567")
+    try:
+        sys.excepthook(type(error), error, None)
+    finally:
+        root.setLevel(level)
+        logging.captureWarnings(False)
+    err = capsys.readouterr().err
+    assert "KeyError" in err
+    assert "Jane" not in err
+    assert "1234567" not in err

@@ -3,10 +3,11 @@ steps are replaced, the decision logic is the real one."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from medstream.consumer import ExactlyOnceProcessor, Outcome, RetryLater
 from medstream.deadletter import DeadLetterLimiter, InvalidMessage
@@ -109,3 +110,26 @@ async def test_success_forgets_earlier_attempts() -> None:
     for _ in range(2):
         with pytest.raises(RetryLater):
             await proc.process(RECEIVED)
+
+
+async def test_unusable_headers_are_dead_lettered_before_any_processing() -> None:
+    script = Script()  # no processing result: the handler path must not run
+    bad = replace(RECEIVED, headers=(("message-id", b"\xff\xfe"),))
+    assert await processor(script).process(bad) is Outcome.DEAD_LETTERED
+    (error,) = script.dead_lettered
+    assert error.code == "envelope.bad_header"
+
+
+def value_refused() -> DBAPIError:
+    """What SQLAlchemy raises when PostgreSQL refuses a NUL byte (SQLSTATE 22021)."""
+    cause = Exception("invalid byte sequence for encoding UTF8: 0x00")
+    cause.sqlstate = "22021"  # type: ignore[attr-defined]
+    return DBAPIError("INSERT ...", {}, cause)
+
+
+async def test_a_value_the_database_refuses_is_the_messages_fault_at_once() -> None:
+    script = Script(value_refused())
+    assert await processor(script).process(RECEIVED) is Outcome.DEAD_LETTERED
+    (error,) = script.dead_lettered
+    assert error.code == "database.rejected_value"
+    assert "0x00" not in error.reason

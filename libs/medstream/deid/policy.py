@@ -1,7 +1,9 @@
 """The de-identification policy: versioned, reviewable data files, one table per format.
 
-``policy/fhir.csv`` names FHIR paths, ``policy/hl7v2.csv`` HL7 fields and
-``policy/dicom.csv`` DICOM tags, each with an action. ``zip3_restricted.csv`` lists the
+``policy/fhir.csv`` names FHIR paths and ``policy/hl7v2.csv`` HL7 fields, each with an
+action. DICOM has four tables (``dicom_e11.csv``, PS3.15 Table E.1-1; ``dicom.csv``, the
+options and allow-list; ``dicom_private_keep.csv``; ``dicom_burned_in.csv``), resolved by
+``medstream.deid.dicom_profile``. ``zip3_restricted.csv`` lists the
 ZIP prefixes that generalise to 000. ``VERSION`` is recorded in every de-identified
 record, so a record can always be traced to the rules that made it.
 """
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from medstream.deid.dicom_profile import DicomProfile
+
 POLICY_DIR = Path(__file__).resolve().parent / "policy"
 
 
@@ -23,7 +27,7 @@ class Policy:
     version: str
     fhir: dict[str, dict[str, str]]  # resource type -> path -> action
     hl7v2: dict[str, dict[int, str]]  # segment -> field number -> action
-    dicom: dict[str, str]  # keyword -> action
+    dicom: DicomProfile
     restricted_zip3: frozenset[str]
 
 
@@ -42,7 +46,12 @@ def load_policy(folder: Path = POLICY_DIR) -> Policy:
     hl7: dict[str, dict[int, str]] = {}
     for row in _rows("hl7v2.csv", folder):
         hl7.setdefault(row["segment"], {})[int(row["field"])] = row["action"]
-    dicom = {row["keyword"]: row["action"] for row in _rows("dicom.csv", folder)}
+    dicom = DicomProfile.from_rows(
+        _rows("dicom_e11.csv", folder),
+        _rows("dicom.csv", folder),
+        _rows("dicom_private_keep.csv", folder),
+        _rows("dicom_burned_in.csv", folder),
+    )
     zips = frozenset(row["zip3"] for row in _rows("zip3_restricted.csv", folder))
     return Policy(
         version=(folder / "VERSION").read_text().strip(),

@@ -203,7 +203,7 @@ def _shift_numeric(value: str, days: int) -> str | None:
         if c is None and int(b) > 31 and len(b) > 2:
             return None
         shifted = date(year, month, day) + timedelta(days=days)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or one the shift pushes off the calendar
         return None
     first, second = (shifted.month, shifted.day) if month_first else (shifted.day, shifted.month)
     body = f"{_pad(first, a)}{match['s1']}{_pad(second, b)}"
@@ -219,7 +219,7 @@ def _shift_compact(value: str, days: int) -> str | None:
         return None
     try:
         shifted = date(int(match["y"]), int(match["m"]), int(match["d"])) + timedelta(days=days)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or one the shift pushes off the calendar
         return None
     return shifted.strftime("%Y%m%d")
 
@@ -236,7 +236,7 @@ def _shift_wordy(value: str, days: int) -> str | None:
     try:
         year = _year(year_text, "30") if year_text else 2000
         shifted = date(year, month, int(day_text) if day_text else 15) + timedelta(days=days)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date, or one the shift pushes off the calendar
         return None
     original_month = match["month"]
     name = MONTH_NAMES[shifted.month - 1]

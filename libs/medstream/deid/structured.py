@@ -10,13 +10,17 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import hl7
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from medstream.clinical import DATE_MAX, DATE_MIN, in_date_window
+from medstream.deid.dicom_profile import META_REMOVE
 from medstream.deid.keys import Pseudonymiser
 from medstream.deid.policy import Policy, generalise_zip
 from medstream.deid.replace import PatientScope, TextScrubber
 from medstream.deid.text import PhiType
+from medstream.errors import InvalidMessage
 from medstream.formats.hl7v2 import escape as hl7_escape
 from medstream.formats.hl7v2 import field as hl7_field
 from medstream.formats.hl7v2 import segments
@@ -52,6 +56,14 @@ class RecordContext:
         return out
 
     def shift(self, value: date) -> date:
+        """``value`` moved by the patient's offset. A date outside the accepted window
+        refuses the record: shifting it could overflow, and it is an entry error."""
+        if not in_date_window(value):
+            raise InvalidMessage(
+                "deid.date_out_of_range",
+                f"A date is outside {DATE_MIN.year} to {DATE_MAX.year}; it cannot be a real "
+                "clinical date.",
+            )
         return value + timedelta(days=self.offset_days)
 
     def summary(self) -> dict[str, Any]:
@@ -84,8 +96,11 @@ def _shift_fhir_datetime(value: str, ctx: RecordContext) -> str:
             return ""
         return shifted.isoformat() + value[10:]
     if len(value) == 7:  # YYYY-MM
-        shifted = ctx.shift(date(int(value[:4]), int(value[5:7]), 15))
-        return shifted.isoformat()[:7]
+        try:
+            month = date(int(value[:4]), int(value[5:7]), 15)
+        except ValueError:
+            return ""
+        return ctx.shift(month).isoformat()[:7]
     return value  # a year alone may remain under Safe Harbor
 
 
@@ -339,43 +354,18 @@ def dicom_known_values(dataset: Dataset) -> list[tuple[str, PhiType]]:
 
 
 def deidentify_dicom(dataset: Dataset, ctx: RecordContext) -> Dataset:
-    """Apply PS3.15's Basic profile with the two Retain options, in place; pixels untouched."""
-    rules = ctx.policy.dicom
-    dataset.remove_private_tags()
-    _walk_dicom(dataset, rules, ctx)
-    meta = getattr(dataset, "file_meta", None)
-    if meta is not None and "SOPInstanceUID" in dataset:
-        meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    dataset.PatientIdentityRemoved = "YES"
-    # LO allows 64 characters; the code sequence below names the profile and options.
-    dataset.DeidentificationMethod = f"MedStream {ctx.policy.version} PS3.15 Basic+RLTIMD+RPC"[:64]
-    codes = []
-    for value, meaning in DEID_METHOD_CODES:
-        item = Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
-        codes.append(item)
-    dataset.DeidentificationMethodCodeSequence = DicomSequence(codes)
-    dataset.LongitudinalTemporalInformationModified = "MODIFIED"
-    return dataset
+    """Apply PS3.15's Basic profile in full, with the Retain Longitudinal Temporal
+    Information (Modified Dates) and Retain Patient Characteristics options, in place;
+    anything outside the profile and the allow-list is removed. Pixels untouched."""
 
-
-def _walk_dicom(dataset: Dataset, rules: dict[str, str], ctx: RecordContext) -> None:
-    for element in list(dataset):
-        keyword = element.keyword
-        action = rules.get(keyword)
-        if element.VR == "SQ" and action is None:
-            for item in element.value:
-                _walk_dicom(item, rules, ctx)
-            continue
-        if action is None or action == "K":
-            continue
+    def apply(owner: Dataset, element: DataElement, action: str) -> None:
         ctx.actions[f"dicom:{action}"] += 1
+        if action == "K":
+            return
         if action == "X":
-            del dataset[element.tag]
+            del owner[element.tag]
         elif action == "Z":
-            element.value = ""
+            element.value = [] if element.VR == "SQ" else None
         elif action == "U":
             if element.VM > 1:
                 element.value = [ctx.keys.uid(str(v)) for v in element.value]
@@ -391,6 +381,28 @@ def _walk_dicom(dataset: Dataset, rules: dict[str, str], ctx: RecordContext) -> 
             element.value = _dicom_age(str(element.value or ""))
         else:
             raise ValueError(f"unknown DICOM policy action {action!r}")
+
+    ctx.policy.dicom.walk(dataset, apply)
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None:
+        for tag in META_REMOVE:
+            if tag in meta:
+                del meta[tag]
+        if "SOPInstanceUID" in dataset:
+            meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.PatientIdentityRemoved = "YES"
+    # LO allows 64 characters; the code sequence below names the profile and options.
+    dataset.DeidentificationMethod = f"MedStream {ctx.policy.version} PS3.15 Basic+RLTIMD+RPC"[:64]
+    codes = []
+    for value, meaning in DEID_METHOD_CODES:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        codes.append(item)
+    dataset.DeidentificationMethodCodeSequence = DicomSequence(codes)
+    dataset.LongitudinalTemporalInformationModified = "MODIFIED"
+    return dataset
 
 
 def _shift_dicom_date(value: str, ctx: RecordContext) -> str:

@@ -47,15 +47,23 @@ VITAL_LOINC = {
 
 @dataclass(frozen=True)
 class FeedMessage:
-    """One message an EHR would publish, and what should become of it."""
+    """One message an EHR would publish, and what should become of it.
+
+    ``message_id`` is the key MedStream records it under (the ledger's key). By default
+    it is sent as the ``message-id`` header with a ``source-system``; ``headers``
+    replaces both with exactly what a sender set, for input we did not make.
+    """
 
     topic: str
     value: bytes
-    key: str | None
+    key: str | bytes | None
     message_id: str
     family: str | None = None  # the model family that should answer it
     expect_code: str | None = None  # or the dead-letter code that should reject it
     kind: str = ""
+    expect_stage: str | None = None  # the stage that dead-letters it (None: any)
+    unused: bool = False  # valid, but nothing in it is for a model: received, no more
+    headers: tuple[tuple[str, bytes], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ An inbound message ends in one of these ways:
 - ``result``: FHIR resources in ``fhir_resource`` from the model family;
 - ``dead_letter``: a stage rejected it (a ``message.rejected`` audit row, with its code);
 - ``not_applicable``: a valid film the imaging model does not read;
-- ``no_model``: de-identified, but no model reads what it held (an admission).
+- ``no_model``: de-identified, but no model reads what it held (an admission);
+- ``unused``: valid, but nothing in it is for a model (an Encounter): received only;
+- ``quarantined``: a stage's output that the broker refused for good, set aside by
+  the relay with its reason.
 
 The audit rows carry the inbound message id at every stage, so one query per table
 answers for a whole feed.
@@ -29,6 +32,7 @@ class Outcome:
     results: dict[str, datetime] = field(default_factory=dict)  # model -> first stored
     resources: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (stage, code)
+    quarantined: list[str] = field(default_factory=list)  # codes
     not_applicable: bool = False
     deidentified: bool = False
     received: bool = False
@@ -37,6 +41,7 @@ class Outcome:
         """Every way this message ended; exactly one when the pipeline is consistent."""
         found = [f"result:{model}" for model in sorted(self.results)]
         found += [f"dead_letter:{code}" for _, code in self.rejected]
+        found += [f"quarantined:{code}" for code in self.quarantined]
         if self.not_applicable:
             found.append("not_applicable")
         return found
@@ -70,7 +75,8 @@ async def outcomes(conn: AsyncConnection, message_ids: Sequence[str]) -> dict[st
         text(
             "SELECT message_id, actor, action, resource FROM audit_event"
             " WHERE message_id = ANY(:ids) AND action IN"
-            " ('message.received', 'message.rejected', 'deid.completed', 'model.not_applicable')"
+            " ('message.received', 'message.rejected', 'deid.completed', 'model.not_applicable',"
+            " 'outbox.quarantined')"
         ),
         {"ids": ids},
     )
@@ -78,6 +84,8 @@ async def outcomes(conn: AsyncConnection, message_ids: Sequence[str]) -> dict[st
         outcome = found[row.message_id]
         if row.action == "message.rejected":
             outcome.rejected.append((row.actor, str(_details(row.resource).get("code"))))
+        elif row.action == "outbox.quarantined":
+            outcome.quarantined.append(str(_details(row.resource).get("code")))
         elif row.action == "model.not_applicable":
             outcome.not_applicable = True
         elif row.action == "deid.completed":

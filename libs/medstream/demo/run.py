@@ -41,14 +41,17 @@ async def publish(
     try:
         window: list[tuple[str, asyncio.Future[Any]]] = []
         for message in messages:
-            future = await producer.send(
-                message.topic,
-                value=message.value,
-                key=message.key.encode() if message.key else None,
-                headers=[
+            key = message.key.encode() if isinstance(message.key, str) else message.key
+            headers = (
+                list(message.headers)
+                if message.headers is not None
+                else [
                     (MESSAGE_ID_HEADER, message.message_id.encode()),
                     (SOURCE_SYSTEM_HEADER, b"medstream-demo"),
-                ],
+                ]
+            )
+            future = await producer.send(
+                message.topic, value=message.value, key=key, headers=headers
             )
             window.append((message.message_id, future))
             if len(window) >= 200:
@@ -72,8 +75,10 @@ async def _settle(
 
 def settled(message: FeedMessage, outcome: Outcome) -> bool:
     """Whether ``message`` has reached an end, whichever it is."""
-    if outcome.rejected or outcome.results or outcome.not_applicable:
+    if outcome.ends():
         return True
+    if message.unused:
+        return outcome.received
     return message.family is None and message.expect_code is None and outcome.deidentified
 
 
@@ -127,15 +132,30 @@ def check(feed: Feed, found: dict[str, Outcome]) -> list[str]:
         outcome = found[message.message_id]
         ends = outcome.ends()
         if message.expect_code is not None:
-            if ends != [f"dead_letter:{message.expect_code}"]:
-                problems.append(f"{message.message_id}: expected {message.expect_code}, got {ends}")
+            stages = {stage for stage, _ in outcome.rejected}
+            if ends != [f"dead_letter:{message.expect_code}"] or (
+                message.expect_stage is not None and stages != {message.expect_stage}
+            ):
+                problems.append(
+                    f"{message.message_id} ({message.kind}): expected {message.expect_code} "
+                    f"from {message.expect_stage or 'any stage'}, got {ends} from {sorted(stages)}"
+                )
+        elif message.unused:
+            if ends or not outcome.received or outcome.deidentified:
+                problems.append(
+                    f"{message.message_id} ({message.kind}): expected unused, got {ends}"
+                )
         elif message.family is not None:
             if len(ends) != 1 or ends[0] not in (f"result:{message.family}", "not_applicable"):
                 problems.append(
-                    f"{message.message_id}: expected a {message.family} result, got {ends}"
+                    f"{message.message_id} ({message.kind}): expected a {message.family} result, "
+                    f"got {ends}"
                 )
         elif ends or not outcome.deidentified:
-            problems.append(f"{message.message_id}: expected de-identification only, got {ends}")
+            problems.append(
+                f"{message.message_id} ({message.kind}): expected de-identification only, "
+                f"got {ends}"
+            )
     return problems
 
 

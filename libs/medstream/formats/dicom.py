@@ -9,9 +9,12 @@ from io import BytesIO
 
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
-from medstream.clinical import ClinicalPayload, ImagingEvent, Kind
-from medstream.deadletter import InvalidMessage
+from medstream import budget
+from medstream.clinical import DATE_MAX, DATE_MIN, ClinicalPayload, ImagingEvent, Kind
+from medstream.errors import InvalidMessage
+from medstream.formats.limits import LIMITS, InputLimits
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
@@ -35,7 +38,7 @@ def derive_message_id(raw: bytes) -> str | None:
     return f"dicom:{uid}" if uid else None
 
 
-def parse(raw: bytes, max_bytes: int) -> DicomUnit:
+def parse(raw: bytes, max_bytes: int, limits: InputLimits = LIMITS) -> DicomUnit:
     """Check size and preamble, then parse; raise InvalidMessage with a stable code."""
     if len(raw) > max_bytes:
         raise InvalidMessage(
@@ -52,6 +55,7 @@ def parse(raw: bytes, max_bytes: int) -> DicomUnit:
             "The file has no DICOM Part 10 preamble ('DICM' at byte 128).",
         )
     dataset = read(raw)
+    check_structure(dataset, limits)
     if any(element.tag.group == 0 for element in dataset):
         raise InvalidMessage(
             "dicom.command_elements",
@@ -116,6 +120,50 @@ def read(raw: bytes) -> Dataset:
             "dicom.unparsable", "The DICOM data set could not be parsed."
         ) from None
     return dataset
+
+
+def check_structure(dataset: Dataset, limits: InputLimits = LIMITS) -> None:
+    """Count the elements and the sequence depth with an explicit stack, and check
+    every date against the accepted window; raise InvalidMessage if one is exceeded."""
+    stack: list[tuple[Dataset, int]] = [(dataset, 0)]
+    elements = 0
+    while stack:
+        current, depth = stack.pop()
+        for element in current:
+            elements += 1
+            if elements % 1000 == 0:
+                budget.check()
+            if elements > limits.dicom_max_elements:
+                raise InvalidMessage(
+                    "dicom.too_many_elements",
+                    f"The data set has more than {limits.dicom_max_elements} elements.",
+                )
+            if element.VR == "SQ":
+                if depth + 1 > limits.dicom_max_sequence_depth:
+                    raise InvalidMessage(
+                        "dicom.too_deep",
+                        f"Sequences nest deeper than the limit of "
+                        f"{limits.dicom_max_sequence_depth} levels.",
+                    )
+                stack.extend((item, depth + 1) for item in element.value)
+            elif element.VR in ("DA", "DT") and _year_out_of_range(element.value):
+                raise InvalidMessage(
+                    "dicom.date_out_of_range",
+                    f"A date element is outside {DATE_MIN.year} to {DATE_MAX.year}.",
+                )
+
+
+def _year_out_of_range(value: object) -> bool:
+    values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    for item in values:
+        text = str(item or "").strip()
+        if (
+            len(text) >= 4
+            and text[:4].isdigit()
+            and not DATE_MIN.year <= int(text[:4]) <= DATE_MAX.year
+        ):
+            return True
+    return False
 
 
 def to_bytes(dataset: Dataset) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from medstream import budget
 from medstream.clinical import (
     VITAL_LOINC,
     VITAL_PANELS,
@@ -27,7 +27,8 @@ from medstream.clinical import (
     VitalsEvent,
     VitalSign,
 )
-from medstream.deadletter import InvalidMessage
+from medstream.errors import InvalidMessage
+from medstream.formats.limits import LIMITS, InputLimits, load_json
 
 LOINC = "http://loinc.org"
 USED_TYPES = frozenset({"Patient", "Observation", "DocumentReference", "DiagnosticReport"})
@@ -46,7 +47,7 @@ class FhirUnit:
 
 def derive_message_id(raw: bytes) -> str | None:
     """The CONTRACT's FHIR id: ``Bundle.id`` plus ``meta.versionId`` (or a resource's)."""
-    data = json.loads(raw)
+    data = load_json(raw.decode("utf-8-sig"), "fhir")
     if not isinstance(data, dict) or not data.get("id"):
         return None
     version = (data.get("meta") or {}).get("versionId")
@@ -54,8 +55,9 @@ def derive_message_id(raw: bytes) -> str | None:
     return f"{ident}/_history/{version}" if version else ident
 
 
-def parse(raw: bytes) -> dict[str, Any]:
-    """Decode and validate a FHIR JSON message (a resource or a Bundle)."""
+def parse(raw: bytes, limits: InputLimits = LIMITS) -> dict[str, Any]:
+    """Decode and validate a FHIR JSON message (a resource or a Bundle) under
+    ``limits``. The content-type header plays no part: the topic says it is FHIR JSON."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -65,20 +67,54 @@ def parse(raw: bytes) -> dict[str, Any]:
         raise InvalidMessage(
             "fhir.not_json", "The message looks like XML; this topic takes FHIR JSON."
         )
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise InvalidMessage("fhir.not_json", "The message is not valid JSON.") from None
+    data = load_json(text, "fhir", limits)
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise InvalidMessage(
             "fhir.no_resource_type", "The JSON is not a FHIR resource: resourceType is missing."
         )
+    if data["resourceType"] == "Bundle":
+        entries = data.get("entry")
+        if isinstance(entries, list) and len(entries) > limits.fhir_max_entries:
+            raise InvalidMessage(
+                "fhir.too_many_entries",
+                f"The Bundle has {len(entries)} entries, over the limit of "
+                f"{limits.fhir_max_entries} per message; split it into smaller Bundles.",
+            )
     validate(data)
     return data
 
 
 def validate(resource: dict[str, Any]) -> None:
-    """Validate ``resource`` against its R4B model; errors name paths, never values."""
+    """Validate ``resource`` against its R4B model; errors name paths, never values.
+
+    A Bundle is validated entry by entry (its shell, then each resource), so a large
+    Bundle is many short validations that the message's budget can stop, not one long
+    one."""
+    if resource["resourceType"] != "Bundle" or not isinstance(resource.get("entry"), list):
+        _validate_one(resource)
+        return
+    entries = resource["entry"]
+    shell = {
+        **resource,
+        "entry": [
+            {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+            for e in entries
+        ],
+    }
+    _validate_one(shell)
+    for entry in entries:
+        budget.check()
+        inner = entry.get("resource") if isinstance(entry, dict) else None
+        if inner is None:
+            continue
+        if not isinstance(inner, dict) or not isinstance(inner.get("resourceType"), str):
+            raise InvalidMessage(
+                "fhir.invalid_resource", "A Bundle entry's resource has no resourceType."
+            )
+        _validate_one(inner)
+
+
+def _validate_one(resource: dict[str, Any]) -> None:
     resource_type = resource["resourceType"]
     try:
         model = get_fhir_model_class(resource_type)
@@ -89,9 +125,7 @@ def validate(resource: dict[str, Any]) -> None:
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        where = ", ".join(
-            ".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()[:3]
-        )
+        where = ", ".join(_path(error) for error in exc.errors()[:3])
         raise InvalidMessage(
             "fhir.invalid_resource", f"{resource_type} failed FHIR R4 validation at: {where}."
         ) from None
@@ -99,6 +133,15 @@ def validate(resource: dict[str, Any]) -> None:
         raise InvalidMessage(
             "fhir.invalid_resource", f"{resource_type} failed FHIR R4 validation."
         ) from None
+
+
+def _path(error: Any) -> str:
+    """Where a validation error is, in element names and indices only: a key the model
+    does not know came from the sender and could be anything, so it is not repeated."""
+    parts = [str(part) for part in error["loc"]]
+    if error.get("type") == "extra_forbidden" and parts:
+        parts[-1] = "(unknown element)"
+    return ".".join(parts) or "(root)"
 
 
 def split(data: dict[str, Any]) -> list[FhirUnit]:

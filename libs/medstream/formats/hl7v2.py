@@ -8,6 +8,7 @@ accepted (MSH-12).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -24,7 +25,8 @@ from medstream.clinical import (
     VitalsEvent,
     VitalSign,
 )
-from medstream.deadletter import InvalidMessage
+from medstream.errors import InvalidMessage
+from medstream.formats.limits import LIMITS, InputLimits
 
 SUPPORTED_VERSIONS = re.compile(r"^2\.(3|4|5|6|7|8)(\.\d+)?$")
 PATIENT_EVENTS = frozenset({"A01", "A04", "A08", "A28", "A31"})
@@ -66,13 +68,31 @@ def derive_message_id(raw: bytes) -> str | None:
     return f"hl7:{fields[9]}" if len(fields) > 9 and fields[9].strip() else None
 
 
-def parse(raw: bytes) -> Hl7Unit:
-    """Validate one ER7 message; raise InvalidMessage with a stable code if it is bad."""
+def parse(raw: bytes, limits: InputLimits = LIMITS) -> Hl7Unit:
+    """Validate one ER7 message; raise InvalidMessage with a stable code if it is bad.
+
+    Segments and separators are counted (in C, by ``str.count``) before python-hl7
+    parses anything, so a message of a million fields is refused in milliseconds."""
     text = normalise_separators(decode(raw))
     if not text.startswith("MSH") or len(text) < 8:
         raise InvalidMessage("hl7.no_msh", "The message does not start with an MSH segment.")
     if "\x00" in text:
         raise InvalidMessage("hl7.binary", "The message contains NUL bytes; it is not ER7 text.")
+    segment_count = text.count("\r") + 1
+    if segment_count > limits.hl7_max_segments:
+        raise InvalidMessage(
+            "hl7.too_many_segments",
+            f"The message has {segment_count} segments, over the limit of "
+            f"{limits.hl7_max_segments}.",
+        )
+    separators = {text[3], *text[4:8]} - {"\r"}
+    fields = sum(text.count(c) for c in separators)
+    if fields > limits.hl7_max_fields:
+        raise InvalidMessage(
+            "hl7.too_many_fields",
+            f"The message has {fields} field, component and repetition separators, over "
+            f"the limit of {limits.hl7_max_fields}.",
+        )
     try:
         message = hl7.parse(text)
         msh = message.segment("MSH")
@@ -179,24 +199,32 @@ def _kinds(message: Message, message_type: str) -> list[Kind]:
 
 
 def _vital(obx: Segment) -> tuple[str, float | None, str | None] | None:
+    """A vital-sign OBX as (LOINC, number, coded text). A numeric OBX whose value is
+    no finite number keeps NaN, so the plausibility check refuses the message rather
+    than letting the vital vanish."""
     code = field(obx, 3, 1, 1)
     if code not in VITAL_LOINC:
         return None
     value_type = field(obx, 2)
-    raw = field(obx, 5)
-    if value_type in NUMERIC_TYPES or (value_type == "" and _is_number(raw)):
-        return (code, float(raw), None) if _is_number(raw) else None
+    # SN (structured numeric) is comparator^number: the number is the second component.
+    raw = field(obx, 5, 1, 2) if value_type == "SN" else field(obx, 5)
+    number = _number(raw)
+    if value_type in NUMERIC_TYPES:
+        if not raw:
+            return None
+        return code, number if number is not None else math.nan, None
+    if value_type == "" and number is not None:
+        return code, number, None
     if value_type in CODED_TYPES and raw:
         return code, None, raw
     return None
 
 
-def _is_number(text: str) -> bool:
+def _number(text: str) -> float | None:
     try:
-        float(text)
+        return float(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _text(message: Message) -> str:

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medstream.clinical import Vital
+from medstream.clinical import FAHRENHEIT_UNITS, Vital
 from medstream.models.metrics import auprc, auroc
 from medstream.models.package import ModelPackage, write_manifest
 from medstream.monitoring.news2 import Consciousness, Observations, news2
@@ -356,8 +357,6 @@ points, prevalence {held["prevalence"]:.1%}):
 def observation_sets(items: Sequence[dict[str, Any]]) -> tuple[list[float], list[Observations]]:
     """CONTRACT observations ({"time", "code", "value", "unit"}) grouped into charted
     sets by time, oldest first, with times in hours from the first set."""
-    from datetime import datetime  # noqa: PLC0415
-
     from medstream.clinical import VITAL_LOINC  # noqa: PLC0415
 
     grouped: dict[str, dict[str, Any]] = {}
@@ -367,16 +366,23 @@ def observation_sets(items: Sequence[dict[str, Any]]) -> tuple[list[float], list
             continue
         value: Any = item.get("value")
         unit = str(item.get("unit") or "")
-        fields = grouped.setdefault(str(item["time"]), {})
+        when = _instant(item.get("time"))
+        if when is None:
+            continue
+        fields = grouped.setdefault(when.isoformat(), {})
         if vital is Vital.CONSCIOUSNESS:
             letter = str(value).strip()[:1].upper()
             fields["consciousness"] = (
                 Consciousness(letter) if letter in "ACVPU" and letter else None
             )
-        elif vital is Vital.SUPPLEMENTAL_OXYGEN:
-            fields["on_oxygen"] = float(value) > (21 if "%" in unit else 0)
-        elif vital is Vital.TEMPERATURE and unit.lower() in {"[degf]", "degf", "f", "°f"}:
-            fields["temperature"] = (float(value) - 32) * 5 / 9
+            continue
+        number = _finite(value)
+        if number is None:
+            continue  # a coded value where a number belongs: no measurement to use
+        if vital is Vital.SUPPLEMENTAL_OXYGEN:
+            fields["on_oxygen"] = number > (21 if "%" in unit else 0)
+        elif vital is Vital.TEMPERATURE and unit.lower() in FAHRENHEIT_UNITS:
+            fields["temperature"] = (number - 32) * 5 / 9
         elif vital is not Vital.DIASTOLIC_BP:
             fields[
                 {
@@ -386,18 +392,30 @@ def observation_sets(items: Sequence[dict[str, Any]]) -> tuple[list[float], list
                     Vital.HEART_RATE: "heart_rate",
                     Vital.TEMPERATURE: "temperature",
                 }[vital]
-            ] = float(value)
-    ordered = sorted(
-        grouped.items(), key=lambda kv: datetime.fromisoformat(kv[0].replace("Z", "+00:00"))
-    )
+            ] = number
+    ordered = sorted(grouped.items(), key=lambda kv: datetime.fromisoformat(kv[0]))
     if not ordered:
         return [], []
-    first = datetime.fromisoformat(ordered[0][0].replace("Z", "+00:00"))
-    times = [
-        (datetime.fromisoformat(t.replace("Z", "+00:00")) - first).total_seconds() / 3600
-        for t, _ in ordered
-    ]
+    first = datetime.fromisoformat(ordered[0][0])
+    times = [(datetime.fromisoformat(t) - first).total_seconds() / 3600 for t, _ in ordered]
     return times, [Observations(**fields) for _, fields in ordered]
+
+
+def _instant(value: object) -> datetime | None:
+    """An observation time as an aware datetime (UTC if no zone); None if unreadable."""
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _finite(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def coded(event_vitals: Sequence[Any]) -> list[dict[str, Any]]:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from medstream.consumer import ExactlyOnceProcessor, Outcome, subscribe
+from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Outcome
 from medstream.db import make_engine
-from medstream.kafka import make_broker, make_producer
+from medstream.kafka import make_producer
 from medstream.logging import configure_logging
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
@@ -60,14 +60,12 @@ async def main(args: argparse.Namespace) -> None:
     processor = ExactlyOnceProcessor.from_settings(
         settings, engine=engine, producer=producer, group=args.group, handler=handle, stage="proof"
     )
-    broker = make_broker(settings)
-    subscribe(broker, args.input, processor=processor, on_outcome=on_outcome)
+    consumers = ConsumerSet(settings)
+    consumers.subscribe(args.input, processor=processor, on_outcome=on_outcome)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await broker.start()
     print("ready", flush=True)
-    await stop.wait()
-    await broker.stop()
+    await consumers.run(stop)
     await producer.stop()
     await engine.dispose()
 
