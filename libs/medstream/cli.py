@@ -7,6 +7,7 @@ code as the services.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,16 +22,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy import text
 
 from medstream import contracts, migrate
 from medstream import stack as local_stack
 from medstream.audit.commands import audit_app, lineage, record_command
 from medstream.clinical import SourceFormat
+from medstream.db import make_engine
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
 from medstream.deid.files import deidentify_file
 from medstream.deployment import SERVICES
-from medstream.kafka import ensure_topics, make_producer
+from medstream.kafka import consumer_lag, ensure_topics, make_producer
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
 from medstream.monitoring.news2 import news2
 from medstream.paths import SCHEMAS_DIR
@@ -142,9 +145,37 @@ def status() -> None:
         table.add_row(f"service {name}", "[green]running[/green]" if ok else "[red]down[/red]")
     if local_stack.kafka_healthy(_stack(cluster=True)):
         table.add_row("kafka cluster (3 nodes)", "[green]healthy[/green]")
+    if healthy:
+        for name, state in asyncio.run(_pipeline_state()):
+            table.add_row(name, state)
     Console().print(table)
     if not healthy:
         raise typer.Exit(1)
+
+
+async def _pipeline_state() -> list[tuple[str, str]]:
+    """What waits in each consumer group, and outbox rows the broker refused for good:
+    a service can be running while its partition goes nowhere, or its output is held."""
+    settings = get_settings()
+    rows: list[tuple[str, str]] = []
+    groups = tuple(f"medstream-{s.name}" for s in SERVICES if s.name != "relay")
+    with contextlib.suppress(Exception):  # the table above already says what is down
+        lag = await asyncio.wait_for(consumer_lag(settings, groups), 10)
+        for group, waiting in lag.items():
+            colour = "green" if not waiting else "yellow"
+            rows.append((f"lag {group}", f"[{colour}]{waiting} waiting[/{colour}]"))
+    engine = make_engine(settings)
+    try:
+        with contextlib.suppress(Exception):
+            async with engine.connect() as conn:
+                held = await conn.scalar(
+                    text("SELECT count(*) FROM outbox WHERE quarantined_at IS NOT NULL")
+                )
+            colour = "green" if not held else "red"
+            rows.append(("outbox quarantined", f"[{colour}]{held} rows[/{colour}]"))
+    finally:
+        await engine.dispose()
+    return rows
 
 
 @stack_app.command("up")

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter
@@ -51,6 +51,11 @@ from medstream.topics import BY_NAME, dead_letter_topic, record_limit
 log = logging.getLogger(__name__)
 
 OUTCOMES = Counter("medstream_consumer_records_total", "Records by outcome", ["group", "outcome"])
+ASSIGNMENTS = Counter(
+    "medstream_consumer_assignments_total",
+    "Partition assignments (the first at start, then one per rebalance)",
+    ["group"],
+)
 
 AfterCommit = Callable[[], Awaitable[None]]
 
@@ -489,10 +494,27 @@ class ConsumerSet:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts and logs each assignment: one at start, and one more per rebalance, which
+    a stage that blocks its event loop would cause (its group session expires)."""
+
+    def __init__(self, group: str) -> None:
+        self._group = group
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        """Nothing to hand over: offsets are committed as soon as records are done."""
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        ASSIGNMENTS.labels(self._group).inc()
+        log.info(
+            "partitions assigned", extra={"consumer_group": self._group, "count": len(assigned)}
+        )
+
+
 async def _consume(settings: Settings, sub: Subscription, stop: asyncio.Event) -> None:
-    consumer = make_consumer(
-        settings, *sub.topics, group_id=sub.processor.group, max_poll_records=sub.max_records
-    )
+    group = sub.processor.group
+    consumer = make_consumer(settings, group_id=group, max_poll_records=sub.max_records)
+    consumer.subscribe(topics=list(sub.topics), listener=_Assignments(group))
     await consumer.start()
     try:
         while not stop.is_set():

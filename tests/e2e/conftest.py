@@ -4,14 +4,22 @@ synthetic hospital through its inbound topics, and judged by the ledger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import os
 import sys
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import migrate
@@ -80,25 +88,124 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+STALL_LIMIT_S = 30.0
+IDLE_CPU_LIMIT = 0.5  # of one core
+
+
+class StallWatch:
+    """Samples every consumer group's committed and end offsets while a test runs, and
+    records each partition whose committed offset stood still for more than
+    STALL_LIMIT_S while records waited behind it: a stalled partition. (A backlog that
+    drains is not a stall: its committed offset moves.)"""
+
+    def __init__(self, settings: Settings, every_s: float = 2.0) -> None:
+        self._settings = settings
+        self._every_s = every_s
+        self.stalls: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        topics = {group: consumed(group) for group in GROUPS}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap)
+        await admin.start()
+        await consumer.start()
+        moved: dict[tuple[str, TopicPartition], tuple[int, float]] = {}
+        try:
+            while True:
+                with contextlib.suppress(KafkaError, OSError):  # a broker may be down
+                    await self._sample(admin, consumer, topics, moved)
+                await asyncio.sleep(self._every_s)
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    async def _sample(
+        self,
+        admin: AIOKafkaAdminClient,
+        consumer: AIOKafkaConsumer,
+        topics: dict[str, tuple[str, ...]],
+        moved: dict[tuple[str, TopicPartition], tuple[int, float]],
+    ) -> None:
+        now = time.monotonic()
+        for group, names in topics.items():
+            parts = [
+                TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()
+            ]
+            if not parts:
+                await consumer.topics()  # load metadata, then sample next round
+                continue
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(parts)
+            starts = await consumer.beginning_offsets(parts)
+            for tp in parts:
+                meta = committed.get(tp)
+                position = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+                key = (group, tp)
+                if position >= ends[tp] or moved.get(key, (-1, 0))[0] != position:
+                    moved[key] = (position, now)
+                elif now - moved[key][1] > STALL_LIMIT_S:
+                    self.stalls.add(f"{group} {tp.topic}[{tp.partition}] at {position}")
+
+
+def consumed(group: str) -> tuple[str, ...]:
+    """The topics a service's group consumes, as its wiring declares them."""
+    module = importlib.import_module(f"medstream_{group.removeprefix('medstream-')}.app")
+    return tuple(module.CONSUMES)
+
+
+def assert_idle(settings: Settings, seconds: float = 5.0) -> None:
+    """No service uses more than IDLE_CPU_LIMIT of a core once its work is done: a
+    redelivery loop or a spinning consumer would."""
+    folder = settings.state_dir / "services"
+    pids = {s.name: int((folder / f"{s.name}.pid").read_text()) for s in SERVICES}
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+
+    before = {name: cpu(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    busy = {name: round((cpu(pid) - before[name]) / seconds, 2) for name, pid in pids.items()}
+    assert all(share <= IDLE_CPU_LIMIT for share in busy.values()), f"busy while idle: {busy}"
+
+
 @dataclass
 class Run:
-    """A feed that was sent, when, and what became of it."""
+    """A feed that was sent, when, what became of it, and the stall watch over it."""
 
     feed: Feed
     sent: dict[str, datetime]
     started_ms: int
     outcomes: dict[str, Outcome]
+    watch: StallWatch | None = None
 
 
-async def send(settings: Settings, feed: Feed) -> tuple[dict[str, datetime], int]:
+async def send(settings: Settings, feed: Feed) -> Run:
+    """Send ``feed`` at once, with the stall watch on."""
+    watch = StallWatch(settings)
+    watch.start()
     started_ms = int(datetime.now().timestamp() * 1000) - 1000
-    return await publish(settings, feed.messages, lambda n: None), started_ms
+    sent = await publish(settings, feed.messages, lambda n: None)
+    return Run(feed, sent, started_ms, {}, watch)
 
 
 def flowing(settings: Settings, feed: Feed, seconds: float) -> tuple[Run, asyncio.Task[None]]:
     """Start sending ``feed`` in 20 even chunks over ``seconds``, so faults hit a
     flowing stream; the Run fills in as messages are acknowledged."""
-    run = Run(feed, {}, int(datetime.now().timestamp() * 1000) - 1000, {})
+    watch = StallWatch(settings)
+    watch.start()
+    run = Run(feed, {}, int(datetime.now().timestamp() * 1000) - 1000, {}, watch)
 
     async def pace() -> None:
         chunk = max(1, len(feed.messages) // 20)
@@ -115,23 +222,40 @@ async def ledger_check(
 ) -> None:
     """The ledger: every inbound message has exactly one outcome (the expected one),
     no result is duplicated in PostgreSQL or on ehr.outbound.fhir, consumer lag
-    returns to 0, and the audit trail verifies."""
-    run.outcomes = await wait_for_outcomes(
-        engine, run.feed, timeout_s=timeout_s, advance=lambda n: None
-    )
+    returns to 0, the audit trail verifies, no partition stalled for more than
+    STALL_LIMIT_S meanwhile, and no service is busy once the work is done."""
+    try:
+        run.outcomes = await wait_for_outcomes(
+            engine, run.feed, timeout_s=timeout_s, advance=lambda n: None
+        )
+    finally:
+        if run.watch is not None:
+            await run.watch.stop()
+    assert not (run.watch and run.watch.stalls), f"stalled partitions: {run.watch.stalls}"
     problems = check(run.feed, run.outcomes)
     assert not problems, f"{len(problems)} messages without their one outcome: {problems[:10]}"
 
-    outbound = await read_since(settings, ["ehr.outbound.fhir"], run.started_ms)
-    ids = {m.message_id for m in run.feed.messages}
-    ours = [
-        r.headers and dict(r.headers).get("message-id", b"").decode()
-        for r in outbound
-        if dict(r.headers).get("inbound-message-id", b"").decode() in ids
-    ]
-    stored = sum(o.resources for o in run.outcomes.values())
-    assert len(ours) == len(set(ours)), "a resource id was published twice"
-    assert len(ours) == stored, "PostgreSQL and ehr.outbound.fhir disagree"
+    # Stored resources reach ehr.outbound.fhir through the outbox: give the relay time.
+    stored = {i: o.resources for i, o in run.outcomes.items() if o.resources}
+    published: Counter[str] = Counter()
+    for _ in range(30):
+        outbound = await read_since(settings, ["ehr.outbound.fhir"], run.started_ms)
+        mine = [
+            (
+                dict(r.headers).get("inbound-message-id", b"").decode(),
+                dict(r.headers).get("message-id"),
+            )
+            for r in outbound
+        ]
+        mine = [(i, m) for i, m in mine if i in run.outcomes]
+        assert len(mine) == len(set(mine)), "a resource was published twice"
+        published = Counter(i for i, _ in mine)
+        if published == Counter(stored):
+            break
+        await asyncio.sleep(1)
+    differ = {i: (stored.get(i), published.get(i)) for i in set(stored) | set(published)
+              if stored.get(i) != published.get(i)}  # fmt: skip
+    assert not differ, f"PostgreSQL and ehr.outbound.fhir disagree (stored, published): {differ}"
 
     lag: dict[str, int] = {}
     for _ in range(60):
@@ -144,3 +268,4 @@ async def ledger_check(
     async with engine.connect() as conn:
         reports = await verify(conn)
     assert not [f for r in reports for f in r.findings], "audit verify failed"
+    await asyncio.to_thread(assert_idle, settings)

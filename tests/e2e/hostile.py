@@ -743,18 +743,21 @@ def header_kinds() -> list[Kind]:
         return make
 
     def reused_id(rng: random.Random, run: str) -> list[FeedMessage]:
+        # One sender reusing its counter: the same Kafka key keeps the two in order, so
+        # the first keeps the id and the second is the conflict.
         message_id = f"{run}-{uid(rng)}"
         first, second = good(rng, run), good(rng, run)
+        headers = (("message-id", message_id.encode()),)
         return [
-            sent(HL7, first, message_id, family="monitoring"),
+            FeedMessage(HL7, first, message_id, message_id, family="monitoring", headers=headers),
             FeedMessage(
                 HL7,
                 second,
-                None,
+                message_id,
                 conflict_key(message_id, second),
                 expect_code="ingestion.id_conflict",
                 expect_stage="ingestion",
-                headers=(("message-id", message_id.encode()),),
+                headers=headers,
             ),
         ]
 
@@ -893,11 +896,12 @@ def kinds() -> list[Kind]:
     return [*fhir_kinds(), *hl7_kinds(), *dicom_kinds(), *header_kinds()]
 
 
-def corpus(run: str, scale: int = 1, seed: int = 11) -> list[FeedMessage]:
+def corpus(run: str, scale: int = 1) -> list[FeedMessage]:
     """``scale`` variants of each kind (one of each large kind), each message labelled
     with its kind, in a shuffled order; the messages of one variant stay in their order
-    (an original before the message that reuses its id)."""
-    rng = random.Random(seed)
+    (an original before the message that reuses its id). The run names the random
+    seed, so every run sends new ids (content-derived ones too) and can be replayed."""
+    rng = random.Random(run)
     groups: list[list[FeedMessage]] = []
     for kind in kinds():
         for _ in range(1 if kind.large else scale):

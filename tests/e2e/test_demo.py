@@ -3,6 +3,7 @@ every outcome and prints the summary, exiting 0 only when the ledger adds up."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -11,17 +12,26 @@ from pathlib import Path
 
 from medstream.settings import Settings
 
+from .conftest import StallWatch
 
-def test_the_demo_runs_green_and_reports_every_section(settings: Settings) -> None:
+
+async def test_the_demo_runs_green_and_reports_every_section(settings: Settings) -> None:
     medstream = Path(sys.executable).parent / "medstream"
-    done = subprocess.run(
-        [str(medstream), "demo", "--patients", "3", "--hours", "2", "--malformed", "12"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "COLUMNS": "160"},
-    )
+    watch = StallWatch(settings)
+    watch.start()
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [str(medstream), "demo", "--patients", "3", "--hours", "2", "--malformed", "12"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            env={**os.environ, "COLUMNS": "160"},
+        )
+    finally:
+        await watch.stop()
+    assert not watch.stalls, f"stalled partitions: {watch.stalls}"
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     for section in (

@@ -5,9 +5,13 @@ faults` runs larger ones (MEDSTREAM_FAULT_SCALE)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import time
 import uuid
+from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,8 +19,11 @@ from medstream import stack as local_stack
 from medstream.demo.feed import Feed, hospital_feed
 from medstream.deployment import SERVICES
 from medstream.settings import Settings
+from medstream.topics import ALL_TOPICS
 
-from .conftest import Run, flowing, ledger_check, send
+from ..integration.test_deid_leakage import read_since, texts_of
+from .conftest import flowing, ledger_check, send
+from .hostile import PLANTED, corpus
 
 SCALE = int(os.environ.get("MEDSTREAM_FAULT_SCALE", "1"))
 
@@ -30,6 +37,25 @@ def feed(patients: int, hours: int, malformed: int = 0) -> Feed:
         seed=SCALE,
         run=f"e2e{uuid.uuid4().hex[:6]}",
     )
+
+
+async def settled_assignments(logs: list[Path], quiet_s: float = 5.0) -> None:
+    """Wait until none of ``logs`` has logged a partition assignment for ``quiet_s``:
+    the services' own start-up rebalances are over."""
+    for _ in range(90):
+        last = 0.0
+        for path in logs:
+            lines = [
+                ln
+                for ln in path.read_text(errors="replace").splitlines()
+                if "partitions assigned" in ln
+            ]
+            if lines:
+                last = max(last, datetime.fromisoformat(json.loads(lines[-1])["time"]).timestamp())
+        if last and time.time() - last > quiet_s:
+            return
+        await asyncio.sleep(1)
+    raise AssertionError("the services never settled their partition assignments")
 
 
 def pids(stack: local_stack.Stack) -> dict[str, int]:
@@ -48,6 +74,38 @@ async def restarted(stack: local_stack.Stack, name: str, old: int, timeout_s: fl
     raise AssertionError(f"the supervisor did not restart {name}")
 
 
+async def test_the_hostile_corpus_ends_each_message_exactly_as_expected(
+    settings: Settings, services: local_stack.Stack, engine: AsyncEngine
+) -> None:
+    """Every kind of input we did not invent (tests/e2e/hostile.py): each message ends
+    exactly as its kind says, from the stage it names, with no service restarting,
+    no partition stalling and nothing planted reaching a log or a downstream topic."""
+    before = pids(services)
+    log_dir = services.state_dir / "services"
+    await settled_assignments([log_dir / "ingestion.log", log_dir / "deid.log"])
+    offsets = {p.name: p.stat().st_size for p in log_dir.glob("*.log")}
+    messages = corpus(f"hx{uuid.uuid4().hex[:6]}", scale=SCALE)
+    run = await send(settings, Feed(messages, []))
+    await ledger_check(settings, engine, run, timeout_s=420)
+    assert pids(services) == before, "a service restarted: hostile input must never crash one"
+    # A stage that blocked its event loop (a 50,000-entry Bundle, a 20 MB note) would
+    # let its group session expire: the rebalance logs a new assignment.
+    for name in ("ingestion.log", "deid.log"):
+        with (log_dir / name).open("rb") as log:
+            log.seek(offsets.get(name, 0))
+            assert b"partitions assigned" not in log.read(), f"{name}: a rebalance"
+    logs = {
+        p.name: p.read_text(errors="replace") for p in services.state_dir.glob("services/*.log")
+    }
+    for planted in PLANTED:
+        leaked = [name for name, text in logs.items() if planted in text]
+        assert not leaked, f"{planted} reached the logs of {leaked}"
+    downstream = [t.name for t in ALL_TOPICS if not t.restricted and not t.is_dead_letter]
+    for record in await read_since(settings, downstream, run.started_ms):
+        for text in texts_of(record):
+            assert not any(p in text for p in PLANTED), f"a planted value reached {record.topic}"
+
+
 async def test_malformed_flood_is_dead_lettered_and_the_good_get_results(
     settings: Settings, services: local_stack.Stack, engine: AsyncEngine
 ) -> None:
@@ -57,8 +115,7 @@ async def test_malformed_flood_is_dead_lettered_and_the_good_get_results(
     before = pids(services)
     hospital = feed(patients=4, hours=6, malformed=500)
     assert hospital.count(malformed=True) >= 500
-    sent, started_ms = await send(settings, hospital)
-    run = Run(hospital, sent, started_ms, {})
+    run = await send(settings, hospital)
     await ledger_check(settings, engine, run)
     assert pids(services) == before, "a service restarted: bad input must never crash one"
     codes = {code for o in run.outcomes.values() for _, code in o.rejected}
