@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from prometheus_client import Counter
@@ -547,7 +547,7 @@ async def _received(sub: Subscription, record: object) -> Received:
 
 
 async def _partition(
-    consumer: object,
+    consumer: AIOKafkaConsumer,
     sub: Subscription,
     tp: TopicPartition,
     records: Sequence[object],
@@ -584,9 +584,9 @@ async def _partition(
             done_until = record.offset + 1
     try:
         if done_until is not None:
-            await consumer.commit({tp: OffsetAndMetadata(done_until, "")})  # type: ignore[attr-defined]
+            await consumer.commit({tp: OffsetAndMetadata(done_until, "")})
         if retry_from is not None:
-            consumer.seek(tp, retry_from)  # type: ignore[attr-defined]
+            consumer.seek(tp, retry_from)
     except KafkaError as exc:
         # A rebalance took the partition: its new owner redelivers from the last commit,
         # and the inbox turns what was already done into duplicates.

@@ -113,7 +113,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         args.exc_type, args.exc_value, args.exc_traceback
     )
     # aiokafka logs message reprs at DEBUG; keep third-party loggers quiet.
-    for noisy in ("aiokafka", "kafka", "faststream", "sqlalchemy", "asyncio"):
+    for noisy in ("aiokafka", "kafka", "sqlalchemy", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

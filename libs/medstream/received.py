@@ -13,6 +13,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 MESSAGE_ID_HEADER = "message-id"
@@ -77,7 +78,7 @@ class Received:
             return []
         return sorted({k for k, _ in self.headers if k in INTERNAL_HEADERS})
 
-    @property
+    @cached_property
     def content_sha256(self) -> str:
         """The SHA-256 of the value: what tells a redelivery from a reused id."""
         return hashlib.sha256(self.value).hexdigest()

@@ -34,6 +34,8 @@ from medstream.monitoring import model as monitoring
 from medstream.monitoring.news2 import news2
 from medstream.topics import ALL_TOPICS
 
+from .test_fuzz_parsers import mutate
+
 WHEN = datetime(2026, 3, 14, 10, tzinfo=UTC)
 COMMON = {"model": "m", "model_version": "1", "model_checksum": "c" * 64}
 EXAMPLES: dict[type[BaseModel], BaseModel] = {
@@ -100,14 +102,6 @@ def envelope(payload: BaseModel) -> bytes:
         .model_dump_json()
         .encode()
     )
-
-
-def mutate(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
-    out = bytearray(data)
-    for position, delete, insert in edits:
-        at = position % (len(out) + 1)
-        out[at : at + delete] = insert
-    return bytes(out)
 
 
 JSONISH = st.sampled_from(

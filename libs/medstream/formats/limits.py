@@ -80,14 +80,22 @@ def load_json(raw: str, prefix: str, limits: InputLimits = LIMITS) -> Any:
     except _NumberRefused as refused:
         raise InvalidMessage(f"{prefix}.bad_number", refused.reason) from None
     except RecursionError:
-        raise InvalidMessage(
-            f"{prefix}.too_deep",
-            f"The JSON nests deeper than the limit of {limits.json_max_depth} levels.",
-        ) from None
+        raise _too_deep(prefix, limits) from None
     except ValueError:
         raise InvalidMessage(f"{prefix}.not_json", "The message is not valid JSON.") from None
     check_tree(data, prefix, limits, characters=_RISKY_ESCAPE.search(raw) is not None)
     return data
+
+
+def _too_deep(prefix: str, limits: InputLimits) -> InvalidMessage:
+    return InvalidMessage(
+        f"{prefix}.too_deep",
+        f"The JSON nests deeper than the limit of {limits.json_max_depth} levels.",
+    )
+
+
+def _too_large(prefix: str, what: str) -> InvalidMessage:
+    return InvalidMessage(f"{prefix}.too_large_value", what)
 
 
 def _bad_text(prefix: str) -> InvalidMessage:
@@ -110,14 +118,11 @@ def check_tree(
         if nodes % 50_000 == 0:
             budget.check()
         if nodes > limits.json_max_nodes:
-            raise InvalidMessage(
-                f"{prefix}.too_large_value",
-                f"The JSON holds more than {limits.json_max_nodes} values.",
-            )
+            raise _too_large(prefix, f"The JSON holds more than {limits.json_max_nodes} values.")
         if isinstance(node, str):
             if len(node) > limits.json_max_string_chars:
-                raise InvalidMessage(
-                    f"{prefix}.too_large_value",
+                raise _too_large(
+                    prefix,
                     f"A JSON string has {len(node)} characters, over the limit of "
                     f"{limits.json_max_string_chars}.",
                 )
@@ -127,14 +132,11 @@ def check_tree(
         if not isinstance(node, (dict, list)):
             continue
         if depth > limits.json_max_depth:
-            raise InvalidMessage(
-                f"{prefix}.too_deep",
-                f"The JSON nests deeper than the limit of {limits.json_max_depth} levels.",
-            )
+            raise _too_deep(prefix, limits)
         if isinstance(node, list):
             if len(node) > limits.json_max_array_items:
-                raise InvalidMessage(
-                    f"{prefix}.too_large_value",
+                raise _too_large(
+                    prefix,
                     f"A JSON array has {len(node)} items, over the limit of "
                     f"{limits.json_max_array_items}.",
                 )
@@ -142,9 +144,7 @@ def check_tree(
         else:
             for key, value in node.items():
                 if len(key) > limits.json_max_string_chars:
-                    raise InvalidMessage(
-                        f"{prefix}.too_large_value", "A JSON object key is over the length limit."
-                    )
+                    raise _too_large(prefix, "A JSON object key is over the length limit.")
                 if characters and _BAD_CHARACTER.search(key):
                     raise _bad_text(prefix)
                 stack.append((value, depth + 1))
