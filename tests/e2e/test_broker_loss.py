@@ -29,7 +29,9 @@ def _report(message: str) -> None:
 async def _outbox_drained(engine: AsyncEngine, timeout_s: float = 60) -> None:
     for _ in range(int(timeout_s * 2)):
         async with engine.connect() as conn:
-            if not await conn.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")):
+            if not await conn.scalar(
+                text("SELECT count(*) FROM outbox WHERE sent_at IS NULL AND quarantined_at IS NULL")
+            ):
                 return
         await asyncio.sleep(0.5)
 

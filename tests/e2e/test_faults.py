@@ -39,23 +39,25 @@ def feed(patients: int, hours: int, malformed: int = 0) -> Feed:
     )
 
 
-async def settled_assignments(logs: list[Path], quiet_s: float = 5.0) -> None:
-    """Wait until none of ``logs`` has logged a partition assignment for ``quiet_s``:
-    the services' own start-up rebalances are over."""
-    for _ in range(90):
-        last = 0.0
-        for path in logs:
-            lines = [
-                ln
-                for ln in path.read_text(errors="replace").splitlines()
-                if "partitions assigned" in ln
+async def settled_assignments(log_dir: Path, names: list[str], quiet_s: float = 5.0) -> None:
+    """Wait until each named service, as now running, has logged its partition
+    assignment and logged no other for ``quiet_s``: its start-up rebalance is over."""
+    for _ in range(120):
+        settled = True
+        for name in names:
+            started = (log_dir / f"{name}.pid").stat().st_mtime
+            lines = (log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+            times = [
+                datetime.fromisoformat(json.loads(line)["time"]).timestamp()
+                for line in lines
+                if "partitions assigned" in line
             ]
-            if lines:
-                last = max(last, datetime.fromisoformat(json.loads(lines[-1])["time"]).timestamp())
-        if last and time.time() - last > quiet_s:
+            latest = max(times, default=0.0)
+            settled &= latest >= started and time.time() - latest > quiet_s
+        if settled:
             return
         await asyncio.sleep(1)
-    raise AssertionError("the services never settled their partition assignments")
+    raise AssertionError(f"{names} never settled their partition assignments")
 
 
 def pids(stack: local_stack.Stack) -> dict[str, int]:
@@ -82,7 +84,7 @@ async def test_the_hostile_corpus_ends_each_message_exactly_as_expected(
     no partition stalling and nothing planted reaching a log or a downstream topic."""
     before = pids(services)
     log_dir = services.state_dir / "services"
-    await settled_assignments([log_dir / "ingestion.log", log_dir / "deid.log"])
+    await settled_assignments(log_dir, ["ingestion", "deid"])
     offsets = {p.name: p.stat().st_size for p in log_dir.glob("*.log")}
     messages = corpus(f"hx{uuid.uuid4().hex[:6]}", scale=SCALE)
     run = await send(settings, Feed(messages, []))

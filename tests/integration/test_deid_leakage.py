@@ -158,7 +158,15 @@ async def test_no_planted_phi_downstream_of_deid(
 
     async def relayed() -> bool:
         async with engine.connect() as conn:
-            return await conn.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")) == 0
+            return (
+                await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM outbox"
+                        " WHERE sent_at IS NULL AND quarantined_at IS NULL"
+                    )
+                )
+                == 0
+            )
 
     await wait_for(relayed, 60, "the outbox to drain")
     records = await read_since(settings, DOWNSTREAM, started_ms)
