@@ -5,15 +5,29 @@ Checks: valid JSON per line, unique ids, exact key set, only the 14 CheXpert
 observation names and the 3 statuses, minimum counts, the No Finding rule,
 and prints per-observation/status counts.  Run:  python3 validate.py
 """
+
 import collections
 import json
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OBS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity",
-       "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
-       "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture", "Support Devices"]
+OBS = [
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+]
 STATUSES = ["present", "absent", "uncertain"]
 PATHOLOGY = [o for o in OBS if o not in ("No Finding", "Support Devices")]
 
@@ -68,7 +82,7 @@ def table(title, rows):
     print(f"\n{title} (n={len(rows)})")
     print(f"{'observation':28s} {'present':>8s} {'absent':>8s} {'uncertain':>10s} {'total':>6s}")
     for o in OBS:
-        p, a, u = c[(o, 'present')], c[(o, 'absent')], c[(o, 'uncertain')]
+        p, a, u = c[(o, "present")], c[(o, "absent")], c[(o, "uncertain")]
         print(f"{o:28s} {p:8d} {a:8d} {u:10d} {p + a + u:6d}")
 
 
@@ -113,8 +127,10 @@ def main():
         errors.append("fewer than 80 hedge sentences")
 
     table("reports.jsonl", reps)
-    print(f"normal (No Finding present): {n_normal} ({100 * n_normal / len(reps):.0f}%); "
-          f">=3 labels: {n_multi}; with line breaks: {sum(chr(10) in r['text'] for r in reps)}")
+    print(
+        f"normal (No Finding present): {n_normal} ({100 * n_normal / len(reps):.0f}%); "
+        f">=3 labels: {n_multi}; with line breaks: {sum(chr(10) in r['text'] for r in reps)}"
+    )
     table("negation.jsonl", sents)
     for k, v in sorted(kinds.items()):
         print(f"  {k}: {v}")
