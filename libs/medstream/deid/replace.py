@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from medstream.deid.keys import Pseudonymiser
-from medstream.deid.text import PhiType, Span, TextDetector, dictionaries
+from medstream.deid.text import PhiType, Span, dictionaries
 
 MONTH_NAMES = [
     "January",
@@ -34,6 +35,13 @@ MONTH_NAMES = [
 _MONTH_INDEX = {name[:3].lower(): i + 1 for i, name in enumerate(MONTH_NAMES)}
 
 
+# Common jobs: a surrogate that says nothing about the person it replaces.
+PROFESSIONS = (
+    "teacher", "driver", "cashier", "nurse aide", "clerk", "electrician", "cook", "accountant",
+    "farmer", "mechanic", "cleaner", "engineer", "sales assistant", "carpenter", "librarian",
+)  # fmt: skip
+
+
 class ReplacementMode(StrEnum):
     """How detected PHI is written back."""
 
@@ -43,12 +51,20 @@ class ReplacementMode(StrEnum):
 
 @dataclass(frozen=True)
 class Replacement:
-    """One replaced span, with offsets into the input text."""
+    """One replaced span, with offsets into the input text, and the detectors that found
+    it (pattern, model, known)."""
 
     start: int
     end: int
     type: PhiType
     replacement: str
+    source: str = "pattern"
+
+
+class Detector(Protocol):
+    """What finds PHI in free text: the ensemble in production, the rules as a baseline."""
+
+    def detect(self, text: str, known: Iterable[tuple[str, PhiType]] = ()) -> list[Span]: ...
 
 
 @dataclass(frozen=True)
@@ -66,11 +82,15 @@ class TextScrubber:
         self,
         pseudonymiser: Pseudonymiser,
         mode: ReplacementMode = ReplacementMode.TAG,
-        detector: TextDetector | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.keys = pseudonymiser
         self.mode = mode
-        self.detector = detector or TextDetector()
+        if detector is None:
+            from medstream.deid.detect import default_detector  # noqa: PLC0415  (loads torch)
+
+            detector = default_detector()
+        self.detector = detector
         first, last, cities, common = dictionaries()
         self._first = sorted(first - common)
         self._last = sorted(last - common)
@@ -81,7 +101,7 @@ class TextScrubber:
     ) -> tuple[str, list[Replacement]]:
         """De-identified ``text`` and the replacements made, in order."""
         replacements = [
-            Replacement(s.start, s.end, s.type, self._replace(text, s, scope))
+            Replacement(s.start, s.end, s.type, self._replace(text, s, scope), s.source)
             for s in self.detector.detect(text, known)
         ]
         out, cursor = [], 0
@@ -136,6 +156,8 @@ class TextScrubber:
         if phi_type is PhiType.IP:
             last = self.keys.choose("surrogate:ip", scope.patient_key + value, 254) + 1
             return f"192.0.2.{last}"  # TEST-NET-1: never a real host
+        if phi_type is PhiType.PROFESSION:
+            return pick(list(PROFESSIONS), value.lower()).lower()
         return self._digits(value, scope)
 
     def _digits(self, value: str, scope: PatientScope) -> str:

@@ -40,6 +40,7 @@ class RecordContext:
     known: list[tuple[str, PhiType]] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
     text_spans: Counter[str] = field(default_factory=Counter)
+    text_sources: Counter[str] = field(default_factory=Counter)
 
     @property
     def pseudonym(self) -> str:
@@ -53,6 +54,7 @@ class RecordContext:
         """Scrub free text, counting what was found by type."""
         out, replacements = self.scrubber.scrub(value, self.scope, self.known)
         self.text_spans.update(r.type.value for r in replacements)
+        self.text_sources.update(r.source for r in replacements)
         return out
 
     def shift(self, value: date) -> date:
@@ -74,6 +76,8 @@ class RecordContext:
             "date_offset_applied": True,
             "actions": dict(sorted(self.actions.items())),
             "text_phi": dict(sorted(self.text_spans.items())),
+            # Which detectors found them: model, pattern, known, or several (model+pattern).
+            "text_phi_sources": dict(sorted(self.text_sources.items())),
         }
 
 

@@ -45,15 +45,20 @@ class PhiType(StrEnum):
     URL = "URL"
     IP = "IP"
     ORGANIZATION = "ORGANIZATION"
+    PROFESSION = "PROFESSION"  # i2b2's category: a rare job re-identifies in a small place
+    OTHER = "OTHER"  # anything else identifying: a photo's file name
 
 
 @dataclass(frozen=True)
 class Span:
-    """A PHI occurrence: ``text[start:end]`` is of ``type``."""
+    """A PHI occurrence: ``text[start:end]`` is of ``type``; ``source`` names the
+    detectors that found it (pattern, model, known, joined by +)."""
 
     start: int
     end: int
     type: PhiType
+    source: str = "pattern"
+    confidence: float = 1.0
 
 
 # Higher wins when spans overlap, then the longer span.
@@ -71,9 +76,29 @@ PRIORITY = {
     PhiType.ZIP: 6,
     PhiType.AGE: 6,
     PhiType.ORGANIZATION: 5,
+    PhiType.OTHER: 5,
     PhiType.LOCATION: 4,
+    PhiType.PROFESSION: 4,
     PhiType.NAME: 3,
 }
+# What patterns find reliably because it has a grammar; the ensemble leaves names,
+# places and organisations to the learned tagger.
+GRAMMAR_TYPES = frozenset(
+    {
+        PhiType.EMAIL,
+        PhiType.URL,
+        PhiType.IP,
+        PhiType.SSN,
+        PhiType.FAX,
+        PhiType.PHONE,
+        PhiType.DATE,
+        PhiType.AGE,
+        PhiType.MRN,
+        PhiType.ID,
+        PhiType.ZIP,
+        PhiType.ADDRESS,
+    }
+)
 
 _MONTHS = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
@@ -387,16 +412,28 @@ class TextDetector:
         self.first_names, self.last_names, self.cities, self.common = dictionaries()
 
     def detect(self, text: str, known: Iterable[tuple[str, PhiType]] = ()) -> list[Span]:
-        """Every PHI span in ``text``, merged so that spans never overlap."""
+        """Every PHI span in ``text`` by the rules alone (patterns, context rules and
+        dictionaries), merged so that spans never overlap: the baseline the ensemble
+        (``medstream.deid.detect``) is measured against."""
+        spans = self._patterns(text, frozenset(PhiType))
+        spans += self._names(text)
+        spans += self.known(text, known)
+        return merge(spans)
+
+    def grammar(self, text: str) -> list[Span]:
+        """The spans of the types that have a grammar (GRAMMAR_TYPES), by pattern."""
+        return self._patterns(text, GRAMMAR_TYPES)
+
+    def _patterns(self, text: str, types: frozenset[PhiType]) -> list[Span]:
         spans: list[Span] = []
         for phi_type, pattern, group in _PATTERNS:
+            if phi_type not in types:
+                continue
             for match in pattern.finditer(text):
                 start, end = match.span(group)
                 if end > start and self._accept(phi_type, text, start, end):
                     spans.append(Span(start, end, phi_type))
-        spans += self._names(text)
-        spans += self._known(text, known)
-        return merge(spans)
+        return spans
 
     def _accept(self, phi_type: PhiType, text: str, start: int, end: int) -> bool:
         value = text[start:end]
@@ -550,7 +587,8 @@ class TextDetector:
         return in_dict or (word[:1].isupper() and lower not in self.common)
 
     @staticmethod
-    def _known(text: str, known: Iterable[tuple[str, PhiType]]) -> list[Span]:
+    def known(text: str, known: Iterable[tuple[str, PhiType]]) -> list[Span]:
+        """Every occurrence of the record's own identifiers in ``text``."""
         spans = []
         lowered = text.lower()
         for value, phi_type in known:
@@ -563,7 +601,7 @@ class TextDetector:
                 before = lowered[start - 1] if start else " "
                 after = lowered[end] if end < len(lowered) else " "
                 if not (before.isalnum() or after.isalnum()):
-                    spans.append(Span(start, end, phi_type))
+                    spans.append(Span(start, end, phi_type, "known"))
                 start = lowered.find(needle, end)
         return spans
 
@@ -590,7 +628,8 @@ def _looks_clinical_code(value: str) -> bool:
 
 def merge(spans: list[Span]) -> list[Span]:
     """Resolve overlaps: the higher-priority type wins, then the longer span. Overlapping
-    spans are joined, so no character that any rule flagged is left out."""
+    spans are joined, so no character that any rule flagged is left out, and the joined
+    span names every detector that found part of it."""
     if not spans:
         return []
     ordered = sorted(spans, key=lambda s: (s.start, -(s.end - s.start)))
@@ -599,7 +638,14 @@ def merge(spans: list[Span]) -> list[Span]:
         last = merged[-1]
         if span.start < last.end:
             winner = max((last, span), key=lambda s: (PRIORITY[s.type], s.end - s.start))
-            merged[-1] = Span(last.start, max(last.end, span.end), winner.type)
+            sources = sorted(set(last.source.split("+")) | set(span.source.split("+")))
+            merged[-1] = Span(
+                last.start,
+                max(last.end, span.end),
+                winner.type,
+                "+".join(sources),
+                max(last.confidence, span.confidence),
+            )
         else:
             merged.append(span)
     return merged

