@@ -255,9 +255,7 @@ def tighten(text: str, span: Span) -> Span | None:
     shape = _TOKEN_OF.get(span.type)
     if shape is None:
         return span
-    tokens = [
-        m for m in _TOKEN.finditer(text, span.start, span.end) if shape.search(m.group())
-    ]
+    tokens = [m for m in _TOKEN.finditer(text, span.start, span.end) if shape.search(m.group())]
     if not tokens:
         return None
     start, end = tokens[0].start(), tokens[-1].end()
