@@ -56,8 +56,17 @@ VITAL_LOINC: dict[str, Vital] = {
     "8310-5": Vital.TEMPERATURE,
     "80288-4": Vital.CONSCIOUSNESS,
     "67775-7": Vital.CONSCIOUSNESS,
-    "3150-0": Vital.SUPPLEMENTAL_OXYGEN,
+    "3150-0": Vital.SUPPLEMENTAL_OXYGEN,  # inhaled oxygen concentration
+    "3151-8": Vital.SUPPLEMENTAL_OXYGEN,  # inhaled oxygen flow rate
 }
+
+
+def scale_2_range(low: float | None, high: float | None) -> bool:
+    """Whether an SpO2 reference (target) range is the hypercapnic one, 88-92%: NEWS2
+    then scores SpO2 on scale 2."""
+    return low is not None and high is not None and 86 <= low <= 89 and 90 <= high <= 93
+
+
 # Panels carry their vital signs as components: blood pressure panels (systolic and
 # diastolic), and the LOINC vital signs panel 85353-1 (one charted set).
 VITAL_PANELS = frozenset({"85354-9", "55284-4", "35094-2", "85353-1"})
@@ -117,6 +126,11 @@ class VitalSign(_Clinical):
     text: str | None = Field(default=None, description="For coded values, e.g. ACVPU.")
     unit: str | None = None
     observed_at: datetime
+    spo2_scale: int | None = Field(
+        default=None,
+        description="2 where a clinician set a target SpO2 of 88-92% (NEWS2 SpO2 scale 2), "
+        "from the SpO2 reference range.",
+    )
 
     def implausibility(self) -> str | None:
         """Why this value cannot be a real measurement, if it cannot (never the value
@@ -203,10 +217,33 @@ class MonitoringResult(_Clinical):
     scored_at: datetime = Field(description="The last observation time (date-shifted).")
     risk: float = Field(ge=0, le=1)
     horizon_hours: int
-    news2: int
+    risk_by_horizon: dict[str, float] = Field(
+        default_factory=dict, description="Risk of deterioration within 6, 12 and 24 hours."
+    )
+    news2: int = Field(description="NEWS2 on the latest complete picture.")
     news2_risk: str
     news2_complete: bool
+    news2_partial: bool = Field(
+        default=False, description="Some parameter had no value within its staleness limit."
+    )
+    news2_missing: list[str] = Field(
+        default_factory=list, description="Parameters with no value: scored 0."
+    )
+    news2_stale_minutes: dict[str, float] = Field(
+        default_factory=dict,
+        description="Each parameter's age in minutes at the scoring time (0: charted in the "
+        "last row; more: carried forward).",
+    )
+    news2_red_score: bool = Field(
+        default=False, description="A single parameter scored 3 (the RCP's red score)."
+    )
+    news2_spo2_scale: int = 1
+    news2_parts: dict[str, int] = Field(default_factory=dict)
     explanation: dict[str, float] = Field(description="Per-vital attribution; |weights| sum to 1.")
+    explanation_notes: dict[str, str] = Field(
+        default_factory=dict,
+        description="For vitals that drove the risk: carried forward (and how old) or missing.",
+    )
     model: str
     model_version: str
     model_checksum: str
@@ -227,10 +264,18 @@ class NoteSpan(BaseModel):
 
 
 class NoteLabel(BaseModel):
-    """One CheXpert observation's status in a report and the model's probability."""
+    """One CheXpert observation's status in a report, the calibrated probability that
+    it is present (whatever the status), and each status's probability."""
 
     status: str = Field(description="present | absent | uncertain | not_mentioned")
-    probability: float = Field(ge=0, le=1)
+    probability: float = Field(
+        ge=0, le=1, description="The calibrated probability that the observation is present."
+    )
+    scores: dict[str, float] | None = Field(
+        default=None,
+        description="Each status's probability (present, absent, uncertain, not_mentioned), "
+        "summing to 1.",
+    )
 
 
 class NotesResult(_Clinical):

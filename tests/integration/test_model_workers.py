@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.data import get_testdata_file
 from pydicom.filebase import DicomBytesIO
 
@@ -140,6 +141,11 @@ async def test_reports_are_labelled_with_word_attributions(
     assert effusion["labels"]["Pneumothorax"]["status"] == "absent"
     assert hedged["labels"]["Pneumonia"]["status"] == "uncertain"
     assert hedged["labels"]["Cardiomegaly"]["status"] == "absent"
+    # probability is P(present), whatever the status; scores give every status
+    pneumonia = hedged["labels"]["Pneumonia"]
+    assert pneumonia["probability"] == pneumonia["scores"]["present"]
+    assert sum(pneumonia["scores"].values()) == pytest.approx(1, abs=1e-3)
+    assert effusion["labels"]["Pneumothorax"]["probability"] < pneumonia["probability"]
     for result in results.values():
         assert result["patient"].startswith("psn-")
         assert "Quillane" not in json.dumps(result)

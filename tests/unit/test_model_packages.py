@@ -12,6 +12,7 @@ from medstream.models.metrics import auprc, auroc
 from medstream.models.package import (
     PACKAGE_FILES,
     ModelIntegrityError,
+    amend_card,
     latest,
     load_package,
     write_manifest,
@@ -54,8 +55,22 @@ def test_latest_compares_versions_numerically(tmp_path: Path) -> None:
 def test_the_committed_monitoring_package_verifies() -> None:
     package = latest(REPO_ROOT / "models", "monitoring")
     assert "Not for clinical use" in package.card
-    held = package.json("metrics.json")["held_out"]
-    assert held["model_auroc"] > held["news2_auroc"]
+    for policy, scores in package.json("metrics.json")["held_out"].items():
+        for hours in (6, 12, 24):
+            held = scores[f"{hours}h"]
+            assert held["model_auroc"] > held["news2_auroc"], (policy, hours)
+
+
+def test_amending_a_card_replaces_its_section_and_reseals(tmp_path: Path) -> None:
+    folder = make_package(tmp_path, "1.0.0")
+    (folder / "card.md").write_text("# toy\n\n## Evaluation\nold\n\n## Limits\nsome\n")
+    package = write_manifest(folder, "toy", "1.0.0", {"framework": "x"})
+    amended = amend_card(package, "Evaluation", "new figures")
+    assert amended.card == "# toy\n\n## Evaluation\nnew figures\n\n## Limits\nsome\n"
+    assert amended.manifest["framework"] == "x"
+    assert amended.checksum != package.checksum
+    again = amend_card(load_package(folder), "Unseen data", "added")
+    assert again.card.endswith("## Unseen data\nadded\n")
 
 
 def test_auroc_and_auprc_against_hand_computed_values() -> None:

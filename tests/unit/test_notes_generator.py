@@ -15,8 +15,12 @@ def test_same_seed_same_reports() -> None:
 def test_labels_follow_the_chexpert_no_finding_rule() -> None:
     for item in reports(500, 1):
         assert set(item.labels) == set(OBSERVATIONS)
-        sick = any(item.labels[n] in (Status.PRESENT, Status.UNCERTAIN) for n in PATHOLOGY)
-        assert item.labels["No Finding"] is (Status.NOT_MENTIONED if sick else Status.PRESENT)
+        present = any(item.labels[n] is Status.PRESENT for n in PATHOLOGY)
+        uncertain = any(item.labels[n] is Status.UNCERTAIN for n in PATHOLOGY)
+        expected = (
+            Status.ABSENT if present else Status.NOT_MENTIONED if uncertain else Status.PRESENT
+        )
+        assert item.labels["No Finding"] is expected
 
 
 def test_every_status_occurs_and_negation_and_hedges_are_common() -> None:
@@ -36,3 +40,41 @@ def test_held_out_phrasing_uses_other_templates() -> None:
     assert "Redemonstrated" not in train
     assert "Cannot rule out" in held
     assert "Cannot rule out" not in train
+
+
+def test_labels_are_the_chexpert_aggregate_of_the_marked_mentions() -> None:
+    rank = {Status.ABSENT: 1, Status.UNCERTAIN: 2, Status.PRESENT: 3}
+    for item in reports(300, 4):
+        expected: dict[str, Status] = {}
+        for start, end, name, status in item.mentions:
+            assert item.text[start:end].strip() == item.text[start:end] != ""
+            if name not in expected or rank[status] > rank[expected[name]]:
+                expected[name] = status
+        for name in OBSERVATIONS[1:]:
+            assert item.labels[name] is expected.get(name, Status.NOT_MENTIONED)
+
+
+def test_the_hard_parts_are_taught() -> None:
+    texts = " ".join(r.text for r in reports(1500, 7)).lower()
+    for phrase in (
+        "including",  # a negation cue far from the findings
+        "no longer",
+        "borderline",
+        "compared",
+        "xxxx",
+        "spine:",  # a multi-exam report
+        "pneumonitis",  # a finding outside the 14
+        "airspace disease",
+        "closure device",
+    ):
+        assert phrase in texts, phrase
+    typos = ("pnuemothorax", "plural effusion", "cardiomegally", "pneumo thorax", "effussion")
+    assert any(t in texts for t in typos)
+
+
+def test_held_out_families_of_the_new_kinds_stay_out_of_training() -> None:
+    train = " ".join(r.text for r in reports(600, 8))
+    held = " ".join(r.text for r in reports(600, 8, heldout=True))
+    for phrase in ("Free of", "noted previously is no longer present", "Little change in the"):
+        assert phrase in held, phrase
+        assert phrase not in train, phrase

@@ -1,13 +1,19 @@
-"""The notes Transformer on negation and uncertainty, its explanations, and the
-committed package against the rule baseline on phrasing it never saw in training."""
+"""The mention-level notes model: negation and hedging in context, findings in other
+words, probabilities that mean P(present), explanations on the mention and its cue, and
+the committed package against the rule baseline on phrasing it never saw."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from medstream.models.package import latest
+from medstream.models.package import ModelIntegrityError, latest, load_package
 from medstream.notes import model as notes
 from medstream.notes.generator import reports
+from medstream.notes.mentions import Mention
 from medstream.notes.rules import OBSERVATIONS
 from medstream.settings import get_settings
 
@@ -16,7 +22,10 @@ CASES = [
     ("Small left pleural effusion.", {"Pleural Effusion": "present"}),
     ("There is no evidence of pneumothorax.", {"Pneumothorax": "absent"}),
     ("A small pneumothorax cannot be excluded.", {"Pneumothorax": "uncertain"}),
-    ("Right lower lobe opacity may represent atelectasis.", {"Atelectasis": "uncertain"}),
+    (
+        "Right lower lobe opacity may represent atelectasis.",
+        {"Atelectasis": "uncertain", "Lung Opacity": "present"},
+    ),
     ("Heart size is normal.", {"Cardiomegaly": "absent"}),
     ("Moderate cardiomegaly.", {"Cardiomegaly": "present"}),
     (
@@ -29,6 +38,17 @@ CASES = [
         "INDICATION: Evaluate for pneumonia.\nFINDINGS: The lungs are clear. No effusion.",
         {"Pneumonia": "not_mentioned", "Pleural Effusion": "absent", "No Finding": "present"},
     ),
+    # a negated list: the last item too
+    (
+        "No focal airspace consolidation, effusion or pneumothorax is seen.",
+        {"Consolidation": "absent", "Pleural Effusion": "absent", "Pneumothorax": "absent"},
+    ),
+    ("Mild pulmonary edema. No focal consolidation.", {"No Finding": "absent"}),
+    # findings in other words, and words that name none of the 14
+    ("Extensive airspace disease at the left base.", {"Lung Opacity": "present"}),
+    ("Aspiration pneumonitis in the right lower lobe.", {"Pneumothorax": "not_mentioned"}),
+    ("Small pericardial effusion.", {"Pleural Effusion": "not_mentioned"}),
+    ("Small left pnuemothorax.", {"Pneumothorax": "present"}),
 ]
 
 
@@ -38,25 +58,64 @@ def labeller() -> notes.Labeller:
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES)
-def test_negation_and_uncertainty(
-    labeller: notes.Labeller, text: str, expected: dict[str, str]
-) -> None:
-    probs, _ = labeller.predict([text])
-    labels = notes.labels_output(probs[0])
+def test_statuses_in_context(labeller: notes.Labeller, text: str, expected: dict[str, str]) -> None:
+    scores, _ = labeller.predict([text])
+    labels = notes.labels_output(scores[0])
     assert set(labels) == set(OBSERVATIONS)
     for name, status in expected.items():
         assert labels[name]["status"] == status, (name, labels[name])
 
 
+def test_probability_is_p_present_and_scores_sum_to_one(labeller: notes.Labeller) -> None:
+    text = "No pneumothorax. Small right pleural effusion. Possible early pneumonia."
+    scores, _ = labeller.predict([text])
+    labels = notes.labels_output(scores[0])
+    for label in labels.values():
+        assert label["probability"] == label["scores"]["present"]
+        assert sum(label["scores"].values()) == pytest.approx(1, abs=1e-3)
+    assert labels["Pleural Effusion"]["probability"] > 0.5
+    assert labels["Pneumothorax"]["probability"] < 0.2  # absent: unlikely present
+    assert labels["Fracture"]["probability"] == 0  # not mentioned: nothing says present
+    assert labels["Fracture"]["scores"]["not_mentioned"] == 1
+    # a hedged finding is not stated present: low P(present), most weight on uncertain
+    pneumonia = labels["Pneumonia"]
+    assert pneumonia["probability"] < labels["Pleural Effusion"]["probability"]
+    assert pneumonia["scores"]["uncertain"] > 0.5
+
+
+def test_aggregation_follows_chexpert_in_probabilities() -> None:
+    """Two mentions of one observation: P(present) = 1 - (1 - q1)(1 - q2), and so on;
+    No Finding from the pathology."""
+    effusion = ("Pleural Effusion",)
+    windows = [
+        notes.Found(0, Mention(0, 1, effusion), 0, 1, 1),
+        notes.Found(0, Mention(2, 3, effusion), 0, 2, 2),
+    ]
+    q = np.array([[0.5, 0.3, 0.1, 0.1], [0.2, 0.2, 0.4, 0.2]])
+    scores = notes.aggregate(1, windows, q)
+    k = OBSERVATIONS.index("Pleural Effusion")
+    present = 1 - 0.5 * 0.8
+    present_or_uncertain = 1 - 0.4 * 0.4
+    assert scores[0, k, 0] == pytest.approx(present)
+    assert scores[0, k, 2] == pytest.approx(present_or_uncertain - present)
+    assert scores[0, k, 3] == pytest.approx(0.1 * 0.2)
+    assert scores[0, k].sum() == pytest.approx(1)
+    no_finding = scores[0, OBSERVATIONS.index("No Finding")]
+    assert no_finding[0] == pytest.approx(1 - present_or_uncertain)  # healthy
+    assert no_finding[1] == pytest.approx(present)  # a pathology present
+    assert notes.decide(scores)[0, k] == 0
+
+
 def test_explanation_points_at_the_mention_and_its_negation(labeller: notes.Labeller) -> None:
     text = "Heart size is normal. There is no pleural effusion."
-    probs, (spans,) = labeller.predict([text])
-    assert probs.shape == (1, len(OBSERVATIONS), 4)
+    scores, (spans,) = labeller.predict([text])
+    assert scores.shape == (1, len(OBSERVATIONS), 4)
     assert spans
     assert all(0 <= s["start"] < s["end"] <= len(text) for s in spans)
     assert max(abs(s["weight"]) for s in spans) == 1.0
     words = {text[s["start"] : s["end"]].lower() for s in spans}
-    assert "effusion" in words or "pleural" in words
+    assert words & {"effusion", "pleural"}
+    assert words & {"no", "normal"}
 
 
 def test_the_package_beats_the_rules_on_held_out_phrasing(labeller: notes.Labeller) -> None:
@@ -68,12 +127,26 @@ def test_the_package_beats_the_rules_on_held_out_phrasing(labeller: notes.Labell
     assert model["accuracy"] > baseline["accuracy"]
 
 
-def test_a_package_for_another_base_model_is_refused(
-    labeller: notes.Labeller, tmp_path: object
-) -> None:
+def test_a_package_for_another_base_model_is_refused(labeller: notes.Labeller) -> None:
     package = labeller.package
     forged = type(package)(
         package.name, package.version, package.folder, {**package.manifest, "base_sha256": "0" * 64}
     )
-    with pytest.raises(Exception, match="another"):
+    with pytest.raises(ModelIntegrityError, match="another"):
         notes.Labeller(forged)
+
+
+def test_a_package_of_the_old_architecture_is_refused() -> None:
+    old = load_package(get_settings().model_registry / notes.NAME / "1.0.0")
+    with pytest.raises(ModelIntegrityError, match="architecture"):
+        notes.Labeller(old)
+
+
+def test_the_package_seals_its_vocabulary(labeller: notes.Labeller, tmp_path: Path) -> None:
+    copy = tmp_path / notes.NAME / labeller.package.version
+    shutil.copytree(labeller.package.folder, copy)
+    with (copy / "vocabulary.tsv").open("a") as handle:
+        handle.write("Pneumothorax\tphrase\tair\n")
+    with pytest.raises(ModelIntegrityError):
+        load_package(copy)
+    assert labeller.package.manifest["vocabulary"]["version"] == labeller.vocabulary.version

@@ -18,7 +18,7 @@ A, P, U, N = Status.ABSENT, Status.PRESENT, Status.UNCERTAIN, Status.NOT_MENTION
         ),
         (
             "Small left pleural effusion. No pneumothorax.",
-            {"Pleural Effusion": P, "Pneumothorax": A, "No Finding": N},
+            {"Pleural Effusion": P, "Pneumothorax": A, "No Finding": A},
         ),
         ("Without evidence of fracture.", {"Fracture": A}),
         ("Pleural effusion is not seen.", {"Pleural Effusion": A}),

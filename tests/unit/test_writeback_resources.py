@@ -63,11 +63,20 @@ def imaging() -> ImagingResult:
 
 
 def notes() -> NotesResult:
+    def label(status: str, present: float, absent: float, uncertain: float) -> NoteLabel:
+        scores = {
+            "present": present,
+            "absent": absent,
+            "uncertain": uncertain,
+            "not_mentioned": round(1 - present - absent - uncertain, 4),
+        }
+        return NoteLabel(status=status, probability=present, scores=scores)
+
     labels = {
-        "Pleural Effusion": NoteLabel(status="present", probability=0.93),
-        "Pneumothorax": NoteLabel(status="absent", probability=0.88),
-        "Pneumonia": NoteLabel(status="uncertain", probability=0.61),
-        "Edema": NoteLabel(status="not_mentioned", probability=0.99),
+        "Pleural Effusion": label("present", 0.93, 0.05, 0.02),
+        "Pneumothorax": label("absent", 0.02, 0.95, 0.03),
+        "Pneumonia": label("uncertain", 0.2, 0.1, 0.7),
+        "Edema": label("not_mentioned", 0.0, 0.0, 0.0),
     }
     return NotesResult(
         document_kind="radiology_report",
@@ -130,6 +139,61 @@ def test_monitoring_times_are_unshifted_and_news2_is_the_basis() -> None:
     assert "not for clinical use" in json.dumps(assessment.resource["note"])
 
 
+def test_news2_detail_travels_in_components_and_notes() -> None:
+    """A partial, carried-forward NEWS2 with a red score says so in the Observation
+    (components) and the RiskAssessment (notes), and every horizon is a prediction."""
+    result = monitoring().model_copy(
+        update={
+            "news2": 5,
+            "news2_complete": False,
+            "news2_partial": True,
+            "news2_missing": ["consciousness"],
+            "news2_stale_minutes": {"temperature": 0.0, "respiratory_rate": 75.0},
+            "news2_red_score": True,
+            "news2_spo2_scale": 2,
+            "news2_parts": {"respiratory_rate": 3, "temperature": 1, "consciousness": 0},
+            "risk_by_horizon": {"6": 0.2, "12": 0.42, "24": 0.6},
+            "explanation_notes": {"respiratory_rate": "carried forward, 75 min old"},
+        }
+    )
+    news2, assessment, _ = build(result, result_event_id="e", patient=PATIENT, issued=ISSUED)
+    assert news2.resource["status"] == "preliminary"
+    components = {c["code"]["coding"][0]["code"]: c for c in news2.resource["component"]}
+    assert components["news2-respiratory-rate"]["valueInteger"] == 3
+    assert "valueInteger" not in components["news2-consciousness"]
+    assert components["news2-consciousness"]["dataAbsentReason"]["coding"][0]["code"] == (
+        "not-performed"
+    )
+    assert components["news2-respiratory-rate-age"]["valueQuantity"]["value"] == 75.0
+    assert "news2-temperature-age" not in components  # charted in the last row
+    assert components["news2-partial"]["valueBoolean"] is True
+    assert components["news2-red-score"]["valueBoolean"] is True
+    assert components["news2-spo2-scale"]["valueInteger"] == 2
+    assert "no value for consciousness" in news2.resource["note"][0]["text"]
+    notes = json.dumps(assessment.resource["note"])
+    assert "respiratory_rate 75 min old" in notes and "red score" in notes
+    assert "carried forward, 75 min old" in notes
+    ends = [p["whenPeriod"]["end"] for p in assessment.resource["prediction"]]
+    assert ends == [
+        "2026-11-28T18:00:00+00:00",
+        "2026-11-29T00:00:00+00:00",
+        "2026-11-29T12:00:00+00:00",
+    ]
+    assert [p["probabilityDecimal"] for p in assessment.resource["prediction"]] == [0.2, 0.42, 0.6]
+
+
+def test_a_complete_news2_is_final_with_every_part() -> None:
+    result = monitoring().model_copy(
+        update={"news2_parts": {"heart_rate": 1, "spo2": 0}, "news2_stale_minutes": {}}
+    )
+    news2, _, _ = build(result, result_event_id="e", patient=PATIENT, issued=ISSUED)
+    assert news2.resource["status"] == "final"
+    assert "note" not in news2.resource
+    components = {c["code"]["coding"][0]["code"]: c for c in news2.resource["component"]}
+    assert components["news2-partial"]["valueBoolean"] is False
+    assert components["news2-heart-rate"]["valueInteger"] == 1
+
+
 def test_notes_status_is_coded_in_snomed_and_v3_interpretation() -> None:
     made = build(notes(), result_event_id="e", patient=PATIENT, issued=ISSUED)
     observations = {r.resource["code"]["text"]: r.resource for r in made[:-2]}
@@ -163,3 +227,16 @@ def test_an_invalid_resource_is_refused_naming_the_path() -> None:
                 "valueQuantity": {"value": "very high"},
             }
         )
+
+
+def test_a_notes_observation_carries_p_present_and_each_status_score() -> None:
+    made = build(notes(), result_event_id="ev-1", patient=PATIENT, issued=ISSUED)
+    observations = {r.kind: r.resource for r in made if r.resource_type == "Observation"}
+    assert "Observation:Edema" not in observations  # not mentioned: nothing stated
+    components = {
+        c["code"]["coding"][0]["code"]: c["valueQuantity"]["value"]
+        for c in observations["Observation:Pneumonia"]["component"]
+    }
+    assert components["probability"] == 0.2  # P(present), whatever the status
+    assert components["probability-uncertain"] == 0.7
+    assert sum(v for k, v in components.items() if k != "probability") == pytest.approx(1)

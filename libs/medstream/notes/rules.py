@@ -10,8 +10,9 @@ around it:
 
 A trigger's scope ends at a clause boundary ("but", "however", ";") or after a few
 words. Across mentions the CheXpert rule applies: present beats uncertain beats
-absent. No Finding is present only when no other observation (Support Devices aside)
-is present or uncertain.
+absent. No Finding is present when no other observation (Support Devices aside) is
+present or uncertain, absent when one is present, and not mentioned when the only
+findings are uncertain.
 """
 
 from __future__ import annotations
@@ -189,6 +190,8 @@ def label(text: str) -> dict[str, Status]:
         if _RANK[mention.status] > _RANK[labels[mention.observation]]:
             labels[mention.observation] = mention.status
     pathology = [n for n in OBSERVATIONS if n not in ("No Finding", "Support Devices")]
-    if not any(labels[n] in (Status.PRESENT, Status.UNCERTAIN) for n in pathology):
+    if any(labels[n] is Status.PRESENT for n in pathology):
+        labels["No Finding"] = Status.ABSENT
+    elif not any(labels[n] is Status.UNCERTAIN for n in pathology):
         labels["No Finding"] = Status.PRESENT
     return labels

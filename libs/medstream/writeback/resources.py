@@ -27,6 +27,7 @@ from medstream.fhir_r4 import (
     AIAST,
     CHEXPERT_SYSTEM,
     COMPONENT_SYSTEM,
+    DATA_ABSENT_REASON,
     INTERPRETATION,
     MESSAGE_ID_SYSTEM,
     MODEL_CHECKSUM_SYSTEM,
@@ -246,10 +247,27 @@ class _Maker:
                             {
                                 "code": {
                                     "coding": [{"system": COMPONENT_SYSTEM, "code": "probability"}],
-                                    "text": "Model probability of this status",
+                                    "text": "Calibrated model probability that the finding "
+                                    "is present",
                                 },
                                 "valueQuantity": _probability(label.probability),
-                            }
+                            },
+                            *(
+                                {
+                                    "code": {
+                                        "coding": [
+                                            {
+                                                "system": COMPONENT_SYSTEM,
+                                                "code": f"probability-{status}",
+                                            }
+                                        ],
+                                        "text": f"Model probability that the report states "
+                                        f"it as {status.replace('_', ' ')}",
+                                    },
+                                    "valueQuantity": _probability(value),
+                                }
+                                for status, value in (label.scores or {}).items()
+                            ),
                         ],
                     },
                 )
@@ -303,14 +321,21 @@ class _Maker:
                 "issued": self.issued,
                 "valueInteger": result.news2,
                 "interpretation": [{"text": f"NEWS2 clinical risk: {result.news2_risk}"}],
+                "component": _news2_components(result),
             },
         )
-        if not result.news2_complete:
-            news2.resource["note"] = [
-                {"text": "Some NEWS2 parameters were missing; the score is partial."}
-            ]
+        summary = _news2_summary(result)
+        if summary:
+            news2.resource["note"] = [{"text": summary}]
         ranked = sorted(result.explanation.items(), key=lambda kv: -abs(kv[1]))
         drivers = ", ".join(f"{vital} {weight:+.2f}" for vital, weight in ranked)
+        horizons = result.risk_by_horizon or {str(result.horizon_hours): result.risk}
+        notes = [{"text": f"Vital-sign attributions (Integrated Gradients): {drivers}."}]
+        if result.explanation_notes:
+            why = "; ".join(f"{vital}: {text}" for vital, text in result.explanation_notes.items())
+            notes.append({"text": f"Inputs behind the attributions: {why}."})
+        if summary:
+            notes.append({"text": f"NEWS2 basis: {summary}"})
         assessment = OutboundResource(
             "RiskAssessment",
             {
@@ -331,18 +356,19 @@ class _Maker:
                 "basis": [{"reference": f"Observation/{news2.id}"}],
                 "prediction": [
                     {
-                        "outcome": {"text": "Unplanned ICU transfer"},
-                        "probabilityDecimal": result.risk,
+                        "outcome": {
+                            "text": "Deterioration (NEWS2 reaching 7, unplanned ICU transfer "
+                            "or death)"
+                        },
+                        "probabilityDecimal": risk,
                         "whenPeriod": {
                             "start": when.isoformat(),
-                            "end": (when + timedelta(hours=result.horizon_hours)).isoformat(),
+                            "end": (when + timedelta(hours=int(hours))).isoformat(),
                         },
                     }
+                    for hours, risk in sorted(horizons.items(), key=lambda kv: int(kv[0]))
                 ],
-                "note": [
-                    {"text": f"Vital-sign attributions (Integrated Gradients): {drivers}."},
-                    {"text": NOT_FOR_CLINICAL_USE},
-                ],
+                "note": [*notes, {"text": NOT_FOR_CLINICAL_USE}],
             },
         )
         return [news2, assessment]
@@ -399,6 +425,80 @@ class _Maker:
             ],
         }
         return OutboundResource("Provenance", resource)
+
+
+def _news2_components(result: MonitoringResult) -> list[dict[str, Any]]:
+    """The NEWS2 Observation's components: each parameter's sub-score (or why it has
+    none), how old each carried-forward value is, the red-score flag, whether the score
+    is partial and which SpO2 scale was used."""
+
+    def code(name: str, text: str) -> dict[str, Any]:
+        return {"coding": [{"system": COMPONENT_SYSTEM, "code": name}], "text": text}
+
+    parts: list[dict[str, Any]] = []
+    for vital, part in result.news2_parts.items():
+        label = vital.replace("_", " ")
+        component: dict[str, Any] = {
+            "code": code(f"news2-{vital.replace('_', '-')}", f"NEWS2 {label} score")
+        }
+        if vital in result.news2_missing:
+            component["dataAbsentReason"] = {
+                "coding": [{"system": DATA_ABSENT_REASON, "code": "not-performed"}],
+                "text": "No value within the staleness limit; scored 0",
+            }
+        else:
+            component["valueInteger"] = part
+        parts.append(component)
+    for vital, age in result.news2_stale_minutes.items():
+        if age > 0:
+            parts.append(
+                {
+                    "code": code(
+                        f"news2-{vital.replace('_', '-')}-age",
+                        f"Age of the carried-forward {vital.replace('_', ' ')} value",
+                    ),
+                    "valueQuantity": {
+                        "value": round(float(age), 1),
+                        "unit": "min",
+                        "system": UCUM,
+                        "code": "min",
+                    },
+                }
+            )
+    parts += [
+        {
+            "code": code("news2-partial", "Some parameter had no value in its staleness limit"),
+            "valueBoolean": result.news2_partial,
+        },
+        {
+            "code": code("news2-red-score", "A single parameter scored 3 (RCP red score)"),
+            "valueBoolean": result.news2_red_score,
+        },
+        {
+            "code": code("news2-spo2-scale", "NEWS2 SpO2 scale used (2: hypercapnic target)"),
+            "valueInteger": result.news2_spo2_scale,
+        },
+    ]
+    return parts
+
+
+def _news2_summary(result: MonitoringResult) -> str:
+    """One sentence on what the NEWS2 total stands on, empty when nothing to say."""
+    said: list[str] = []
+    if result.news2_missing:
+        said.append(
+            "partial score: no value for " + ", ".join(result.news2_missing) + " (scored 0)"
+        )
+    carried = {v: age for v, age in result.news2_stale_minutes.items() if age > 0}
+    if carried:
+        said.append(
+            "carried forward: " + ", ".join(f"{v} {age:.0f} min old" for v, age in carried.items())
+        )
+    if result.news2_red_score:
+        said.append("red score: a single parameter scored 3")
+    if result.news2_spo2_scale == 2:
+        said.append("SpO2 scale 2 (target 88-92%)")
+    return "; ".join(said) + "." if said else ""
 
 
 def _slug(name: str) -> str:
