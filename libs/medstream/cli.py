@@ -35,7 +35,7 @@ from medstream.deid.files import deidentify_file
 from medstream.deployment import SERVICES
 from medstream.kafka import consumer_lag, ensure_topics, make_producer
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
-from medstream.monitoring.news2 import news2
+from medstream.monitoring.news2 import detail, news2_now, stale_limits
 from medstream.paths import SCHEMAS_DIR
 from medstream.replay import Outgoing, messages
 from medstream.settings import get_settings
@@ -393,7 +393,9 @@ async def _publish(outgoing: list[Outgoing]) -> None:
 def models_train(
     family: str = typer.Argument(..., help="monitoring | imaging | notes | deid"),
     seed: int | None = typer.Option(None, help="Seeds the data generator and the weights."),
-    version: str = typer.Option("1.0.0", help="Package version to write."),
+    version: str | None = typer.Option(
+        None, help="Package version to write; the default is the family's current one."
+    ),
     examples: int | None = typer.Option(
         None,
         help="Training examples (stays, phantoms, reports or notes); the default is the card's.",
@@ -402,17 +404,20 @@ def models_train(
 ) -> None:
     """Train a reference model on its synthetic data and write a sealed package."""
     registry = get_settings().model_registry
+    # 2.x: notes reads mentions, monitoring reads an hourly grid (1.x stays in git)
+    version = version or {"notes": "2.0.0", "monitoring": "2.0.0"}.get(family, "1.0.0")
     if family == "monitoring":
         from medstream.monitoring import model as monitoring  # noqa: PLC0415  (loads torch)
 
         config = _config(monitoring.TrainingConfig(), seed, "train_patients", examples, epochs)
         trained, metrics = monitoring.train(config, _report)
         package = monitoring.save_package(trained, metrics, registry, version)
-        held = metrics["held_out"]
-        _report(
-            f"held-out AUROC {held['model_auroc']} (NEWS2 {held['news2_auroc']}), "
-            f"AUPRC {held['model_auprc']} (NEWS2 {held['news2_auprc']})"
-        )
+        for policy, scores in metrics["held_out"].items():
+            m = scores[f"{monitoring.HORIZON_HOURS}h"]
+            _report(
+                f"held out, {policy} charting: AUROC {m['model_auroc']} (NEWS2 "
+                f"{m['news2_auroc']}, rows {m['rows_24h_auroc']})"
+            )
     elif family == "imaging":
         from medstream.imaging import model as imaging  # noqa: PLC0415
 
@@ -494,6 +499,10 @@ def predict_monitoring() -> None:
         package = latest(get_settings().model_registry, monitoring.NAME)
     except ModelIntegrityError as exc:
         raise _fail(str(exc)) from None
+    try:
+        limits = stale_limits(get_settings().news2_stale_minutes)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     scorer = monitoring.Scorer(package, monitoring.load_model(package))
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
@@ -508,16 +517,26 @@ def predict_monitoring() -> None:
             ) from None
         if not sets:
             raise _fail(f"line {number}: no vital-sign observations with a known LOINC code")
+        if item.get("spo2_scale") == 2:  # the patient's SpO2 target is 88-92%
+            sets = [dataclasses.replace(s, spo2_scale_2=True) for s in sets]
         features = monitoring.window(times, sets, len(sets) - 1)
-        logit = float(scorer.logits(features[None])[0])
+        logits = scorer.logits(features[None])[0]
+        risks = {
+            str(h): round(1 / (1 + math.exp(-float(v))), 4)
+            for h, v in zip(monitoring.HORIZONS, logits, strict=True)
+        }
+        score = news2_now(times, sets, limits=limits)
+        explanation = monitoring.explain(scorer.model, features)
         sys.stdout.write(
             json.dumps(
                 {
                     "id": item["id"],
-                    "risk": round(1 / (1 + math.exp(-logit)), 4),
+                    "risk": risks[str(monitoring.HORIZON_HOURS)],
                     "horizon_hours": monitoring.HORIZON_HOURS,
-                    "news2": news2(sets[-1]).total,
-                    "explanation": monitoring.explain(scorer.model, features),
+                    "risk_by_horizon": risks,
+                    **detail(score),
+                    "explanation": explanation,
+                    "explanation_notes": monitoring.explanation_notes(explanation, score.ages),
                 }
             )
             + "\n"

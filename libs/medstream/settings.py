@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(default=200, ge=1)
     outbox_poll_interval_s: float = Field(default=0.2, gt=0)
 
+    # NEWS2 staleness overrides, "PARAMETER=MINUTES,...": how long a charted value is
+    # carried forward (defaults: 240 minutes, consciousness 720; docs/monitoring.md).
+    # Checked by the monitoring worker and CLI at start (monitoring.news2.stale_limits).
+    news2_stale_minutes: str = ""
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 from prometheus_client import Counter
@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from medstream.clinical import MonitoringResult, VitalsEvent
+from medstream.clinical import MonitoringResult, Vital, VitalsEvent
 from medstream.consumer import BatchHandler
 from medstream.deadletter import InvalidMessage
 from medstream.envelope import Envelope
 from medstream.models.package import ModelPackage, latest
 from medstream.monitoring import model as monitoring
-from medstream.monitoring.news2 import Observations, news2
+from medstream.monitoring.news2 import Observations, detail, news2_now, stale_limits
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
 from medstream.runtime import ServiceRuntime, run
@@ -33,7 +33,9 @@ from medstream.topics import DEID_VITALS, RESULTS_MONITORING
 from medstream.worker import result_messages, serve_model
 
 NAME = "monitoring"
-WINDOW_KEEP = 24  # observation sets kept per patient in Redis
+# Observation sets kept per patient in Redis: the model's 24 hours, and NEWS2's longest
+# staleness limit, at most WINDOW_ROWS of them.
+WINDOW_HOURS, WINDOW_ROWS = 24, 240
 MAX_BATCH, MAX_WAIT_MS = 64, 50
 # The topics this stage consumes; each has its dead-letter topic in the registry.
 CONSUMES = (DEID_VITALS.name,)
@@ -63,8 +65,14 @@ async def merge_windows(
         position += 1 if items else 0
         fields = {_text(f): v for f, v in replies[position].items()}
         position += 1
-        times = sorted({f.split("|")[0] for f in fields})
-        stale = set(times[:-WINDOW_KEEP])
+        times = sorted({f.split("|")[0] for f in fields}, key=datetime.fromisoformat)
+        newest = datetime.fromisoformat(times[-1]) if times else None
+        stale = set(times[:-WINDOW_ROWS]) | {
+            t
+            for t in times
+            if newest is not None
+            and datetime.fromisoformat(t) < newest - timedelta(hours=WINDOW_HOURS)
+        }
         if stale:
             tidy.hdel(key, *[f for f in fields if f.split("|")[0] in stale])
         tidy.expire(key, 7 * 24 * 3600)
@@ -78,9 +86,13 @@ def _text(value: bytes | str) -> str:
 
 
 def make_batch_handler(
-    package: ModelPackage, scorer: monitoring.Scorer, redis: Redis
+    package: ModelPackage,
+    scorer: monitoring.Scorer,
+    redis: Redis,
+    limits: dict[Vital, float] | None = None,
 ) -> BatchHandler:
     """Score a micro-batch of VitalsEvents."""
+    limits = limits or stale_limits(None)
 
     async def handle(
         conn: AsyncConnection, records: Sequence[Received]
@@ -138,18 +150,23 @@ def make_batch_handler(
             if isinstance(item, InvalidMessage):
                 results.append(item)
                 continue
-            event, _, sets = item
-            score = news2(sets[-1])
-            logit, explanation = next(outputs)
+            event, times, sets = item
+            score = news2_now(times, sets, limits=limits)
+            logits, explanation = next(outputs)
+            risks = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
             result = MonitoringResult(
                 patient=event.payload.patient,
                 scored_at=max(v.observed_at for v in event.payload.vitals),
-                risk=round(1 / (1 + math.exp(-float(logit))), 4),
+                risk=round(float(risks[monitoring.HORIZONS.index(monitoring.HORIZON_HOURS)]), 4),
                 horizon_hours=monitoring.HORIZON_HOURS,
-                news2=score.total,
-                news2_risk=score.risk.value,
+                risk_by_horizon={
+                    str(h): round(float(r), 4)
+                    for h, r in zip(monitoring.HORIZONS, risks, strict=True)
+                },
                 news2_complete=score.complete,
+                **detail(score),  # type: ignore[arg-type]
                 explanation=explanation,
+                explanation_notes=monitoring.explanation_notes(explanation, score.ages),
                 model=package.name,
                 model_version=package.version,
                 model_checksum=package.checksum,
@@ -176,14 +193,15 @@ def make_batch_handler(
 async def wire(runtime: ServiceRuntime) -> None:
     """Load and verify the model, warm it up, and subscribe in micro-batches."""
     package = latest(runtime.settings.model_registry, monitoring.NAME)
+    limits = stale_limits(runtime.settings.news2_stale_minutes)
     scorer = monitoring.Scorer(package, monitoring.load_model(package))
-    dummy = np.zeros((8, monitoring.WINDOW, len(monitoring.FEATURES)), dtype=np.float32)
+    dummy = np.zeros((8, monitoring.STEPS, len(monitoring.FEATURES)), dtype=np.float32)
     serve_model(
         runtime,
         name=NAME,
         topic=CONSUMES[0],
         package=package,
-        batch_handler=make_batch_handler(package, scorer, runtime.redis),
+        batch_handler=make_batch_handler(package, scorer, runtime.redis, limits),
         warm=lambda: (scorer.logits(dummy), monitoring.explain_batch(scorer.model, dummy)),
         max_batch=MAX_BATCH,
         max_wait_ms=MAX_WAIT_MS,

@@ -115,6 +115,11 @@ async def test_results_are_written_back_once_as_fhir_for_the_real_patient(
             and resource["code"]["coding"][0]["code"] == "news2-total"
         )
         assert (AIAST in resource.get("meta", {}).get("security", [])) == ai_made
+        if resource["resourceType"] == "Observation" and not ai_made:
+            parts = {c["code"]["coding"][0]["code"] for c in resource["component"]}
+            assert {"news2-partial", "news2-red-score", "news2-spo2-scale"} <= parts
+        if resource["resourceType"] == "RiskAssessment":
+            assert len(resource["prediction"]) == 3, "one prediction per horizon (6, 12, 24 h)"
 
     types = Counter(r["resourceType"] for r in resources)
     assert types["RiskAssessment"] == len(VITALS)

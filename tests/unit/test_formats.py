@@ -147,3 +147,42 @@ def test_hl7_escape_and_unescape_round_trip() -> None:
     assert hl7v2.escape(text) == "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f"
     segment = __import__("hl7").parse(f"MSH|^~\\&|A\rNTE|1||{hl7v2.escape(text)}").segment("NTE")
     assert hl7v2.field(segment, 3, 1, 0) == text
+
+
+def test_hl7_oxygen_flow_acvpu_and_the_scale_2_target_are_read() -> None:
+    """NEWS2's inputs from an HL7 ORU: an SpO2 with an 88-92 reference range (OBX-7)
+    is on scale 2, an oxygen flow rate (3151-8) and an ACVPU answer are vitals."""
+    text = (
+        ORU.decode()
+        .replace("59408-5^SpO2^LN||91|%|||", "59408-5^SpO2^LN||89|%|88-92||")
+        .replace(
+            "OBX|6|CWE|80288-4^Level of consciousness^LN||A^Alert",
+            "OBX|6|NM|3151-8^Inhaled oxygen flow rate^LN||2|L/min|||||F|||20260314101500\r"
+            "OBX|8|CWE|67775-7^Level of responsiveness^LN||V^Voice",
+        )
+    )
+    vitals, _ = hl7v2.normalise(hl7v2.parse(text.encode()).text, "p")
+    by_vital = {v.vital: v for v in vitals.vitals}
+    assert by_vital[Vital.SPO2].spo2_scale == 2
+    assert by_vital[Vital.SUPPLEMENTAL_OXYGEN].value == 2
+    assert by_vital[Vital.CONSCIOUSNESS].text == "V"
+    plain, _ = hl7v2.normalise(hl7v2.parse(ORU).text, "p")
+    assert {v.vital: v for v in plain.vitals}[Vital.SPO2].spo2_scale is None
+
+
+def test_fhir_spo2_target_range_88_92_means_scale_2() -> None:
+    observation = {
+        "resourceType": "Observation",
+        "id": "spo2",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+        "subject": {"reference": "Patient/example"},
+        "effectiveDateTime": "2026-03-14T10:15:00Z",
+        "valueQuantity": {"value": 89, "unit": "%"},
+        "referenceRange": [{"low": {"value": 88}, "high": {"value": 92}}],
+    }
+    (event,) = fhir.normalise(observation, "p")
+    assert event.vitals[0].spo2_scale == 2
+    del observation["referenceRange"]
+    (event,) = fhir.normalise(observation, "p")
+    assert event.vitals[0].spo2_scale is None

@@ -24,8 +24,10 @@ from medstream.clinical import (
     DocumentEvent,
     Kind,
     PatientEvent,
+    Vital,
     VitalsEvent,
     VitalSign,
+    scale_2_range,
 )
 from medstream.errors import InvalidMessage
 from medstream.formats.limits import LIMITS, InputLimits, load_json
@@ -323,9 +325,26 @@ def _vitals(resource: dict[str, Any]) -> list[VitalSign]:
                     text=str(text) if text is not None and value is None else None,
                     unit=quantity.get("unit") or quantity.get("code"),
                     observed_at=observed,
+                    spo2_scale=2 if vital is Vital.SPO2 and _scale_2(part) else None,
                 )
             )
     return vitals
+
+
+def _scale_2(part: dict[str, Any]) -> bool:
+    """An SpO2 Observation whose reference (target) range is 88-92%."""
+    for reference in part.get("referenceRange") or []:
+        low, high = (reference.get(k) or {} for k in ("low", "high"))
+        if scale_2_range(_number(low.get("value")), _number(high.get("value"))):
+            return True
+    return False
+
+
+def _number(value: object) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _document_kind(resource: dict[str, Any]) -> str:

@@ -22,8 +22,10 @@ from medstream.clinical import (
     DocumentEvent,
     Kind,
     PatientEvent,
+    Vital,
     VitalsEvent,
     VitalSign,
+    scale_2_range,
 )
 from medstream.errors import InvalidMessage
 from medstream.formats.limits import LIMITS, InputLimits
@@ -306,6 +308,7 @@ def normalise(text: str, patient: str) -> list[ClinicalPayload]:
                     text=coded,
                     unit=field(obx, 6) or None,
                     observed_at=observed,
+                    spo2_scale=2 if VITAL_LOINC[code] is Vital.SPO2 and _scale_2(obx) else None,
                 )
             )
         if vitals:
@@ -340,3 +343,9 @@ def _report_kind(obrs: list[Segment]) -> str:
 def _age(birth: date) -> int:
     today = datetime.now(UTC).date()
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def _scale_2(obx: Segment) -> bool:
+    """An SpO2 OBX whose reference range (OBX-7) is 88-92%."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*%?\s*", field(obx, 7))
+    return bool(match) and scale_2_range(float(match.group(1)), float(match.group(2)))

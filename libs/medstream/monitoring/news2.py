@@ -3,11 +3,19 @@
 Pure functions: the baseline every monitoring result is emitted with. Bands follow the
 RCP NEWS2 observation chart; SpO2 scale 2 is for patients with a target of 88-92%
 (for example hypercapnic respiratory failure) and must be chosen by a clinician.
+
+Real charting is partial: a row may hold only a heart rate and SpO2, or only a
+temperature. ``picture`` therefore scores the latest *complete picture*: each
+parameter's latest value, carried forward within a staleness limit per parameter
+(``DEFAULT_STALE_MINUTES``: 4 hours for the vital signs and oxygen, 12 hours for
+consciousness; ``MEDSTREAM_NEWS2_STALE_MINUTES`` overrides them), and says which values
+were carried, how old each is, and which are missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from medstream.clinical import Vital
@@ -38,7 +46,7 @@ class Observations:
 
     respiratory_rate: float | None = None
     spo2: float | None = None
-    on_oxygen: bool = False
+    on_oxygen: bool | None = None  # None: not charted (scored as air, and said missing)
     systolic_bp: float | None = None
     heart_rate: float | None = None
     consciousness: Consciousness | None = None
@@ -53,7 +61,116 @@ class News2Score:
     total: int
     parts: dict[Vital, int]
     risk: ClinicalRisk
-    complete: bool  # every parameter was charted
+    complete: bool  # every parameter had a value
+    missing: tuple[Vital, ...] = ()  # parameters with no value: scored 0, so the total
+    # understates the risk
+    ages: dict[Vital, float] = field(default_factory=dict)  # minutes since each was charted
+    scale: int = 1  # the SpO2 scale used
+
+    @property
+    def red_score(self) -> bool:
+        """A single parameter scores 3: the RCP's red score, an urgent ward response
+        whatever the total."""
+        return any(score == 3 for score in self.parts.values())
+
+    @property
+    def carried_forward(self) -> tuple[Vital, ...]:
+        """Parameters whose value came from an earlier row than the latest."""
+        return tuple(v for v, age in self.ages.items() if age > 0)
+
+
+# NEWS2's seven parameters, in the RCP chart's order.
+PARAMETERS = (
+    Vital.RESPIRATORY_RATE,
+    Vital.SPO2,
+    Vital.SUPPLEMENTAL_OXYGEN,
+    Vital.SYSTOLIC_BP,
+    Vital.HEART_RATE,
+    Vital.CONSCIOUSNESS,
+    Vital.TEMPERATURE,
+)
+FIELD = {
+    Vital.RESPIRATORY_RATE: "respiratory_rate",
+    Vital.SPO2: "spo2",
+    Vital.SUPPLEMENTAL_OXYGEN: "on_oxygen",
+    Vital.SYSTOLIC_BP: "systolic_bp",
+    Vital.HEART_RATE: "heart_rate",
+    Vital.CONSCIOUSNESS: "consciousness",
+    Vital.TEMPERATURE: "temperature",
+}
+# How long a charted value still stands for the patient now. Vital signs and oxygen:
+# 4 hours, the RCP's minimum observation frequency for a low score (12-hourly is the
+# floor only for a NEWS2 of 0); consciousness changes less often and is charted less.
+DEFAULT_STALE_MINUTES: dict[Vital, float] = {
+    **dict.fromkeys(PARAMETERS, 240.0),
+    Vital.CONSCIOUSNESS: 720.0,
+}
+
+
+def stale_limits(spec: str | None) -> dict[Vital, float]:
+    """The staleness limits, with ``spec`` ("temperature=360,consciousness=720", in
+    minutes) overriding the defaults. Raises ValueError naming what is wrong."""
+    limits = dict(DEFAULT_STALE_MINUTES)
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        name, _, minutes = item.partition("=")
+        try:
+            vital = Vital(name.strip())
+            value = float(minutes)
+        except ValueError:
+            raise ValueError(
+                f"MEDSTREAM_NEWS2_STALE_MINUTES: {item.strip()!r} is not PARAMETER=MINUTES "
+                f"with PARAMETER one of {', '.join(v.value for v in PARAMETERS)}"
+            ) from None
+        if vital not in limits or not value > 0:
+            raise ValueError(
+                f"MEDSTREAM_NEWS2_STALE_MINUTES: {item.strip()!r} must name a NEWS2 "
+                "parameter and a positive number of minutes"
+            )
+        limits[vital] = value
+    return limits
+
+
+def picture(
+    times: Sequence[float],
+    sets: Sequence[Observations],
+    end: int | None = None,
+    limits: Mapping[Vital, float] = DEFAULT_STALE_MINUTES,
+) -> tuple[Observations, dict[Vital, float]]:
+    """The latest complete picture at row ``end`` (the last row by default): each
+    parameter's latest value at or before it, if charted within its staleness limit,
+    and each value's age in minutes. ``times`` are hours. A patient flagged for SpO2
+    scale 2 in any row stays on it."""
+    end = len(sets) - 1 if end is None else end
+    now = times[end]
+    values: dict[str, object] = {}
+    ages: dict[Vital, float] = {}
+    for vital in PARAMETERS:
+        name = FIELD[vital]
+        for index in range(end, -1, -1):
+            age = (now - times[index]) * 60
+            if age > limits[vital]:
+                break
+            value = getattr(sets[index], name)
+            if value is not None:
+                values[name] = value
+                ages[vital] = round(age, 1)
+                break
+    scale_2 = any(s.spo2_scale_2 for s in sets[: end + 1])
+    return replace(Observations(**values), spo2_scale_2=scale_2), ages  # type: ignore[arg-type]
+
+
+def news2_now(
+    times: Sequence[float],
+    sets: Sequence[Observations],
+    end: int | None = None,
+    limits: Mapping[Vital, float] = DEFAULT_STALE_MINUTES,
+) -> News2Score:
+    """NEWS2 on the latest complete picture (``picture``), with its ages."""
+    merged, ages = picture(times, sets, end, limits)
+    score = news2(merged)
+    return replace(score, ages=ages)
 
 
 def _band(value: float, bands: list[tuple[float, int]], top: int) -> int:
@@ -96,7 +213,8 @@ def temperature_score(celsius: float) -> int:
 
 def news2(obs: Observations) -> News2Score:
     """NEWS2 for one set of observations. Missing parameters score 0 and make the
-    score incomplete, which callers must show: a partial NEWS2 understates risk."""
+    score incomplete, which callers must show: a partial NEWS2 understates risk.
+    Supplemental oxygen not charted scores as air and is listed as missing."""
     parts: dict[Vital, int] = {}
     if obs.respiratory_rate is not None:
         parts[Vital.RESPIRATORY_RATE] = respiration_score(obs.respiratory_rate)
@@ -112,6 +230,7 @@ def news2(obs: Observations) -> News2Score:
     if obs.temperature is not None:
         parts[Vital.TEMPERATURE] = temperature_score(obs.temperature)
     total = sum(parts.values())
+    missing = tuple(v for v in PARAMETERS if getattr(obs, FIELD[v]) is None)
     if total >= 7:
         risk = ClinicalRisk.HIGH
     elif total >= 5:
@@ -120,15 +239,48 @@ def news2(obs: Observations) -> News2Score:
         risk = ClinicalRisk.LOW_MEDIUM
     else:
         risk = ClinicalRisk.LOW
-    complete = all(
-        value is not None
-        for value in (
-            obs.respiratory_rate,
-            obs.spo2,
-            obs.systolic_bp,
-            obs.heart_rate,
-            obs.consciousness,
-            obs.temperature,
-        )
-    )
-    return News2Score(total, parts, risk, complete)
+    return News2Score(total, parts, risk, not missing, missing, scale=2 if obs.spo2_scale_2 else 1)
+
+
+def detail(score: News2Score) -> dict[str, object]:
+    """The CONTRACT's NEWS2 fields for a score on the latest complete picture."""
+    return {
+        "news2": score.total,
+        "news2_risk": score.risk.value,
+        "news2_partial": not score.complete,
+        "news2_missing": [v.value for v in score.missing],
+        "news2_stale_minutes": {v.value: age for v, age in score.ages.items()},
+        "news2_red_score": score.red_score,
+        "news2_spo2_scale": score.scale,
+        "news2_parts": {v.value: part for v, part in score.parts.items()},
+    }
+
+
+def totals(values: Mapping[Vital, object], on_oxygen: object, scale_2: bool) -> object:
+    """NEWS2 totals over arrays (numpy): ``values`` maps each numeric parameter (and
+    CONSCIOUSNESS as a level, 0 for alert) to an array with NaN where there is no value;
+    ``on_oxygen`` is a 0/1 array. The same bands as the scalar functions above, for
+    scoring many moments at once."""
+    import numpy as np  # noqa: PLC0415  (only where arrays are scored)
+
+    def bands(v: object, limits: list[float], scores: list[int], top: int) -> object:
+        v = np.asarray(v, dtype=np.float64)
+        out = np.select([v <= limit for limit in limits], scores, top)
+        return np.where(np.isnan(v), 0, out)
+
+    rr = bands(values[Vital.RESPIRATORY_RATE], [8, 11, 20, 24], [3, 1, 0, 2], 3)
+    spo2 = np.asarray(values[Vital.SPO2], dtype=np.float64)
+    oxygen = np.nan_to_num(np.asarray(on_oxygen, dtype=np.float64)) > 0
+    if scale_2:
+        low = bands(spo2, [83, 85, 87], [3, 2, 1], 0)
+        high = bands(spo2, [94, 96], [1, 2], 3)
+        spo2_part = np.where(np.isnan(spo2), 0, np.where(oxygen & (spo2 > 92), high, low))
+    else:
+        spo2_part = bands(spo2, [91, 93, 95], [3, 2, 1], 0)
+    sbp = bands(values[Vital.SYSTOLIC_BP], [90, 100, 110, 219], [3, 2, 1, 0], 3)
+    hr = bands(values[Vital.HEART_RATE], [40, 50, 90, 110, 130], [3, 1, 0, 1, 2], 3)
+    level = np.asarray(values[Vital.CONSCIOUSNESS], dtype=np.float64)
+    acvpu = np.where(np.nan_to_num(level) > 0, 3, 0)
+    temperature = np.round(np.asarray(values[Vital.TEMPERATURE], dtype=np.float64), 1)
+    temp = bands(temperature, [35.0, 36.0, 38.0, 39.0], [3, 1, 0, 1], 2)
+    return rr + spo2_part + 2 * oxygen + sbp + hr + acvpu + temp
