@@ -103,7 +103,11 @@ def monitoring_subject() -> Subject:
         64,
         300,
         run,
-        lambda out: {"auroc": round(auroc(labels, out), 4)},
+        lambda out: {
+            "auroc": round(
+                auroc(labels, out[:, monitoring.HORIZONS.index(monitoring.HORIZON_HOURS)]), 4
+            )
+        },
         onnx,
         prunable,
     )
@@ -155,9 +159,10 @@ def notes_subject() -> Subject:
     items = reports(300, 20261128, heldout=True)
     texts = [r.text for r in items]
     labeller = notes.Labeller(package, torch.device("cpu"))
+    vocabulary, temperature = labeller.vocabulary, labeller.temperature
 
     def run(model: nn.Module, batch: list[str]) -> np.ndarray:
-        return notes.probabilities(model, batch, torch.device("cpu"), batch=len(batch))
+        return notes.report_scores(model, batch, vocabulary, temperature)
 
     def onnx(model: nn.Module, folder: Path) -> Predict:
         import onnxruntime  # noqa: PLC0415
@@ -168,16 +173,17 @@ def notes_subject() -> Subject:
         )
 
         def predict(batch: list[str]) -> np.ndarray:
-            encoded = notes.encode(batch)
-            logits = session.run(
-                None,
-                {
-                    "input_ids": encoded["input_ids"].numpy(),
-                    "attention_mask": encoded["attention_mask"].numpy(),
-                },
-            )[0]
-            exp = np.exp(logits - logits.max(-1, keepdims=True))
-            return exp / exp.sum(-1, keepdims=True)
+            read, found = notes.chunks(batch, vocabulary)
+            logits = np.zeros((len(found), len(notes.MENTION_CLASSES)), np.float32)
+            for chosen, mentions in notes.batches(read, found, 32):
+                if not mentions:
+                    continue
+                rows = {c: r for r, c in enumerate(chosen)}
+                tensors = notes.pad([read[c] for c in chosen], [found[m] for m in mentions], rows)
+                names = ("input_ids", "attention_mask", "token_types", "spans")
+                feed = {name: t.numpy() for name, t in zip(names, tensors, strict=True)}
+                logits[mentions] = session.run(None, feed)[0]
+            return notes.aggregate(len(batch), found, notes.softmax(logits, temperature))
 
         return predict
 
