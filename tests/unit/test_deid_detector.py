@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from medstream.deid.detect import Lexicon, default_detector, lexicon, real_date
+from medstream.deid.detect import Lexicon, acronym, default_detector, lexicon, real_date
 from medstream.deid.engine import DeidEngine
 from medstream.deid.keys import Pseudonymiser
-from medstream.deid.text import PhiType
+from medstream.deid.text import PhiType, Span
 
 ENGINE = DeidEngine(Pseudonymiser(b"detector-test"))
 DETECTOR = default_detector()
@@ -124,3 +124,37 @@ def test_deid_text_explains_which_detector_found_each_span(tmp_path: Path) -> No
     assert "Okonkwo" not in out["text"]
     assert "pattern" in sources["PHONE"]
     assert all(set(s.split("+")) <= {"model", "pattern", "known"} for s in sources.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "expected"),
+    [
+        ("No PHI here.", "PHI", True),
+        ("No PHI here.", "PHI here", True),
+        ("Seen by GNR on the ward.", "GNR", True),
+        ("Seen by Dr Park on the ward.", "Dr Park", False),
+        ("MET CALL TO BED 4.", "MET", False),  # all capitals: capitals say nothing
+        ("Wife Mary here.", "Mary here", False),
+    ],
+)
+def test_acronyms_alone_or_with_lower_case_words_are_not_names(
+    text: str, phrase: str, expected: bool
+) -> None:
+    start = text.index(phrase)
+    span = Span(start, start + len(phrase), PhiType.LOCATION, source="model", confidence=0.5)
+    assert acronym(text, span) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (
+            "IMPRESSION: Effusion & basilar atelectasis. Dr. Wong discussed with John.",
+            {"Wong", "John"},
+        ),
+        ("Seen with wife mary today. She is well.", {"mary"}),  # a known first name
+        ("pt seen w wife jones today", {"jones"}),  # no capitals anywhere: they say nothing
+    ],
+)
+def test_plain_lower_case_words_need_a_sure_tagger(text: str, names: set[str]) -> None:
+    assert {text[s.start : s.end] for s in DETECTOR.detect(text)} == names

@@ -190,6 +190,7 @@ class PhiDetector:
         self.tagger = tagger
         self.patterns = patterns or TextDetector()
         self.lexicon = terms or lexicon()
+        self._names = self.patterns.first_names | self.patterns.last_names
         self._cache: OrderedDict[str, list[Span]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -240,7 +241,21 @@ class PhiDetector:
             return span.confidence >= CONFIDENT and name_cue(text, span.start)
         if span.type in (PhiType.NAME, PhiType.LOCATION) and acronym(text, span):
             return span.confidence >= CONFIDENT or name_cue(text, span.start)
+        if span.type in GUARDED and span.source == "model" and self._plain_word(text, span):
+            return span.confidence >= CONFIDENT or name_cue(text, span.start)
         return True
+
+    def _plain_word(self, text: str, span: Span) -> bool:
+        """Lower-case words that are no known first name or surname, in text whose
+        writer capitalises ("basilar atelectasis"): a writer who capitalises writes a
+        name with a capital, so these are ordinary words unless the tagger is sure."""
+        words = text[span.start : span.end].split()
+        if not words or not all(w.isalpha() and w.islower() for w in words):
+            return False
+        if any(w in self._names for w in words):
+            return False
+        window = text[max(0, span.start - 120) : span.end + 120]
+        return any(w[:1].isupper() for w in window.split()[1:])
 
 
 _TOKEN = re.compile(r"\S+")
@@ -267,10 +282,13 @@ def tighten(text: str, span: Span) -> Span | None:
 
 
 def acronym(text: str, span: Span) -> bool:
-    """A short word in capitals amid mixed-case text ("PHI", "GNR", "RLL"): an acronym,
-    not a person or a place. In text written all in capitals, capitals say nothing."""
-    value = text[span.start : span.end]
-    if not (value.isalpha() and value.isupper() and len(value) <= 5):
+    """A short word in capitals amid mixed-case text ("PHI", "GNR", "RLL"), alone or
+    with lower-case words ("PHI here"): an acronym, not a person or a place. In text
+    written all in capitals, capitals say nothing."""
+    words = text[span.start : span.end].split()
+    shouted = [w for w in words if w.isalpha() and w.isupper() and len(w) <= 5]
+    # An acronym with only lower-case words beside it ("PHI here") is still no name.
+    if not shouted or any(w not in shouted and not w.islower() for w in words):
         return False
     window = text[max(0, span.start - 80) : span.end + 80]
     return any(c.islower() for c in window)
