@@ -21,6 +21,7 @@ from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Handler
 from medstream.db import make_engine
 from medstream.kafka import make_producer
 from medstream.logging import configure_logging
+from medstream.platform import secrets
 from medstream.settings import Settings, get_settings
 
 
@@ -95,4 +96,9 @@ def run(name: str, wire: Wiring) -> None:
     _limit_malloc_arenas()
     settings = get_settings()
     configure_logging(name, settings.log_level, settings.log_format)
+    try:
+        secrets.enforce(settings.model_copy(update={"service_name": name}))
+    except secrets.InsecureSettings as refused:
+        logging.getLogger(f"medstream.{name}").critical("%s", refused)
+        raise SystemExit(2) from None
     asyncio.run(serve(name, wire))

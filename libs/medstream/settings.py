@@ -1,7 +1,10 @@
 """Settings shared by every service, read from ``MEDSTREAM_*`` environment variables.
 
 Every default points at the local stack that ``make up`` starts, so a fresh checkout
-runs with no configuration. ``MEDSTREAM_ENV_FILE`` names an optional ``.env`` file.
+runs with no configuration (``MEDSTREAM_ENV=dev``); outside dev a service refuses
+those defaults (``medstream.platform.secrets``). ``MEDSTREAM_ENV_FILE`` names an
+optional ``.env`` file, and any setting ``X`` may be read from the file that
+``MEDSTREAM_X_FILE`` names, the way Docker and Kubernetes mount secrets.
 """
 
 from __future__ import annotations
@@ -9,15 +12,56 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from medstream.paths import REPO_ROOT
 
 LOCAL_KAFKA_PORT = 19092
 LOCAL_POSTGRES_PORT = 15432
 LOCAL_REDIS_PORT = 16379
+# The de-identification keys of the local stack. They are in this repository, so
+# anyone can read them: a service refuses them outside MEDSTREAM_ENV=dev.
+DEVELOPMENT_KEYS = (
+    "bWVkc3RyZWFtLWxvY2FsLWRldi1kZWlkLWtleS0wMDAwMDA=",
+    "bWVkc3RyZWFtLWxvY2FsLWRldi12YXVsdC1rZXktMDAwMDA=",
+)
+
+
+class FileSecretsSource(PydanticBaseSettingsSource):
+    """``MEDSTREAM_X_FILE=/run/secrets/x`` sets ``X`` to that file's contents (a
+    trailing newline dropped). Setting both ``MEDSTREAM_X`` and ``MEDSTREAM_X_FILE`` is
+    refused, because which one wins would be a guess."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"MEDSTREAM_{field_name.upper()}"
+        path = os.environ.get(f"{variable}_FILE")
+        if path is None:
+            return None, field_name, False
+        if variable in os.environ:
+            raise ValueError(f"set {variable} or {variable}_FILE, not both")
+        try:
+            value = Path(path).read_text().rstrip("\n")
+        except OSError as error:
+            raise ValueError(
+                f"{variable}_FILE names {path}, which cannot be read ({error.strerror})"
+            ) from None
+        return value, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                found[key] = value
+        return found
 
 
 class Settings(BaseSettings):
@@ -29,6 +73,9 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
+    # dev: the local stack and the tests (development defaults allowed, missing
+    # credentials generated); staging or production: every secret must be set.
+    env: str = Field(default="dev", pattern="^(dev|staging|production)$")
     kafka_bootstrap: str = f"127.0.0.1:{LOCAL_KAFKA_PORT}"
     database_url: SecretStr = SecretStr(
         f"postgresql+asyncpg://medstream:medstream@127.0.0.1:{LOCAL_POSTGRES_PORT}/medstream"
@@ -38,6 +85,9 @@ class Settings(BaseSettings):
         f"postgresql+asyncpg://medstream_owner:medstream_owner@127.0.0.1:{LOCAL_POSTGRES_PORT}/medstream"
     )
     redis_url: SecretStr = SecretStr(f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0")
+    # The Redis ACL user and password; unset in dev: the process's own generated ones.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
 
     service_name: str = "medstream"
     log_level: str = "INFO"
@@ -69,8 +119,8 @@ class Settings(BaseSettings):
 
     # De-identification. The default keys are for the local stack only: set real ones
     # (32+ random bytes, base64) in any deployment that sees real patients.
-    deid_key: SecretStr = SecretStr("bWVkc3RyZWFtLWxvY2FsLWRldi1kZWlkLWtleS0wMDAwMDA=")
-    vault_key: SecretStr = SecretStr("bWVkc3RyZWFtLWxvY2FsLWRldi12YXVsdC1rZXktMDAwMDA=")
+    deid_key: SecretStr = SecretStr(DEVELOPMENT_KEYS[0])
+    vault_key: SecretStr = SecretStr(DEVELOPMENT_KEYS[1])
     date_shift_max_days: int = Field(default=365, ge=1, le=3650)
     deid_replacement: str = Field(default="tag", pattern="^(tag|surrogate)$")
     dicom_max_bytes: int = Field(default=16 * 1024 * 1024, ge=16 * 1024 * 1024)
@@ -82,6 +132,18 @@ class Settings(BaseSettings):
     # carried forward (defaults: 240 minutes, consciousness 720; docs/monitoring.md).
     # Checked by the monitoring worker and CLI at start (monitoring.news2.stale_limits).
     news2_stale_minutes: str = ""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        del file_secret_settings  # replaced by MEDSTREAM_X_FILE
+        return (init_settings, env_settings, FileSecretsSource(settings_cls), dotenv_settings)
 
 
 @lru_cache(maxsize=1)

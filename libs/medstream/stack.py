@@ -29,6 +29,8 @@ from pathlib import Path
 
 from medstream.deployment import SERVICES
 from medstream.paths import INFRA_DIR
+from medstream.platform.identities import OPERATOR, REDIS_USERS, redis_user
+from medstream.platform.secrets import development_secret
 from medstream.settings import (
     LOCAL_KAFKA_PORT,
     LOCAL_POSTGRES_PORT,
@@ -609,12 +611,36 @@ def _redis_pidfile(stack: Stack) -> Path:
 
 
 def redis_healthy(stack: Stack) -> bool:
-    """Whether the stack's Redis answers PING."""
+    """Whether the stack's Redis answers PING to the operator."""
     if not _port_open(LOCAL_REDIS_PORT):
         return False
+    user = redis_user(OPERATOR)
+    password = development_secret(stack.state_dir, f"redis-{OPERATOR}")
     with socket.create_connection(("127.0.0.1", LOCAL_REDIS_PORT), timeout=1) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
+        sock.sendall(f"AUTH {user} {password}\r\nPING\r\n".encode())
+        reply = b""
+        while reply.count(b"\r\n") < 2:
+            chunk = sock.recv(256)
+            if not chunk:
+                break
+            reply += chunk
+        return reply.startswith(b"+OK\r\n+PONG")
+
+
+def write_redis_acl(stack: Stack) -> Path:
+    """The ACL file of the stack's Redis, from ``REDIS_USERS``: one user per principal
+    with its generated password (as SHA-256), its key patterns and its commands; the
+    default user off. Rewritten on every start, so the table is the truth."""
+    lines = ["user default off resetkeys -@all"]
+    for principal, grant in REDIS_USERS.items():
+        password = development_secret(stack.state_dir, f"redis-{principal}")
+        digest = hashlib.sha256(password.encode()).hexdigest()
+        lines.append(f"user {redis_user(principal)} {grant.rule(digest)}")
+    path = stack.redis_dir / "users.acl"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
 
 
 def up_redis(stack: Stack, report: Report) -> None:
@@ -627,9 +653,12 @@ def up_redis(stack: Stack, report: Report) -> None:
         server = shutil.which("redis-server")
         if server is None:
             raise StackError("Redis is not installed: sudo apt-get install -y redis-server")
+        acl = write_redis_acl(stack)
         proc = subprocess.Popen(
             [
                 server,
+                "--aclfile",
+                str(acl),
                 "--port",
                 str(LOCAL_REDIS_PORT),
                 "--bind",

@@ -7,6 +7,7 @@ import yaml
 
 from medstream.deployment import SERVICES
 from medstream.paths import REPO_ROOT
+from medstream.platform.identities import REDIS_USERS, redis_user
 from medstream.settings import Settings
 
 INFRASTRUCTURE = {"kafka", "postgres", "redis", "migrate"}
@@ -82,3 +83,18 @@ def test_every_data_file_of_the_library_ships_in_the_package() -> None:
             assert any(fnmatch.fnmatch(relative, g) for g in globs), (
                 f"{relative} is not package data"
             )
+
+
+def test_compose_redis_users_are_the_identity_table() -> None:
+    """Each principal of REDIS_USERS is a Redis user in compose with the same keys and
+    commands, the default user is off, and the services with a user get a password."""
+    command = compose()["services"]["redis"]["command"]
+    users = [command[i + 1] for i, arg in enumerate(command) if arg == "--user"]
+    assert "default off" in users
+    for principal, grant in REDIS_USERS.items():
+        (line,) = [u for u in users if u.startswith(f"{redis_user(principal)} on ")]
+        assert line.endswith(grant.rule("x").split(" ", 3)[3]), line
+    services = compose()["services"]
+    for principal in REDIS_USERS:
+        if principal in services:
+            assert "MEDSTREAM_REDIS_PASSWORD" in services[principal]["environment"]

@@ -44,3 +44,32 @@ def test_a_service_never_imports_another(service: str) -> None:
 def test_the_check_would_catch_a_violation(tmp_path: Path) -> None:
     (tmp_path / "x.py").write_text("from medstream_other.app import run\nimport medstream_relay\n")
     assert {"medstream_other", "medstream_relay"} <= imported_roots(tmp_path)
+
+
+# The floors of libs/medstream (STYLE.md): the platform imports neither the domain
+# packages nor the operations code above it.
+ABOVE_THE_PLATFORM = {
+    "formats", "deid", "imaging", "monitoring", "notes", "writeback", "audit", "models",
+    "stack", "supervisor", "demo", "cli",
+}  # fmt: skip
+
+
+def medstream_modules(folder: Path) -> set[str]:
+    found: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                parts = node.module.split(".")
+                if parts[0] == "medstream" and len(parts) > 1:
+                    found.add(parts[1])
+            elif isinstance(node, ast.Import):
+                found |= {
+                    a.name.split(".")[1] for a in node.names if a.name.startswith("medstream.")
+                }
+    return found
+
+
+def test_the_platform_imports_nothing_above_it() -> None:
+    imported = medstream_modules(REPO_ROOT / "libs" / "medstream" / "platform")
+    assert imported, "the check found no imports to judge"
+    assert not imported & ABOVE_THE_PLATFORM

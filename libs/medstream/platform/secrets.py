@@ -1,0 +1,130 @@
+"""Secrets: where they come from, and the rule that no development value runs outside
+development.
+
+- ``MEDSTREAM_ENV`` is ``dev`` (the default: the local stack and the tests),
+  ``staging`` or ``production``.
+- In ``dev``, credentials nobody set are generated: random, kept in
+  ``<state_dir>/secrets/`` with mode 0600, and the same for every process of the
+  stack (the Redis ACL passwords).
+- Outside ``dev``, a service refuses to start while a key or password is missing, too
+  short, or a known development value; the error names each variable and what to set.
+- Every secret may come from a file instead: ``MEDSTREAM_<NAME>_FILE`` (Docker and
+  Kubernetes mount secrets as files), read by ``Settings``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from medstream.platform.identities import REDIS_USERS, principal_of, redis_user
+from medstream.settings import DEVELOPMENT_KEYS, Settings
+
+DEVELOPMENT = "dev"
+# Values that ship in this repository, so anyone can read them: never outside dev.
+KNOWN_DEVELOPMENT_VALUES = frozenset(
+    {*DEVELOPMENT_KEYS, "medstream", "medstream_owner", "postgres", "password", "changeme"}
+)
+# docker-compose's development passwords all start so ("dev-redis-deid-password").
+DEVELOPMENT_PREFIX = "dev-"
+MIN_KEY_BYTES = 32
+MIN_PASSWORD_CHARS = 16
+
+
+class InsecureSettings(RuntimeError):
+    """A secret that must not be used outside development; the message says what to
+    set, never the value."""
+
+
+def development_secret(state_dir: Path, name: str) -> str:
+    """The generated development secret ``name``, created on first use (random, 32
+    bytes, URL-safe base64) in ``<state_dir>/secrets/``, mode 0600, shared by every
+    process of the stack."""
+    folder = state_dir / "secrets"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / name
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def redis_credentials(settings: Settings) -> tuple[str, str] | None:
+    """The Redis user and password this process connects with: the ones set
+    (``MEDSTREAM_REDIS_USERNAME`` / ``_PASSWORD``), else in dev the generated ones of its
+    principal; None when it has no Redis user (most services)."""
+    if settings.redis_password is not None:
+        username = settings.redis_username or redis_user(principal_of(settings.service_name))
+        return username, settings.redis_password.get_secret_value()
+    principal = principal_of(settings.service_name)
+    if settings.env != DEVELOPMENT or principal not in REDIS_USERS:
+        return None
+    return redis_user(principal), development_secret(settings.state_dir, f"redis-{principal}")
+
+
+def problems(settings: Settings) -> list[str]:
+    """What makes these settings unfit outside development (empty in dev)."""
+    if settings.env == DEVELOPMENT:
+        return []
+    found: list[str] = []
+    for name in ("deid_key", "vault_key"):
+        found += _key_problems(name, getattr(settings, name).get_secret_value())
+    for name in ("database_url", "database_admin_url"):
+        password = urlsplit(getattr(settings, name).get_secret_value()).password
+        found += _password_problems(name, password)
+    principal = principal_of(settings.service_name)
+    if principal in REDIS_USERS:
+        secret = settings.redis_password.get_secret_value() if settings.redis_password else None
+        found += _password_problems("redis_password", secret)
+    return found
+
+
+def enforce(settings: Settings) -> None:
+    """Raise InsecureSettings naming every problem, outside development."""
+    found = problems(settings)
+    if found:
+        raise InsecureSettings(
+            f"MEDSTREAM_ENV={settings.env} refuses to start: "
+            + "; ".join(found)
+            + ". Set each one (or MEDSTREAM_<NAME>_FILE, a file holding it), "
+            "or run with MEDSTREAM_ENV=dev on a development machine."
+        )
+
+
+def _variable(name: str) -> str:
+    return f"MEDSTREAM_{name.upper()}"
+
+
+def _key_problems(name: str, value: str) -> list[str]:
+    if value in KNOWN_DEVELOPMENT_VALUES:
+        return [f"{_variable(name)} is the development key"]
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return [f"{_variable(name)} is not base64"]
+    if len(raw) < MIN_KEY_BYTES:
+        return [
+            f"{_variable(name)} holds {len(raw)} bytes; it needs {MIN_KEY_BYTES} random "
+            "bytes, base64 (python -c 'import base64,secrets; "
+            "print(base64.b64encode(secrets.token_bytes(32)).decode())')"
+        ]
+    return []
+
+
+def _password_problems(name: str, password: str | None) -> list[str]:
+    where = _variable(name)
+    if not password:
+        return [f"{where} has no password"]
+    if password in KNOWN_DEVELOPMENT_VALUES or password.startswith(DEVELOPMENT_PREFIX):
+        return [f"{where} uses a development password"]
+    if len(password) < MIN_PASSWORD_CHARS:
+        return [f"{where} has a password under {MIN_PASSWORD_CHARS} characters"]
+    return []

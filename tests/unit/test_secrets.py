@@ -1,0 +1,131 @@
+"""Secrets: development values are refused outside dev, secrets may come from files,
+generated development secrets are private, and a service refuses to start."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from medstream.platform import secrets as policy
+from medstream.platform.identities import REDIS_USERS, SERVICES, principal_of
+from medstream.settings import Settings
+
+STRONG_KEY = base64.b64encode(b"k" * 32).decode()
+STRONG = "a-long-random-password-for-tests"
+
+
+def production(**values: object) -> Settings:
+    fields: dict[str, object] = {
+        "env": "production",
+        "deid_key": STRONG_KEY,
+        "vault_key": base64.b64encode(b"v" * 32).decode(),
+        "database_url": f"postgresql+asyncpg://medstream:{STRONG}@db/medstream",
+        "database_admin_url": f"postgresql+asyncpg://medstream_owner:{STRONG}@db/medstream",
+    }
+    fields.update(values)
+    return Settings(**fields)  # type: ignore[arg-type]
+
+
+def test_dev_allows_the_development_defaults() -> None:
+    assert policy.problems(Settings(env="dev")) == []
+
+
+def test_production_with_real_secrets_passes() -> None:
+    assert policy.problems(production(service_name="ingestion")) == []  # no Redis user
+    assert policy.problems(production(service_name="deid", redis_password=STRONG)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"deid_key": Settings().deid_key}, "MEDSTREAM_DEID_KEY is the development key"),
+        ({"vault_key": base64.b64encode(b"short").decode()}, "MEDSTREAM_VAULT_KEY holds 5"),
+        ({"vault_key": "not base64!"}, "MEDSTREAM_VAULT_KEY is not base64"),
+        (
+            {"database_url": "postgresql+asyncpg://medstream:medstream@db/medstream"},
+            "MEDSTREAM_DATABASE_URL uses a development password",
+        ),
+        (
+            {"database_admin_url": "postgresql+asyncpg://owner@db/medstream"},
+            "MEDSTREAM_DATABASE_ADMIN_URL has no password",
+        ),
+        (
+            {"database_url": "postgresql+asyncpg://medstream:short@db/medstream"},
+            "under 16 characters",
+        ),
+        ({"service_name": "monitoring"}, "MEDSTREAM_REDIS_PASSWORD has no password"),
+        ({"service_name": "medstream"}, "MEDSTREAM_REDIS_PASSWORD has no password"),
+        (
+            {"service_name": "deid", "redis_password": "dev-redis-deid-password"},
+            "MEDSTREAM_REDIS_PASSWORD uses a development password",
+        ),
+    ],
+)
+def test_production_refuses_development_and_weak_secrets(
+    change: dict[str, object], said: str
+) -> None:
+    settings = production(**{"service_name": "ingestion", **change})
+    with pytest.raises(policy.InsecureSettings, match=said) as refused:
+        policy.enforce(settings)
+    assert "medstream:medstream" not in str(refused.value)  # names, never values
+    assert Settings().deid_key.get_secret_value() not in str(refused.value)
+
+
+def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    (tmp_path / "vault_key").write_text(key + "\n")
+    monkeypatch.setenv("MEDSTREAM_VAULT_KEY_FILE", str(tmp_path / "vault_key"))
+    assert Settings().vault_key.get_secret_value() == key
+    monkeypatch.setenv("MEDSTREAM_VAULT_KEY", key)
+    with pytest.raises(ValueError, match="not both"):
+        Settings()
+    monkeypatch.delenv("MEDSTREAM_VAULT_KEY")
+    monkeypatch.setenv("MEDSTREAM_VAULT_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="cannot be read"):
+        Settings()
+
+
+def test_development_secrets_are_generated_once_and_private(tmp_path: Path) -> None:
+    first = policy.development_secret(tmp_path, "redis-deid")
+    assert policy.development_secret(tmp_path, "redis-deid") == first
+    assert policy.development_secret(tmp_path, "redis-monitoring") != first
+    assert len(first) >= 40
+    mode = stat.S_IMODE((tmp_path / "secrets" / "redis-deid").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_redis_credentials_follow_the_principal(tmp_path: Path) -> None:
+    def credentials(name: str) -> tuple[str, str] | None:
+        return policy.redis_credentials(Settings(state_dir=tmp_path, service_name=name))
+
+    assert credentials("deid") is not None
+    assert credentials("deid")[0] == "medstream-deid"  # type: ignore[index]
+    assert credentials("ingestion") is None  # no Redis rights at all
+    assert credentials("medstream")[0] == "medstream-operator"  # type: ignore[index]
+    assert principal_of("medstream") == "operator"
+    assert set(REDIS_USERS) - {"operator"} <= set(SERVICES)
+
+
+def test_a_service_refuses_to_start_in_production_with_development_keys() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSTREAM_")}
+    env["MEDSTREAM_ENV"] = "production"
+    env["MEDSTREAM_LOG_FORMAT"] = "console"
+    result = subprocess.run(
+        [str(Path(os.sys.executable).parent / "medstream-audit")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "MEDSTREAM_ENV=production refuses to start" in output
+    assert "MEDSTREAM_DEID_KEY is the development key" in output
+    assert Settings().deid_key.get_secret_value() not in output
