@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from medstream.platform.secrets import database_url
 from medstream.settings import Settings
 
 
@@ -96,9 +97,9 @@ class OutboxRow(Base):
 
 def make_engine(settings: Settings, *, admin: bool = False) -> AsyncEngine:
     """An async engine for the service role, or the owner role with ``admin=True``."""
-    url = settings.database_admin_url if admin else settings.database_url
+    url = settings.database_admin_url.get_secret_value() if admin else database_url(settings)
     return create_async_engine(
-        url.get_secret_value(),
+        url,
         pool_pre_ping=True,
         pool_size=5,
         max_overflow=5,

@@ -29,7 +29,13 @@ from pathlib import Path
 
 from medstream.deployment import SERVICES
 from medstream.paths import INFRA_DIR
-from medstream.platform.identities import OPERATOR, REDIS_USERS, redis_user
+from medstream.platform.identities import (
+    OPERATOR,
+    POSTGRES_GRANTS,
+    REDIS_USERS,
+    postgres_role,
+    redis_user,
+)
 from medstream.platform.secrets import development_secret
 from medstream.settings import (
     LOCAL_KAFKA_PORT,
@@ -527,7 +533,13 @@ def _bootstrap_roles(stack: Stack) -> None:
     # The same idempotent script that docker-compose's Postgres runs at initialisation.
     # psql runs as the postgres user, which may not read the checkout: pass it on stdin.
     script = INFRA_DIR / "postgres" / "init-roles.sql"
-    _psql(stack, "-f", "-", input=script.read_text())
+    # Then each role's generated development password (URL-safe base64: no quoting).
+    passwords = "".join(
+        f"ALTER ROLE {postgres_role(principal)} PASSWORD "
+        f"'{development_secret(stack.state_dir, f'postgres-{principal}')}';\n"
+        for principal in POSTGRES_GRANTS
+    )
+    _psql(stack, "-f", "-", input=script.read_text() + passwords)
 
 
 def postgres_healthy(stack: Stack) -> bool:

@@ -7,7 +7,12 @@ import yaml
 
 from medstream.deployment import SERVICES
 from medstream.paths import REPO_ROOT
-from medstream.platform.identities import REDIS_USERS, redis_user
+from medstream.platform.identities import (
+    POSTGRES_GRANTS,
+    REDIS_USERS,
+    postgres_role,
+    redis_user,
+)
 from medstream.settings import Settings
 
 INFRASTRUCTURE = {"kafka", "postgres", "redis", "migrate"}
@@ -98,3 +103,17 @@ def test_compose_redis_users_are_the_identity_table() -> None:
     for principal in REDIS_USERS:
         if principal in services:
             assert "MEDSTREAM_REDIS_PASSWORD" in services[principal]["environment"]
+
+
+def test_compose_postgres_roles_are_the_identity_table() -> None:
+    """Each service connects as its own role; the init scripts create every role of
+    POSTGRES_GRANTS and set each one's password."""
+    services = compose()["services"]
+    for spec in SERVICES:
+        url = services[spec.name]["environment"]["MEDSTREAM_DATABASE_URL"]
+        assert url.startswith(f"postgresql+asyncpg://{postgres_role(spec.name)}:"), url
+    roles = (REPO_ROOT / "infra/postgres/init-roles.sql").read_text()
+    passwords = (REPO_ROOT / "infra/postgres/init-passwords.sh").read_text()
+    for principal in POSTGRES_GRANTS:
+        assert f"CREATE ROLE {postgres_role(principal)} LOGIN" in roles
+        assert f" {principal} " in passwords or f" {principal};" in passwords

@@ -348,4 +348,6 @@ def _age(birth: date) -> int:
 def _scale_2(obx: Segment) -> bool:
     """An SpO2 OBX whose reference range (OBX-7) is 88-92%."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*%?\s*", field(obx, 7))
-    return bool(match) and scale_2_range(float(match.group(1)), float(match.group(2)))
+    if match is None:
+        return False
+    return scale_2_range(float(match.group(1)), float(match.group(2)))

@@ -196,7 +196,8 @@ def thin(patient: SimulatedPatient, rng: np.random.Generator) -> SimulatedPatien
     """Augmentation: the same stay with rows dropped and parameters blanked at random."""
     keep_row = rng.uniform(0.5, 1.0)
     blank = rng.uniform(0.0, 0.3)
-    times, sets = [], []
+    times: list[float] = []
+    sets: list[Observations] = []
     for t, obs in zip(patient.times, patient.observations, strict=True):
         if rng.random() > keep_row and times:
             continue
@@ -217,6 +218,9 @@ def thin(patient: SimulatedPatient, rng: np.random.Generator) -> SimulatedPatien
 class DeteriorationGRU(nn.Module):
     """GRU-D-style input decay, then two GRU layers over the hourly grid; one logit per
     horizon from the last hidden state."""
+
+    calibration_scale: torch.Tensor
+    calibration_shift: torch.Tensor
 
     def __init__(self, features: int = len(FEATURES), hidden: int = 64) -> None:
         super().__init__()
@@ -242,8 +246,8 @@ class DeteriorationGRU(nn.Module):
 def calibrate(model: DeteriorationGRU, points: Examples) -> None:
     """Fit each horizon's Platt scaling (a scale and shift of the logit) on ``points``
     by maximum likelihood; ranking, and so AUROC, is unchanged."""
-    model.calibration_scale.fill_(1.0)  # type: ignore[operator]
-    model.calibration_shift.fill_(0.0)  # type: ignore[operator]
+    model.calibration_scale.fill_(1.0)
+    model.calibration_shift.fill_(0.0)
     raw = torch.from_numpy(predict_logits(model, points.x)).double()
     truth = torch.from_numpy(points.y).double()
     scale = torch.ones(len(HORIZONS), dtype=torch.float64, requires_grad=True)
@@ -258,8 +262,8 @@ def calibrate(model: DeteriorationGRU, points: Examples) -> None:
 
     optimiser.step(loss)  # type: ignore[no-untyped-call]
     with torch.no_grad():
-        model.calibration_scale.copy_(scale.float())  # type: ignore[operator]
-        model.calibration_shift.copy_(shift.float())  # type: ignore[operator]
+        model.calibration_scale.copy_(scale.float())
+        model.calibration_shift.copy_(shift.float())
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,9 @@ def news2(obs: Observations) -> News2Score:
     if obs.respiratory_rate is not None:
         parts[Vital.RESPIRATORY_RATE] = respiration_score(obs.respiratory_rate)
     if obs.spo2 is not None:
-        parts[Vital.SPO2] = spo2_score(obs.spo2, on_oxygen=obs.on_oxygen, scale_2=obs.spo2_scale_2)
+        parts[Vital.SPO2] = spo2_score(
+            obs.spo2, on_oxygen=bool(obs.on_oxygen), scale_2=obs.spo2_scale_2
+        )
     parts[Vital.SUPPLEMENTAL_OXYGEN] = 2 if obs.on_oxygen else 0
     if obs.systolic_bp is not None:
         parts[Vital.SYSTOLIC_BP] = systolic_score(obs.systolic_bp)
@@ -263,7 +265,7 @@ def totals(values: Mapping[Vital, object], on_oxygen: object, scale_2: bool) -> 
     scoring many moments at once."""
     import numpy as np  # noqa: PLC0415  (only where arrays are scored)
 
-    def bands(v: object, limits: list[float], scores: list[int], top: int) -> object:
+    def bands(v: object, limits: list[float], scores: list[int], top: int) -> np.ndarray:
         v = np.asarray(v, dtype=np.float64)
         out = np.select([v <= limit for limit in limits], scores, top)
         return np.where(np.isnan(v), 0, out)

@@ -173,7 +173,11 @@ def chunks(texts: Sequence[str], vocabulary: Vocabulary) -> tuple[list[Chunk], l
             if not inside:
                 continue
             first, last = inside[0], inside[-1]
-            best = max(starts, key=lambda s, a=first, b=last: min(a - s, s + inner - 1 - b))
+
+            def margin(s: int, a: int = first, b: int = last) -> int:
+                return min(a - s, s + inner - 1 - b)
+
+            best = max(starts, key=margin)
             placed.append((mention, best, first, last))
         for start in sorted({p[1] for p in placed}):
             piece = slice(start, start + inner)
@@ -329,7 +333,7 @@ def decide(scores: np.ndarray) -> np.ndarray:
     """Status indices (N, 14): each observation's most probable status; No Finding by
     CheXpert's rule over those (present when no pathology is present or uncertain,
     absent when one is present, not mentioned when the only findings are uncertain)."""
-    statuses = scores.argmax(-1)
+    statuses: np.ndarray = scores.argmax(-1)
     pathology = statuses[:, _PATHOLOGY]
     present = (pathology == 0).any(axis=1)
     uncertain = (pathology == 2).any(axis=1)

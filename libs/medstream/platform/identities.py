@@ -59,3 +59,81 @@ def principal_of(service_name: str) -> str:
     """The principal a process acts as: a service by its name, anything else (the CLI,
     the tests, the benches) as the operator."""
     return service_name if service_name in SERVICES else OPERATOR
+
+
+@dataclass(frozen=True)
+class TableGrant:
+    """A role's privileges on one table; UPDATE limited to ``update_columns`` and
+    SELECT to ``select_columns`` when they are given."""
+
+    table: str
+    privileges: tuple[str, ...]
+    update_columns: tuple[str, ...] = ()
+    select_columns: tuple[str, ...] = ()
+
+
+# Every table MedStream keeps. A role has exactly the grants below on them and nothing
+# else; the owner role (migrations) owns them and connects for nothing else.
+TABLES = ("inbox", "outbox", "pseudonym_vault", "fhir_resource", "audit_event", "audit_chain_head")
+AUDITOR = "auditor"
+# INSERT ... ON CONFLICT (message_id) reads the conflict column, and only that: other
+# services' outbox rows may hold identified payloads until the relay clears them.
+_EXACTLY_ONCE = (
+    TableGrant("inbox", ("SELECT", "INSERT")),
+    TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+)
+# PostgreSQL: one role per service, the auditor, and the operator (the CLI and the
+# tests: every service's rights, for lineage, the ledger and replays). Only results
+# reads the vault to re-link; audit rows are INSERT-only for everyone (the triggers
+# refuse UPDATE and DELETE even to the owner).
+POSTGRES_GRANTS: dict[str, tuple[TableGrant, ...]] = {
+    "relay": (
+        TableGrant(
+            "outbox",
+            ("SELECT", "UPDATE"),
+            ("sent_at", "value", "key", "headers", "quarantined_at", "quarantine_reason"),
+        ),
+    ),
+    "ingestion": _EXACTLY_ONCE,
+    "deid": (*_EXACTLY_ONCE, TableGrant("pseudonym_vault", ("SELECT", "INSERT", "UPDATE"))),
+    "monitoring": _EXACTLY_ONCE,
+    "imaging": _EXACTLY_ONCE,
+    "notes": _EXACTLY_ONCE,
+    "results": (
+        *_EXACTLY_ONCE,
+        TableGrant("pseudonym_vault", ("SELECT",)),
+        TableGrant("fhir_resource", ("SELECT", "INSERT")),
+    ),
+    "audit": (
+        *_EXACTLY_ONCE,
+        TableGrant("audit_event", ("SELECT", "INSERT")),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+    AUDITOR: (TableGrant("audit_event", ("SELECT",)), TableGrant("audit_chain_head", ("SELECT",))),
+}
+
+
+def postgres_role(principal: str) -> str:
+    """The PostgreSQL role of a principal ("deid" -> "medstream_deid")."""
+    return f"medstream_{principal}"
+
+
+def postgres_grant_statements() -> list[str]:
+    """SQL that makes each role's privileges exactly ``POSTGRES_GRANTS``: revoke all on
+    every table, then grant. Idempotent; the migrations run it as the owner."""
+    statements = []
+    for principal, grants in POSTGRES_GRANTS.items():
+        role = postgres_role(principal)
+        statements.append(f"GRANT USAGE ON SCHEMA public TO {role}")
+        statements += [f"REVOKE ALL ON {table} FROM {role}" for table in TABLES]
+        for grant in grants:
+            limited = {"UPDATE": grant.update_columns, "SELECT": grant.select_columns}
+            plain = [p for p in grant.privileges if not limited.get(p)]
+            if plain:
+                statements.append(f"GRANT {', '.join(plain)} ON {grant.table} TO {role}")
+            for privilege, columns in limited.items():
+                if privilege in grant.privileges and columns:
+                    statements.append(
+                        f"GRANT {privilege} ({', '.join(columns)}) ON {grant.table} TO {role}"
+                    )
+    return statements

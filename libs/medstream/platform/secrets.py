@@ -19,9 +19,15 @@ import binascii
 import os
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from medstream.platform.identities import REDIS_USERS, principal_of, redis_user
+from medstream.platform.identities import (
+    POSTGRES_GRANTS,
+    REDIS_USERS,
+    postgres_role,
+    principal_of,
+    redis_user,
+)
 from medstream.settings import DEVELOPMENT_KEYS, Settings
 
 DEVELOPMENT = "dev"
@@ -68,6 +74,27 @@ def redis_credentials(settings: Settings) -> tuple[str, str] | None:
     if settings.env != DEVELOPMENT or principal not in REDIS_USERS:
         return None
     return redis_user(principal), development_secret(settings.state_dir, f"redis-{principal}")
+
+
+def database_url(settings: Settings) -> str:
+    """The URL this process connects to PostgreSQL with: the one set, except in dev
+    where a service left on the default URL connects as its own role with its
+    generated password (the CLI and the tests stay the operator role, ``medstream``)."""
+    url = settings.database_url.get_secret_value()
+    principal = principal_of(settings.service_name)
+    default = Settings.model_fields["database_url"].default.get_secret_value()
+    if settings.env != DEVELOPMENT or url != default or principal not in POSTGRES_GRANTS:
+        return url
+    return role_url(settings, principal)
+
+
+def role_url(settings: Settings, principal: str) -> str:
+    """The local stack's URL for ``principal``'s own role and generated password."""
+    parts = urlsplit(settings.database_url.get_secret_value())
+    password = development_secret(settings.state_dir, f"postgres-{principal}")
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{postgres_role(principal)}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def problems(settings: Settings) -> list[str]:

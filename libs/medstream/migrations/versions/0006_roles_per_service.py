@@ -1,0 +1,40 @@
+"""Least privilege: each service's own role, and the auditor's.
+
+The roles are created by infra/postgres/init-roles.sql (cluster objects, made by the
+superuser); this migration, run by the owner, gives each exactly the grants of
+``medstream.platform.identities.POSTGRES_GRANTS``. A later change to that table comes
+with a migration that runs the same statements again.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from medstream.platform.identities import (
+    POSTGRES_GRANTS,
+    TABLES,
+    postgres_grant_statements,
+    postgres_role,
+)
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for statement in postgres_grant_statements():
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    for principal in POSTGRES_GRANTS:
+        role = postgres_role(principal)
+        for table in TABLES:
+            op.execute(f"REVOKE ALL ON {table} FROM {role}")
+        op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")

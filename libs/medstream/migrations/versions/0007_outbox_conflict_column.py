@@ -1,0 +1,27 @@
+"""Services read the outbox's message_id column, and only it: INSERT ... ON CONFLICT
+(message_id) needs it. Re-applies ``POSTGRES_GRANTS`` (see 0006).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from medstream.platform.identities import postgres_grant_statements
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for statement in postgres_grant_statements():
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    """0006's grants differ only by the column the services read; keep it."""
