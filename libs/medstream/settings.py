@@ -133,6 +133,14 @@ class Settings(BaseSettings):
     # Checked by the monitoring worker and CLI at start (monitoring.news2.stale_limits).
     news2_stale_minutes: str = ""
 
+    # Audit anchors (docs/writeback-and-audit.md): the HMAC key, which PostgreSQL never
+    # sees (unset in dev: generated), how often the audit service signs the chain
+    # heads, and the append-only file it writes them to (default
+    # <state_dir>/audit/anchors.jsonl) besides medstream.audit.anchors.
+    audit_anchor_key: SecretStr | None = None
+    audit_anchor_interval_s: float = Field(default=60.0, gt=0)
+    audit_anchor_file: Path | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,

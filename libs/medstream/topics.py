@@ -130,6 +130,15 @@ AUDIT, AUDIT_DLT = _with_dead_letter(
     restricted=False,
     retention_ms=30 * DAY_MS,
 )
+AUDIT_ANCHORS = Topic(
+    name="medstream.audit.anchors",
+    description="Each audit chain's head, HMAC-signed outside PostgreSQL (compacted: the "
+    "latest anchor per chain, keyed by chain number).",
+    content_type="application/json",
+    partitions=1,
+    retention_ms=-1,
+    config={"cleanup.policy": "compact"},
+)
 
 
 def _internal(
@@ -234,6 +243,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     EHR_OUTBOUND_FHIR,
     AUDIT,
     AUDIT_DLT,
+    AUDIT_ANCHORS,
 )
 
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL_TOPICS}

@@ -7,6 +7,8 @@ nothing, and the chain trigger refuses any row that is not its chain's next link
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -15,11 +17,14 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream.audit import trail
+from medstream.audit.anchor import AnchorFile
 from medstream.consumer import BatchHandler
 from medstream.deadletter import InvalidMessage
 from medstream.envelope import Envelope
 from medstream.events import AuditRecord
+from medstream.failures import ENVIRONMENT_ERRORS
 from medstream.outbox import OutboundMessage
+from medstream.platform.secrets import anchor_file, anchor_key
 from medstream.received import Received
 from medstream.runtime import ServiceRuntime, run
 from medstream.topics import AUDIT
@@ -30,6 +35,10 @@ MAX_BATCH, MAX_WAIT_MS = 500, 100
 # The topics this stage consumes; each has its dead-letter topic in the registry.
 CONSUMES = (AUDIT.name,)
 APPENDED = Counter("medstream_audit_appended_total", "Audit rows appended to the chains")
+ANCHORED = Counter("medstream_audit_anchored_total", "Chain heads signed and kept outside")
+# Background tasks, held so they are not collected while they run.
+_TASKS: set[asyncio.Task[None]] = set()
+log = logging.getLogger("medstream.audit")
 
 
 def make_batch_handler() -> BatchHandler:
@@ -60,8 +69,31 @@ def make_batch_handler() -> BatchHandler:
     return handle
 
 
+async def anchor_periodically(runtime: ServiceRuntime) -> None:
+    """Every ``audit_anchor_interval_s``, sign each chain head that moved and keep the
+    anchors outside PostgreSQL: through the outbox to ``medstream.audit.anchors``, then
+    appended to the anchor file once the transaction commits. A failed round is retried
+    at the next one; the anchors already written stay valid."""
+    settings = runtime.settings
+    key, file = anchor_key(settings), AnchorFile(anchor_file(settings))
+    exported: dict[int, int] = {}
+    while True:
+        await asyncio.sleep(settings.audit_anchor_interval_s)
+        try:
+            async with runtime.engine.begin() as conn:
+                records = await trail.export_anchors(conn, key, exported)
+            await asyncio.to_thread(file.append, records)
+        except ENVIRONMENT_ERRORS as error:
+            log.warning("anchoring failed; retrying", extra={"error_class": type(error).__name__})
+            continue
+        exported.update({int(r["chain"]): int(r["seq"]) for r in records})  # type: ignore[call-overload]
+        ANCHORED.inc(len(records))
+
+
 async def wire(runtime: ServiceRuntime) -> None:
-    """Subscribe to the audit topic in micro-batches."""
+    """Subscribe to the audit topic in micro-batches, and anchor the chain heads."""
+    anchor_key(runtime.settings)  # refuse to start without a key outside dev
+    _TASKS.add(asyncio.create_task(anchor_periodically(runtime)))
     processor = runtime.processor(group=GROUP, handler=None, stage=NAME)
     runtime.consumers.subscribe_batch(
         *CONSUMES,

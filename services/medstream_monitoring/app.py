@@ -164,7 +164,7 @@ def make_batch_handler(
                     for h, r in zip(monitoring.HORIZONS, risks, strict=True)
                 },
                 news2_complete=score.complete,
-                **detail(score),  # type: ignore[arg-type]
+                **detail(score),
                 explanation=explanation,
                 explanation_notes=monitoring.explanation_notes(explanation, score.ages),
                 model=package.name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -22,8 +23,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from medstream.audit.anchor import AnchorFile
 from medstream.audit.chain import Tampering, content_of, link_hash
-from medstream.audit.trail import append, verify
+from medstream.audit.trail import append, export_anchors, verify
 from medstream.envelope import Envelope
 from medstream.events import AuditRecord
 from medstream.settings import LOCAL_POSTGRES_PORT, Settings
@@ -229,3 +231,66 @@ async def test_reordered_rows_are_caught(
         (Tampering.REORDERED.value, 2),
         (Tampering.REORDERED.value, 3),
     ]
+
+
+async def test_a_rewritten_tail_passes_the_chain_but_not_its_signed_anchor(
+    engine: AsyncEngine, superuser: AsyncEngine, chain: int, tmp_path: Path
+) -> None:
+    """A superuser rewrites the last row of a chain with a recomputed hash and moves the
+    head to match: the chain alone cannot tell. The anchor signed before can, and
+    the CLI says so."""
+    key = b"anchor-key-for-this-test-only-0123456789"
+    async with engine.begin() as conn:
+        records = await export_anchors(conn, key)
+    anchors = AnchorFile(tmp_path / "anchors.jsonl")
+    assert anchors.append(r for r in records if r["chain"] == chain) == 1
+    anchored, problems = anchors.latest(key)
+    assert problems == []
+    assert anchored[chain].seq == ROWS
+
+    async with engine.connect() as conn:
+        last = (
+            (
+                await conn.execute(
+                    text("SELECT * FROM audit_event WHERE chain = :c AND seq = :s"),
+                    {"c": chain, "s": ROWS},
+                )
+            )
+            .mappings()
+            .one()
+        )
+    forged = {**last, "actor": "someone-else"}
+    forged["hash"] = link_hash(last["prev_hash"], content_of(forged))
+    await tamper(
+        superuser,
+        "UPDATE audit_event SET actor = :actor, hash = :hash WHERE chain = :c AND seq = :s",
+        "UPDATE audit_chain_head SET hash = :hash WHERE chain = :c",
+        actor="someone-else",
+        hash=forged["hash"],
+        c=chain,
+        s=ROWS,
+    )
+    assert await findings(engine, chain) == []  # the chain alone is fooled
+    async with engine.connect() as conn:
+        (report,) = await verify(conn, chains=[chain], anchors=anchored)
+    assert [(f.kind.value, f.seq) for f in report.findings] == [(Tampering.CHANGED.value, ROWS)]
+
+    medstream = Path(sys.executable).parent / "medstream"
+    env = {**os.environ, "MEDSTREAM_AUDIT_ANCHOR_KEY": key.decode()}
+    done = subprocess.run(
+        [
+            *(str(medstream), "audit", "verify", "--chain", str(chain), "--json"),
+            *("--anchors", str(anchors.path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "rewritten up to here" in done.stdout
+
+    with anchors.path.open("a") as handle:  # a forged anchor line is refused
+        handle.write(json.dumps({**records[0], "seq": 1, "hmac": "0" * 64}) + "\n")
+    assert len(anchors.latest(key)[1]) == 1

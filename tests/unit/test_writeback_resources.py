@@ -171,7 +171,8 @@ def test_news2_detail_travels_in_components_and_notes() -> None:
     assert components["news2-spo2-scale"]["valueInteger"] == 2
     assert "no value for consciousness" in news2.resource["note"][0]["text"]
     notes = json.dumps(assessment.resource["note"])
-    assert "respiratory_rate 75 min old" in notes and "red score" in notes
+    assert "respiratory_rate 75 min old" in notes
+    assert "red score" in notes
     assert "carried forward, 75 min old" in notes
     ends = [p["whenPeriod"]["end"] for p in assessment.resource["prediction"]]
     assert ends == [

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -22,10 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstream import outbox
 from medstream.audit import audit_message
+from medstream.audit.anchor import AnchorFile
+from medstream.audit.chain import Finding, Tampering
 from medstream.audit.lineage import UnknownResource, trace
-from medstream.audit.trail import AuditFilter, ChainReport, query, verify
+from medstream.audit.trail import AuditFilter, ChainReport, export_anchors, query, verify
 from medstream.db import make_engine
 from medstream.failures import ENVIRONMENT_ERRORS
+from medstream.platform.secrets import anchor_file, anchor_key
 from medstream.settings import get_settings
 
 audit_app = typer.Typer(
@@ -105,26 +109,53 @@ def _short(value: str | None, n: int = 12) -> str:
     return "" if value is None else value[:n]
 
 
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Sign every chain head now and keep it outside PostgreSQL (the audit service
+    does this on a schedule): the anchor file and medstream.audit.anchors."""
+    settings = get_settings()
+    key, file = anchor_key(settings), AnchorFile(anchor_file(settings))
+
+    async def export(conn: AsyncConnection) -> list[dict[str, object]]:
+        return await export_anchors(conn, key)
+
+    records = _with_connection(export, transaction=True)
+    file.append(records)
+    record_command("audit.anchor", {"chains": len(records)})
+    console.print(f"anchored {len(records)} chain head(s) in {file.path}")
+
+
 @audit_app.command("verify")
 def audit_verify(
     chain: list[int] = typer.Option(None, help="Only this chain (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report instead."),
+    anchors: Path | None = typer.Option(
+        None, help="The signed anchor file (default: MEDSTREAM_AUDIT_ANCHOR_FILE's)."
+    ),
 ) -> None:
     """Walk every hash chain and report tampering; exit 1 if any is found.
 
-    Reports each changed, deleted, inserted or reordered row."""
+    Reports each changed, deleted, inserted or reordered row, and each chain that no
+    longer holds its signed anchor (a tail rewritten with recomputed hashes)."""
+    settings = get_settings()
+    file = AnchorFile(anchors or anchor_file(settings))
+    anchored, forged = file.latest(anchor_key(settings))
 
     async def run(conn: AsyncConnection) -> list[ChainReport]:
-        return await verify(conn, chain or None)
+        return await verify(conn, chain or None, anchored)
 
     reports = _read(run)
     findings = [f for r in reports for f in r.findings]
+    for problem in forged:
+        findings.append(Finding(-1, Tampering.CHANGED, 0, f"anchor file: {problem}"))
     record_command("audit.verify", {"chains": len(reports), "findings": len(findings)})
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "ok": not findings,
+                    "anchored_chains": len(anchored),
+                    "anchor_problems": forged,
                     "chains": [
                         {
                             "chain": r.chain,

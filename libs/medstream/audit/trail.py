@@ -11,7 +11,7 @@ and advances ``audit_chain_head``. ``verify`` walks every chain.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from medstream import outbox
+from medstream.audit.anchor import Anchor, anchors_of, signed_record
+from medstream.audit.anchor import check as check_anchor
 from medstream.audit.chain import (
     ChainRow,
     Finding,
@@ -36,6 +39,8 @@ from medstream.fhir_r4 import (
     PSEUDONYM_SYSTEM,
     validated,
 )
+from medstream.outbox import OutboundMessage
+from medstream.topics import AUDIT_ANCHORS
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 # DICOM audit event types (PS3.15 A.5) by the first part of MedStream's action.
@@ -212,18 +217,49 @@ ROW_COLUMNS = (
 )
 
 
-async def verify(conn: AsyncConnection, chains: Sequence[int] | None = None) -> list[ChainReport]:
+async def heads(conn: AsyncConnection) -> dict[int, tuple[int, str]]:
+    """Each chain's recorded head: ``{chain: (seq, hash)}``."""
+    result = await conn.execute(text("SELECT chain, seq, hash FROM audit_chain_head"))
+    return {row.chain: (row.seq, row.hash) for row in result}
+
+
+async def export_anchors(
+    conn: AsyncConnection, key: bytes, skip: Mapping[int, int] | None = None
+) -> list[dict[str, object]]:
+    """Sign each chain's head (except those whose head is still ``skip[chain]``) and
+    enqueue it for ``medstream.audit.anchors`` in the caller's transaction; return the
+    signed records, for the caller to append to the anchor file once it commits."""
+    fresh = {c: h for c, h in (await heads(conn)).items() if (skip or {}).get(c) != h[0]}
+    records = [signed_record(a, key) for a in anchors_of(fresh)]
+    for record in records:
+        await outbox.enqueue(
+            conn,
+            OutboundMessage(
+                topic=AUDIT_ANCHORS.name,
+                value=json.dumps(record, sort_keys=True).encode(),
+                message_id=f"audit-anchor:{record['chain']}:{record['seq']}",
+                key=str(record["chain"]).encode(),
+            ),
+        )
+    return records
+
+
+async def verify(
+    conn: AsyncConnection,
+    chains: Sequence[int] | None = None,
+    anchors: Mapping[int, Anchor] | None = None,
+) -> list[ChainReport]:
     """Verify ``chains`` (default: every chain with rows or a recorded head) in one
-    snapshot, so rows appended meanwhile are neither seen nor mistaken for insertions."""
+    snapshot, so rows appended meanwhile are neither seen nor mistaken for insertions.
+    With ``anchors`` (each chain's latest signed head), a chain must still hold each
+    anchored row with its anchored hash: that catches a tail rewritten with recomputed
+    hashes, which the chain alone cannot."""
     if not conn.in_transaction():
         conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-    heads = {
-        row.chain: (row.seq, row.hash)
-        for row in await conn.execute(text("SELECT chain, seq, hash FROM audit_chain_head"))
-    }
+    recorded = await heads(conn)
     if chains is None:
         chains = sorted(
-            set(heads)
+            set(recorded)
             | set((await conn.execute(text("SELECT DISTINCT chain FROM audit_event"))).scalars())
         )
     reports = []
@@ -236,14 +272,17 @@ async def verify(conn: AsyncConnection, chains: Sequence[int] | None = None) -> 
             ChainRow(r["seq"], r["prev_hash"], r["hash"], content_of(dict(r)))
             for r in result.mappings()
         ]
-        head = heads.get(chain)
+        head = recorded.get(chain)
         reports.append(
             ChainReport(
                 chain=chain,
                 rows=len(rows),
                 head_seq=head[0] if head else None,
                 head_hash=head[1] if head else None,
-                findings=verify_chain(chain, rows, head),
+                findings=[
+                    *verify_chain(chain, rows, head),
+                    *check_anchor(chain, rows, (anchors or {}).get(chain)),
+                ],
             )
         )
     return reports

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from medstream.platform.identities import (
+    OPERATOR,
     POSTGRES_GRANTS,
     REDIS_USERS,
     postgres_role,
@@ -97,6 +98,20 @@ def role_url(settings: Settings, principal: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def anchor_key(settings: Settings) -> bytes:
+    """The audit anchors' HMAC key: the one set, or in dev the generated one."""
+    if settings.audit_anchor_key is not None:
+        return settings.audit_anchor_key.get_secret_value().encode()
+    if settings.env != DEVELOPMENT:
+        raise InsecureSettings("MEDSTREAM_AUDIT_ANCHOR_KEY is not set")
+    return development_secret(settings.state_dir, "audit-anchor-key").encode()
+
+
+def anchor_file(settings: Settings) -> Path:
+    """Where the signed anchors are appended."""
+    return settings.audit_anchor_file or settings.state_dir / "audit" / "anchors.jsonl"
+
+
 def problems(settings: Settings) -> list[str]:
     """What makes these settings unfit outside development (empty in dev)."""
     if settings.env == DEVELOPMENT:
@@ -108,6 +123,9 @@ def problems(settings: Settings) -> list[str]:
         password = urlsplit(getattr(settings, name).get_secret_value()).password
         found += _password_problems(name, password)
     principal = principal_of(settings.service_name)
+    if principal in ("audit", OPERATOR):
+        secret = settings.audit_anchor_key.get_secret_value() if settings.audit_anchor_key else None
+        found += _password_problems("audit_anchor_key", secret, minimum=MIN_KEY_BYTES)
     if principal in REDIS_USERS:
         secret = settings.redis_password.get_secret_value() if settings.redis_password else None
         found += _password_problems("redis_password", secret)
@@ -146,12 +164,14 @@ def _key_problems(name: str, value: str) -> list[str]:
     return []
 
 
-def _password_problems(name: str, password: str | None) -> list[str]:
+def _password_problems(
+    name: str, password: str | None, minimum: int = MIN_PASSWORD_CHARS
+) -> list[str]:
     where = _variable(name)
     if not password:
         return [f"{where} has no password"]
     if password in KNOWN_DEVELOPMENT_VALUES or password.startswith(DEVELOPMENT_PREFIX):
         return [f"{where} uses a development password"]
-    if len(password) < MIN_PASSWORD_CHARS:
-        return [f"{where} has a password under {MIN_PASSWORD_CHARS} characters"]
+    if len(password) < minimum:
+        return [f"{where} is under {minimum} characters"]
     return []
