@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from cryptography.exceptions import InvalidTag
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,7 +33,9 @@ from medstream.db import make_engine
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
 from medstream.deid.files import deidentify_file
+from medstream.deid.vault import VaultCipher, rotate_batch
 from medstream.deployment import SERVICES
+from medstream.failures import ENVIRONMENT_ERRORS
 from medstream.kafka import consumer_lag, ensure_topics, make_producer
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
 from medstream.monitoring.news2 import detail, news2_now, stale_limits
@@ -65,6 +68,8 @@ deid_app = typer.Typer(
 app.add_typer(deid_app, name="deid")
 app.add_typer(audit_app, name="audit")
 app.command("lineage")(lineage)
+vault_app = typer.Typer(help="The PseudonymVault's keys.", no_args_is_help=True)
+app.add_typer(vault_app, name="vault")
 
 console = Console(stderr=True)
 
@@ -654,3 +659,52 @@ def demo(
 def main() -> None:
     """Entry point of the ``medstream`` command."""
     app()
+
+
+@vault_app.command("rotate-key")
+def vault_rotate_key(
+    batch: int = typer.Option(200, min=1, max=10_000, help="Rows per transaction."),
+    pause_s: float = typer.Option(0.0, min=0.0, hidden=True, help="Wait between batches."),
+) -> None:
+    """Re-encrypt every vault row under the current key (MEDSTREAM_VAULT_KEY, with id
+    MEDSTREAM_VAULT_KEY_ID), online: a batch a transaction, rows the services hold
+    skipped and taken in the next pass. Safe to stop and rerun. The services must
+    already accept the old key (MEDSTREAM_VAULT_PREVIOUS_KEYS); see docs/security.md."""
+    settings = get_settings()
+    cipher = VaultCipher.from_settings(settings)
+
+    async def rotate() -> int:
+        engine = make_engine(settings)
+        rotated = 0
+        try:
+            while True:
+                async with engine.begin() as conn:
+                    done = await rotate_batch(conn, cipher, batch)
+                rotated += done.rotated
+                console.print(
+                    f"• {rotated} rows re-encrypted under {cipher.key_id}, {done.remaining} left"
+                )
+                if done.remaining == 0:
+                    return rotated
+                if done.rotated == 0:
+                    await asyncio.sleep(0.5)  # the rows left are locked by a service
+                await asyncio.sleep(pause_s)
+        finally:
+            await engine.dispose()
+
+    try:
+        rotated = asyncio.run(rotate())
+    except ENVIRONMENT_ERRORS as exc:
+        console.print(
+            f"[red]error:[/red] PostgreSQL is unreachable ({type(exc).__name__}); nothing "
+            "is lost: start the stack (`medstream up`) and run the command again."
+        )
+        raise typer.Exit(2) from None
+    except InvalidTag:
+        console.print(
+            "[red]error:[/red] a vault row is sealed under a key this process does not have. "
+            "Set MEDSTREAM_VAULT_PREVIOUS_KEYS to ID:BASE64 of the old key and run again."
+        )
+        raise typer.Exit(2) from None
+    record_command("vault.rotate_key", {"rows": rotated, "key_id": cipher.key_id})
+    console.print(f"[green]done:[/green] every vault row is under key {cipher.key_id}")

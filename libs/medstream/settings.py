@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # (32+ random bytes, base64) in any deployment that sees real patients.
     deid_key: SecretStr = SecretStr(DEVELOPMENT_KEYS[0])
     vault_key: SecretStr = SecretStr(DEVELOPMENT_KEYS[1])
+    # Key rotation (docs/security.md): the current key's id, stored with every vault
+    # row, and "ID:BASE64,..." keys that rows may still be sealed under.
+    vault_key_id: str = Field(default="v1", pattern="^[A-Za-z0-9_.-]{1,32}$")
+    vault_previous_keys: SecretStr | None = None
     date_shift_max_days: int = Field(default=365, ge=1, le=3650)
     deid_replacement: str = Field(default="tag", pattern="^(tag|surrogate)$")
     dicom_max_bytes: int = Field(default=16 * 1024 * 1024, ge=16 * 1024 * 1024)

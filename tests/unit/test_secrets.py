@@ -129,3 +129,22 @@ def test_a_service_refuses_to_start_in_production_with_development_keys() -> Non
     assert "MEDSTREAM_ENV=production refuses to start" in output
     assert "MEDSTREAM_DEID_KEY is the development key" in output
     assert Settings().deid_key.get_secret_value() not in output
+
+
+def test_previous_vault_keys_are_parsed_and_opened_by_key_id() -> None:
+    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
+
+    from medstream.deid.vault import VaultCipher, previous_keys  # noqa: PLC0415
+
+    old, new = b"o" * 32, b"n" * 32
+    spec = f"v1:{base64.b64encode(old).decode()}"
+    assert previous_keys(Settings(vault_previous_keys=spec)) == {"v1": old}
+    assert previous_keys(Settings()) == {}
+    with pytest.raises(ValueError, match="entry 1 is not ID:BASE64"):
+        previous_keys(Settings(vault_previous_keys="no-key-here"))
+    sealed = VaultCipher(old, "v1").seal(b"identity", "psn-1")
+    rotating = VaultCipher(new, "v2", {"v1": old})
+    assert rotating.open(*sealed, "psn-1", "v1") == b"identity"
+    assert rotating.key_id == "v2"
+    with pytest.raises(InvalidTag):
+        VaultCipher(new, "v2").open(*sealed, "psn-1", "v1")

@@ -40,30 +40,58 @@ CACHE_TTL_S = 24 * 3600
 log = logging.getLogger(__name__)
 
 
-class VaultCipher:
-    """AES-256-GCM with a key derived from the vault secret."""
+def _derive(secret: bytes, key_id: str) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=64, salt=b"medstream-vault", info=key_id.encode()
+    ).derive(secret)
 
-    def __init__(self, secret: bytes, key_id: str = "v1") -> None:
+
+class VaultCipher:
+    """AES-256-GCM with a key derived from the vault secret.
+
+    It seals with the current key (``key_id``) and opens with the key a row names, so
+    while ``medstream vault rotate-key`` re-encrypts the rows the services read both
+    (``MEDSTREAM_VAULT_PREVIOUS_KEYS``)."""
+
+    def __init__(
+        self, secret: bytes, key_id: str = "v1", previous: dict[str, bytes] | None = None
+    ) -> None:
         self.key_id = key_id
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=64, salt=b"medstream-vault", info=key_id.encode()
-        ).derive(secret)
+        key = _derive(secret, key_id)
         self._aead = AESGCM(key[:32])
         self._mac_key = key[32:]
+        self._previous = {
+            old_id: AESGCM(_derive(old, old_id)[:32])
+            for old_id, old in (previous or {}).items()
+            if old_id != key_id
+        }
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VaultCipher:
-        """The cipher for ``MEDSTREAM_VAULT_KEY``."""
-        return cls(base64.b64decode(settings.vault_key.get_secret_value()))
+        """The cipher for ``MEDSTREAM_VAULT_KEY`` (``_KEY_ID``), reading rows sealed
+        under ``MEDSTREAM_VAULT_PREVIOUS_KEYS`` too."""
+        return cls(
+            base64.b64decode(settings.vault_key.get_secret_value()),
+            settings.vault_key_id,
+            previous_keys(settings),
+        )
 
     def seal(self, plaintext: bytes, bound_to: str) -> tuple[bytes, bytes]:
-        """(nonce, ciphertext) of ``plaintext``, bound to ``bound_to``."""
+        """(nonce, ciphertext) of ``plaintext``, bound to ``bound_to``, under the current
+        key."""
         nonce = os.urandom(12)
         return nonce, self._aead.encrypt(nonce, plaintext, bound_to.encode())
 
-    def open(self, nonce: bytes, ciphertext: bytes, bound_to: str) -> bytes:
-        """The plaintext; raises if the ciphertext or its binding was changed."""
-        return self._aead.decrypt(nonce, ciphertext, bound_to.encode())
+    def open(
+        self, nonce: bytes, ciphertext: bytes, bound_to: str, key_id: str | None = None
+    ) -> bytes:
+        """The plaintext, under the key ``key_id`` names (default: the current one);
+        raises if the ciphertext or its binding was changed, or the key is unknown."""
+        if key_id in (None, self.key_id):
+            return self._aead.decrypt(nonce, ciphertext, bound_to.encode())
+        if key_id not in self._previous:
+            raise InvalidTag(f"vault key {key_id!r} is neither current nor previous")
+        return self._previous[key_id].decrypt(nonce, ciphertext, bound_to.encode())
 
     def fingerprint(self, identity: PatientIdentity) -> str:
         """A keyed digest of ``identity``: safe as a cache key, useless without the key."""
@@ -99,13 +127,13 @@ class PseudonymVault:
         action: str = "vault.read",
     ) -> tuple[VaultEntry | None, OutboundMessage]:
         """The entry for ``pseudonym`` and the audit event of this read (``action``)."""
-        query = "SELECT nonce, ciphertext FROM pseudonym_vault WHERE pseudonym = :p"
+        query = "SELECT key_id, nonce, ciphertext FROM pseudonym_vault WHERE pseudonym = :p"
         row = (
             await conn.execute(text(query + (" FOR UPDATE" if lock else "")), {"p": pseudonym})
         ).first()
         entry = None
         if row is not None:
-            data = json.loads(self.cipher.open(row.nonce, row.ciphertext, pseudonym))
+            data = json.loads(self.cipher.open(row.nonce, row.ciphertext, pseudonym, row.key_id))
             entry = VaultEntry(
                 PatientIdentity(data["ehr_patient_id"], data["identifiers"]), data["offset_days"]
             )
@@ -253,6 +281,64 @@ class PseudonymVault:
             await self.redis.set(key, nonce + ciphertext, ex=CACHE_TTL_S)
         except RedisError:
             log.warning("vault cache unavailable; not cached", extra={"component": "vault"})
+
+
+def previous_keys(settings: Settings) -> dict[str, bytes]:
+    """``MEDSTREAM_VAULT_PREVIOUS_KEYS`` ("v1:BASE64,v2:BASE64"): the keys rows may
+    still be sealed under. Raises ValueError naming the entry that is not ID:BASE64."""
+    found: dict[str, bytes] = {}
+    spec = settings.vault_previous_keys.get_secret_value() if settings.vault_previous_keys else ""
+    for position, item in enumerate(filter(None, (i.strip() for i in spec.split(","))), 1):
+        key_id, _, secret = item.partition(":")
+        try:
+            found[key_id] = base64.b64decode(secret, validate=True)
+        except ValueError:
+            raise ValueError(
+                f"MEDSTREAM_VAULT_PREVIOUS_KEYS: entry {position} is not ID:BASE64"
+            ) from None
+        if not key_id or not found[key_id]:
+            raise ValueError(f"MEDSTREAM_VAULT_PREVIOUS_KEYS: entry {position} is not ID:BASE64")
+    return found
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What one ``rotate`` batch did."""
+
+    rotated: int
+    remaining: int
+
+
+async def rotate_batch(conn: AsyncConnection, cipher: VaultCipher, limit: int = 200) -> Rotation:
+    """Re-encrypt up to ``limit`` rows not yet under the current key, in the caller's
+    transaction. Rows are locked with SKIP LOCKED, so the services' own writes (which
+    seal under the current key anyway) and a second rotation never wait on it; a crash
+    loses nothing, and the next run continues with the rows still left."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT pseudonym, key_id, nonce, ciphertext FROM pseudonym_vault"
+                " WHERE key_id <> :k ORDER BY pseudonym LIMIT :n FOR UPDATE SKIP LOCKED"
+            ),
+            {"k": cipher.key_id, "n": limit},
+        )
+    ).all()
+    for row in rows:
+        plaintext = cipher.open(row.nonce, row.ciphertext, row.pseudonym, row.key_id)
+        nonce, ciphertext = cipher.seal(plaintext, row.pseudonym)
+        await conn.execute(
+            text(
+                "UPDATE pseudonym_vault SET key_id = :k, nonce = :n, ciphertext = :c,"
+                " updated_at = now() WHERE pseudonym = :p"
+            ),
+            {"k": cipher.key_id, "n": nonce, "c": ciphertext, "p": row.pseudonym},
+        )
+    remaining = (
+        await conn.execute(
+            text("SELECT count(*) FROM pseudonym_vault WHERE key_id <> :k"), {"k": cipher.key_id}
+        )
+    ).scalar_one()
+    return Rotation(len(rows), int(remaining))
 
 
 def _merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
