@@ -41,26 +41,51 @@ def test_production_with_real_secrets_passes() -> None:
     assert policy.problems(production(service_name="deid", redis_password=STRONG)) == []
 
 
+def test_each_service_is_checked_only_for_the_secrets_it_holds() -> None:
+    """A worker needs no vault key or owner password, so it is not asked for one."""
+    bare = {
+        "env": "production",
+        "database_url": f"postgresql+asyncpg://medstream_notes:{STRONG}@db/medstream",
+    }
+    assert policy.problems(Settings(service_name="notes", **bare)) == []  # type: ignore[arg-type]
+    results = policy.problems(Settings(service_name="results", **bare))  # type: ignore[arg-type]
+    assert results == ["MEDSTREAM_VAULT_KEY is the development key"]
+    operator = " ".join(policy.problems(Settings(service_name="medstream", **bare)))  # type: ignore[arg-type]
+    for variable in ("DEID_KEY", "VAULT_KEY", "DATABASE_ADMIN_URL", "AUDIT_ANCHOR_KEY"):
+        assert f"MEDSTREAM_{variable}" in operator
+
+
 @pytest.mark.parametrize(
     ("change", "said"),
     [
-        ({"deid_key": Settings().deid_key}, "MEDSTREAM_DEID_KEY is the development key"),
-        ({"vault_key": base64.b64encode(b"short").decode()}, "MEDSTREAM_VAULT_KEY holds 5"),
-        ({"vault_key": "not base64!"}, "MEDSTREAM_VAULT_KEY is not base64"),
+        (
+            {"service_name": "deid", "deid_key": Settings().deid_key},
+            "MEDSTREAM_DEID_KEY is the development key",
+        ),
+        (
+            {"service_name": "results", "vault_key": base64.b64encode(b"short").decode()},
+            "MEDSTREAM_VAULT_KEY holds 5",
+        ),
+        ({"service_name": "results", "vault_key": "not base64!"}, "MEDSTREAM_VAULT_KEY is not"),
         (
             {"database_url": "postgresql+asyncpg://medstream:medstream@db/medstream"},
             "MEDSTREAM_DATABASE_URL uses a development password",
         ),
         (
-            {"database_admin_url": "postgresql+asyncpg://owner@db/medstream"},
+            {
+                "service_name": "medstream",
+                "database_admin_url": "postgresql+asyncpg://owner@db/medstream",
+            },
             "MEDSTREAM_DATABASE_ADMIN_URL has no password",
         ),
         (
             {"database_url": "postgresql+asyncpg://medstream:short@db/medstream"},
             "under 16 characters",
         ),
-        ({"service_name": "monitoring"}, "MEDSTREAM_REDIS_PASSWORD has no password"),
-        ({"service_name": "medstream"}, "MEDSTREAM_REDIS_PASSWORD has no password"),
+        (
+            {"service_name": "monitoring", "redis_password": None},
+            "MEDSTREAM_REDIS_PASSWORD has no password",
+        ),
         (
             {"service_name": "deid", "redis_password": "dev-redis-deid-password"},
             "MEDSTREAM_REDIS_PASSWORD uses a development password",
@@ -70,7 +95,7 @@ def test_production_with_real_secrets_passes() -> None:
 def test_production_refuses_development_and_weak_secrets(
     change: dict[str, object], said: str
 ) -> None:
-    settings = production(**{"service_name": "ingestion", **change})
+    settings = production(**{"service_name": "ingestion", "redis_password": STRONG, **change})
     with pytest.raises(policy.InsecureSettings, match=said) as refused:
         policy.enforce(settings)
     assert "medstream:medstream" not in str(refused.value)  # names, never values
@@ -117,7 +142,7 @@ def test_a_service_refuses_to_start_in_production_with_development_keys() -> Non
     env["MEDSTREAM_ENV"] = "production"
     env["MEDSTREAM_LOG_FORMAT"] = "console"
     result = subprocess.run(
-        [str(Path(os.sys.executable).parent / "medstream-audit")],
+        [str(Path(os.sys.executable).parent / "medstream-deid")],
         env=env,
         capture_output=True,
         text=True,

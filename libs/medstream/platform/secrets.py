@@ -112,17 +112,29 @@ def anchor_file(settings: Settings) -> Path:
     return settings.audit_anchor_file or settings.state_dir / "audit" / "anchors.jsonl"
 
 
+# Which principals hold which key: each service is given only the secrets it uses, so
+# only those are checked (a worker needs no vault key, and gets none).
+KEY_HOLDERS = {
+    "deid_key": {"deid", OPERATOR},
+    "vault_key": {"deid", "results", OPERATOR},
+}
+
+
 def problems(settings: Settings) -> list[str]:
-    """What makes these settings unfit outside development (empty in dev)."""
+    """What makes these settings unfit outside development (empty in dev): each
+    secret this process's principal uses must be set, long enough and not a
+    development value."""
     if settings.env == DEVELOPMENT:
         return []
+    principal = principal_of(settings.service_name)
     found: list[str] = []
-    for name in ("deid_key", "vault_key"):
-        found += _key_problems(name, getattr(settings, name).get_secret_value())
-    for name in ("database_url", "database_admin_url"):
+    for name, holders in KEY_HOLDERS.items():
+        if principal in holders:
+            found += _key_problems(name, getattr(settings, name).get_secret_value())
+    urls = ["database_url"] + (["database_admin_url"] if principal == OPERATOR else [])
+    for name in urls:
         password = urlsplit(getattr(settings, name).get_secret_value()).password
         found += _password_problems(name, password)
-    principal = principal_of(settings.service_name)
     if principal in ("audit", OPERATOR):
         secret = settings.audit_anchor_key.get_secret_value() if settings.audit_anchor_key else None
         found += _password_problems("audit_anchor_key", secret, minimum=MIN_KEY_BYTES)
