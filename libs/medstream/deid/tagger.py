@@ -37,8 +37,8 @@ from torch import nn
 from medstream.deid.scoring import score_spans
 from medstream.deid.synth import TYPES, Note, heldout_sets, notes
 from medstream.inference import inference_mode, select_device
-from medstream.models.minilm import BASE, base_sha256, encoder, tokenizer
-from medstream.models.package import ModelIntegrityError, ModelPackage, write_manifest
+from medstream.models.minilm import BASE, base_sha256, check_base, encoder, load_trained, tokenizer
+from medstream.models.package import ModelPackage, write_manifest
 
 NAME = "deid"
 LABELS = ("O", *(f"{prefix}-{t}" for t in TYPES for prefix in ("B", "I")))
@@ -384,22 +384,11 @@ class Tagger:
     """The loaded PHI tagger on its device, for the detector, the CLI and the service."""
 
     def __init__(self, package: ModelPackage, device: torch.device | None = None) -> None:
-        if package.manifest.get("base_sha256") != base_sha256():
-            raise ModelIntegrityError(
-                f"{package.folder} was trained on another {BASE} than the one installed; "
-                "install the version named in its manifest or retrain it."
-            )
+        check_base(package)
         self.package = package
         self.threshold = float(package.json("metrics.json")["threshold"])
         self.device = device or select_device()
-        model = PhiTaggerModel()
-        state = torch.load(package.folder / "weights.pt", weights_only=True, map_location="cpu")
-        missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        if missing.unexpected_keys or any(_is_trained(k) for k in missing.missing_keys):
-            raise ModelIntegrityError(f"{package.folder} weights do not fit the PHI tagger")
-        model.eval()
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
+        model = load_trained(PhiTaggerModel(), package, _is_trained, "PHI tagger")
         self.model = serving_model(model, self.device)
 
     def spans(self, texts: Sequence[str]) -> list[list[TaggedSpan]]:

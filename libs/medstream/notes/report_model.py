@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from medstream.inference import inference_mode, mixed_precision, select_device
-from medstream.models.minilm import BASE, base_sha256, encoder, tokenizer
-from medstream.models.package import ModelIntegrityError, ModelPackage
+from medstream.models.minilm import check_base, encoder, load_trained, tokenizer
+from medstream.models.package import ModelPackage
 from medstream.notes.rules import OBSERVATIONS, Status
 
 STATUSES = list(Status)  # present, absent, uncertain, not_mentioned
@@ -114,21 +114,10 @@ class Labeller:
     """The loaded notes model on its device, for the CLI and the worker."""
 
     def __init__(self, package: ModelPackage, device: torch.device | None = None) -> None:
-        if package.manifest.get("base_sha256") != base_sha256():
-            raise ModelIntegrityError(
-                f"{package.folder} was trained on another {BASE} than the one installed; "
-                f"install the version named in its manifest or retrain it."
-            )
+        check_base(package)
         self.package = package
         self.device = device or select_device()
-        model = ReportLabeller()
-        state = torch.load(package.folder / "weights.pt", weights_only=True, map_location="cpu")
-        missing = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        if missing.unexpected_keys or any(_is_trained(k) for k in missing.missing_keys):
-            raise ModelIntegrityError(f"{package.folder} weights do not fit the notes model")
-        model.eval()
-        for parameter in model.parameters():  # serving: no graph through the weights
-            parameter.requires_grad_(False)
+        model = load_trained(ReportLabeller(), package, _is_trained, "notes model")
         self.model = model.to(self.device)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
