@@ -32,6 +32,10 @@ LOCAL_REDIS_PORT = 16379
 DEVELOPMENT_KEYS = (
     "bWVkc3RyZWFtLWxvY2FsLWRldi1kZWlkLWtleS0wMDAwMDA=",
     "bWVkc3RyZWFtLWxvY2FsLWRldi12YXVsdC1rZXktMDAwMDA=",
+    # The re-link key pair (X25519): the private half is sha256 of
+    # "medstream-local-dev-relink-key", so anyone can tell it is a development value.
+    "14Jq+4a7iRtMSzgIL4nf/i/d8dap4B2A1G2EE58t8U4=",
+    "TN0DSxRDGs2DEACiR/DltgEo/YdPwDE02YPaiglfHzI=",
 )
 
 
@@ -125,6 +129,11 @@ class Settings(BaseSettings):
     # row, and "ID:BASE64,..." keys that rows may still be sealed under.
     vault_key_id: str = Field(default="v1", pattern="^[A-Za-z0-9_.-]{1,32}$")
     vault_previous_keys: SecretStr | None = None
+    # Patient identities in the vault are sealed to the results service's X25519 key
+    # (raw, base64): deid holds only the public half, so it can record identities but
+    # never read one back; only results (and the operator) can re-link.
+    relink_private_key: SecretStr = SecretStr(DEVELOPMENT_KEYS[2])
+    relink_public_key: str = DEVELOPMENT_KEYS[3]
     date_shift_max_days: int = Field(default=365, ge=1, le=3650)
     deid_replacement: str = Field(default="tag", pattern="^(tag|surrogate)$")
     dicom_max_bytes: int = Field(default=16 * 1024 * 1024, ge=16 * 1024 * 1024)

@@ -30,7 +30,7 @@ from medstream.clinical import (
 from medstream.consumer import BatchHandler, Effects
 from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
-from medstream.deid.vault import PseudonymVault, VaultCipher
+from medstream.deid.vault import PseudonymVault, RelinkSeal, VaultCipher
 from medstream.envelope import Envelope
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
@@ -197,7 +197,12 @@ async def wire(runtime: ServiceRuntime) -> None:
     """One micro-batch processor for the three identified topics, with the tagger warm."""
     engine = DeidEngine.from_settings(runtime.settings)
     engine.prepare(["Warm-up: seen by Dr. Example on 3/14."])
-    vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), runtime.redis, NAME)
+    vault = PseudonymVault(
+        VaultCipher.from_settings(runtime.settings),
+        runtime.redis,
+        NAME,
+        RelinkSeal.for_service(runtime.settings, NAME),
+    )
     handler = make_batch_handler(engine, vault, runtime.settings.message_budget_s)
     processor = runtime.processor(group=GROUP, handler=None, stage=NAME)
     runtime.consumers.subscribe_batch(

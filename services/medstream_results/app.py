@@ -22,7 +22,7 @@ from medstream.audit import audit_message
 from medstream.clinical import ImagingResult, MonitoringResult, NotesResult
 from medstream.consumer import Effects, Handler
 from medstream.deadletter import InvalidMessage
-from medstream.deid.vault import PseudonymVault, VaultCipher
+from medstream.deid.vault import PseudonymVault, RelinkSeal, VaultCipher
 from medstream.envelope import Envelope
 from medstream.models.package import registry_packages
 from medstream.received import Received
@@ -149,7 +149,12 @@ def make_handler(registry: ModelRegistry, vault: PseudonymVault) -> Handler:
 async def wire(runtime: ServiceRuntime) -> None:
     """One processor for the three result topics."""
     registry = ModelRegistry(runtime.settings)
-    vault = PseudonymVault(VaultCipher.from_settings(runtime.settings), None, NAME)
+    vault = PseudonymVault(
+        VaultCipher.from_settings(runtime.settings),
+        None,
+        NAME,
+        RelinkSeal.for_service(runtime.settings, NAME),
+    )
     processor = runtime.processor(group=GROUP, handler=make_handler(registry, vault), stage=NAME)
     runtime.consumers.subscribe(*CONSUMES, processor=processor)
     log.info("results ready", extra={"topics": len(RESULT_OF_TOPIC)})

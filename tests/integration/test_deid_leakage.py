@@ -193,8 +193,9 @@ async def test_no_planted_phi_downstream_of_deid(
     log_text = [p.read_text(errors="replace") for p in log_files]
     assert not leaks(log_text, planted.values), "PHI in a service log"
 
-    # Tables: every text or bytea column of every table but the two the CONTRACT puts at
-    # the EHR boundary (the vault, and the outbound resources about the real patient),
+    # Tables: every text or bytea column of every table but those the CONTRACT puts at
+    # the EHR boundary (the vault's two tables, and the outbound resources about the
+    # real patient),
     # and but outbox rows on their way to a restricted topic.
     restricted = [t.name for t in ALL_TOPICS if t.restricted]
     async with admin_engine.connect() as conn:
@@ -203,7 +204,7 @@ async def test_no_planted_phi_downstream_of_deid(
                 text(
                     "SELECT table_name, column_name, data_type FROM information_schema.columns"
                     " WHERE table_schema = 'public'"
-                    " AND table_name NOT IN ('pseudonym_vault', 'fhir_resource')"
+                    " AND table_name NOT IN ('pseudonym_vault', 'vault_identity', 'fhir_resource')"
                     " AND data_type IN ('text', 'character varying', 'bytea', 'jsonb')"
                 )
             )
@@ -223,8 +224,8 @@ async def test_no_planted_phi_downstream_of_deid(
                 leaked[f"{table}.{column}"] = found
     assert not leaked, f"PHI in a table outside the vault: {leaked}"
 
-    # The vault does hold the link back, encrypted.
+    # The vault does hold the link back, sealed.
     async with admin_engine.connect() as conn:
-        vault = (await conn.execute(text("SELECT ciphertext FROM pseudonym_vault"))).all()
+        vault = (await conn.execute(text("SELECT sealed FROM vault_identity"))).all()
     assert vault
-    assert not leaks([bytes(r.ciphertext).decode("latin-1") for r in vault], planted.values)
+    assert not leaks([bytes(r.sealed).decode("latin-1") for r in vault], planted.values)

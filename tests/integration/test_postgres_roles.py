@@ -19,12 +19,15 @@ PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE")
 A_COLUMN = {
     "inbox": "outcome",
     "outbox": "sent_at",
-    "pseudonym_vault": "nonce",
+    "pseudonym_vault": "offset_nonce",
+    "vault_identity": "sealed",
     "fhir_resource": "resource",
     "audit_event": "actor",
     "audit_chain_head": "hash",
 }
 NEVER_GRANTED_COLUMN = {"outbox": "topic"}
+# What a column-limited SELECT must not reach: payloads and identities.
+UNREADABLE_COLUMN = {"outbox": "value", "pseudonym_vault": "ciphertext", "vault_identity": "sealed"}
 
 
 async def connect(settings: Settings, principal: str, **override: object) -> asyncpg.Connection:
@@ -94,25 +97,26 @@ async def test_each_role_has_exactly_its_grants(settings: Settings, principal: s
                 readable = ", ".join(grant.select_columns)
                 query = f"SELECT {readable} FROM {table} LIMIT 0"  # noqa: S608
                 assert await allowed(connection, query)
-                query = f"SELECT value FROM {table} LIMIT 0"  # noqa: S608
+                query = f"SELECT {UNREADABLE_COLUMN[table]} FROM {table} LIMIT 0"  # noqa: S608
                 assert not await allowed(connection, query)
     finally:
         await connection.close()
 
 
-def test_only_results_and_deid_read_the_vault_and_only_audit_writes_audit() -> None:
-    readers = {
-        p
-        for p in POSTGRES_GRANTS
-        if (g := grant_of(p, "pseudonym_vault")) and "SELECT" in g.privileges
-    }
-    assert readers == {"deid", "results"}
-    writers = {
-        p
-        for p in POSTGRES_GRANTS
-        if (g := grant_of(p, "audit_event")) and set(g.privileges) - {"SELECT"}
-    }
-    assert writers == {"audit"}
+def test_only_results_reads_identities_and_only_audit_writes_audit() -> None:
+    def holders(table: str, privileges: set[str]) -> set[str]:
+        return {
+            principal
+            for principal in POSTGRES_GRANTS
+            if (grant := grant_of(principal, table)) and privileges & set(grant.privileges)
+        }
+
+    assert holders("pseudonym_vault", {"SELECT"}) == {"deid", "results"}
+    assert holders("vault_identity", {"SELECT"}) == {"deid", "results"}
+    deid = grant_of("deid", "vault_identity")
+    assert deid is not None
+    assert "sealed" not in deid.select_columns  # deid adds identities, never reads one
+    assert holders("audit_event", {"INSERT", "UPDATE", "DELETE"}) == {"audit"}
     for principal in POSTGRES_GRANTS:
         grant = grant_of(principal, "audit_event")
         assert grant is None or not {"UPDATE", "DELETE"} & set(grant.privileges)

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream.deid.engine import PatientIdentity
-from medstream.deid.vault import PseudonymVault, VaultCipher
+from medstream.deid.vault import PseudonymVault, RelinkSeal, VaultCipher
 from medstream.settings import Settings
 
 MEDSTREAM = str(Path(sys.executable).parent / "medstream")
@@ -72,7 +72,12 @@ async def test_rotation_is_online_resumable_and_relinks_every_patient(
     old = settings.vault_key.get_secret_value()
     old_id = settings.vault_key_id
     before = VaultCipher.from_settings(settings)
-    patients = await record(PseudonymVault(before, None, "test"), engine, run, ROWS)
+    patients = await record(
+        PseudonymVault(before, None, "test", RelinkSeal.for_service(settings, "results")),
+        engine,
+        run,
+        ROWS,
+    )
 
     rotating = cli_env(settings, current=("r" + run, NEW_KEY), previous=f"{old_id}:{old}")
     # Slowly, five rows a batch, so that it can be killed halfway.
@@ -85,7 +90,12 @@ async def test_rotation_is_online_resumable_and_relinks_every_patient(
     )
     # Meanwhile the services go on: a deid configured for the rotation writes new rows.
     during = VaultCipher(base64.b64decode(NEW_KEY), "r" + run, {old_id: base64.b64decode(old)})
-    patients |= await record(PseudonymVault(during, None, "test"), engine, run + "b", 10)
+    patients |= await record(
+        PseudonymVault(during, None, "test", RelinkSeal.for_service(settings, "deid")),
+        engine,
+        run + "b",
+        10,
+    )
     assert slow.stderr is not None
     line = await asyncio.to_thread(slow.stderr.readline)
     assert "rows re-encrypted" in line, line
@@ -104,7 +114,12 @@ async def test_rotation_is_online_resumable_and_relinks_every_patient(
     )
     assert done.returncode == 0, done.stderr
     assert await key_ids(engine, list(patients)) == {"r" + run: len(patients)}
-    after = PseudonymVault(VaultCipher(base64.b64decode(NEW_KEY), "r" + run), None, "test")
+    after = PseudonymVault(
+        VaultCipher(base64.b64decode(NEW_KEY), "r" + run),
+        None,
+        "test",
+        RelinkSeal.for_service(settings, "results"),
+    )
     async with engine.begin() as conn:
         for pseudonym, mrn in patients.items():
             entry, _ = await after.relink(

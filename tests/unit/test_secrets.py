@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from medstream.platform import secrets as policy
 from medstream.platform.identities import REDIS_USERS, SERVICES, principal_of
@@ -21,10 +23,13 @@ STRONG = "a-long-random-password-for-tests"
 
 
 def production(**values: object) -> Settings:
+    relink = X25519PrivateKey.generate()
     fields: dict[str, object] = {
         "env": "production",
         "deid_key": STRONG_KEY,
         "vault_key": base64.b64encode(b"v" * 32).decode(),
+        "relink_private_key": base64.b64encode(relink.private_bytes_raw()).decode(),
+        "relink_public_key": base64.b64encode(relink.public_key().public_bytes_raw()).decode(),
         "database_url": f"postgresql+asyncpg://medstream:{STRONG}@db/medstream",
         "database_admin_url": f"postgresql+asyncpg://medstream_owner:{STRONG}@db/medstream",
     }
@@ -49,7 +54,13 @@ def test_each_service_is_checked_only_for_the_secrets_it_holds() -> None:
     }
     assert policy.problems(Settings(service_name="notes", **bare)) == []  # type: ignore[arg-type]
     results = policy.problems(Settings(service_name="results", **bare))  # type: ignore[arg-type]
-    assert results == ["MEDSTREAM_VAULT_KEY is the development key"]
+    assert results == [
+        "MEDSTREAM_VAULT_KEY is the development key",
+        "MEDSTREAM_RELINK_PRIVATE_KEY is the development key",
+    ]
+    deid = " ".join(policy.problems(Settings(service_name="deid", **bare)))  # type: ignore[arg-type]
+    assert "MEDSTREAM_RELINK_PUBLIC_KEY is the development key" in deid
+    assert "RELINK_PRIVATE_KEY" not in deid  # deid never holds the re-link key
     operator = " ".join(policy.problems(Settings(service_name="medstream", **bare)))  # type: ignore[arg-type]
     for variable in ("DEID_KEY", "VAULT_KEY", "DATABASE_ADMIN_URL", "AUDIT_ANCHOR_KEY"):
         assert f"MEDSTREAM_{variable}" in operator
@@ -157,8 +168,6 @@ def test_a_service_refuses_to_start_in_production_with_development_keys() -> Non
 
 
 def test_previous_vault_keys_are_parsed_and_opened_by_key_id() -> None:
-    from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-
     from medstream.deid.vault import VaultCipher, previous_keys  # noqa: PLC0415
 
     old, new = b"o" * 32, b"n" * 32
@@ -173,3 +182,19 @@ def test_previous_vault_keys_are_parsed_and_opened_by_key_id() -> None:
     assert rotating.key_id == "v2"
     with pytest.raises(InvalidTag):
         VaultCipher(new, "v2").open(*sealed, "psn-1", "v1")
+
+
+def test_identities_sealed_by_deid_open_only_with_the_relink_key() -> None:
+    from medstream.deid.vault import RelinkSeal  # noqa: PLC0415
+
+    settings = Settings()
+    deid = RelinkSeal.for_service(settings, "deid")
+    results = RelinkSeal.for_service(settings, "results")
+    sealed = deid.seal(b'{"ehr_patient_id": "MRN1"}', "psn-1")
+    assert b"MRN1" not in sealed
+    assert results.open(sealed, "psn-1") == b'{"ehr_patient_id": "MRN1"}'
+    with pytest.raises(PermissionError):
+        deid.open(sealed, "psn-1")  # deid holds only the public key
+    with pytest.raises(InvalidTag):
+        results.open(sealed, "psn-2")  # bound to its pseudonym
+    assert deid.seal(b"x", "psn-1") != deid.seal(b"x", "psn-1")  # a fresh key each time

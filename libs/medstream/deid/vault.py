@@ -1,8 +1,15 @@
 """The PseudonymVault: the only link from a pseudonym back to the real patient.
 
-Each row holds one patient's EHR identifiers and date offset as AES-256-GCM ciphertext,
-with the pseudonym bound as associated data, so a row cannot be moved to another
-pseudonym. The AES key is derived from ``MEDSTREAM_VAULT_KEY`` with HKDF.
+Two halves, so that only the EHR boundary can re-link:
+- ``pseudonym_vault`` holds each patient's date offset, AES-256-GCM under a key derived
+  from ``MEDSTREAM_VAULT_KEY`` (deid reads it to shift dates);
+- ``vault_identity`` holds the patient's EHR identifiers, one row per identity
+  fragment seen, each *sealed* to the results service's X25519 public key (an
+  ephemeral key agreement, HKDF, AES-256-GCM). deid holds only the public key: it can
+  add identities but never read one back. Only results (and the operator) hold the
+  private key, and only their database roles may read the sealed column.
+Every ciphertext binds its pseudonym as associated data, so it cannot be moved to
+another patient.
 - PostgreSQL is the source of truth.
 - Redis caches the date offset (encrypted the same way) and which identity fragments
   are already recorded. A change to a row deletes its cache entries after the
@@ -24,6 +31,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
@@ -99,6 +107,51 @@ class VaultCipher:
         return hmac.new(self._mac_key, canonical.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+class RelinkSeal:
+    """Sealing to the re-link key: anyone with the public key seals, only the holder of
+    the private key opens. ``sealed`` is the ephemeral public key (32 bytes), the nonce
+    (12) and the AES-GCM ciphertext."""
+
+    def __init__(self, public: bytes, private: bytes | None = None) -> None:
+        self._public = X25519PublicKey.from_public_bytes(public)
+        self._private = X25519PrivateKey.from_private_bytes(private) if private else None
+
+    @classmethod
+    def for_service(cls, settings: Settings, service: str) -> RelinkSeal:
+        """The public key for everyone; the private key only for results and the
+        operator (the CLI), who re-link."""
+        private = None
+        if service not in ("deid",):
+            private = base64.b64decode(settings.relink_private_key.get_secret_value())
+        return cls(base64.b64decode(settings.relink_public_key), private)
+
+    def _key(self, shared: bytes, ephemeral: bytes) -> AESGCM:
+        recipient = self._public.public_bytes_raw()
+        derived = HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=ephemeral + recipient,
+            info=b"medstream-relink",
+        ).derive(shared)
+        return AESGCM(derived)
+
+    def seal(self, plaintext: bytes, bound_to: str) -> bytes:
+        """``plaintext`` sealed to the re-link key, bound to ``bound_to``."""
+        ephemeral = X25519PrivateKey.generate()
+        public = ephemeral.public_key().public_bytes_raw()
+        nonce = os.urandom(12)
+        aead = self._key(ephemeral.exchange(self._public), public)
+        return public + nonce + aead.encrypt(nonce, plaintext, bound_to.encode())
+
+    def open(self, sealed: bytes, bound_to: str) -> bytes:
+        """The plaintext; raises without the private key or if anything was changed."""
+        if self._private is None:
+            raise PermissionError("this process does not hold the re-link key")
+        public, nonce, ciphertext = sealed[:32], sealed[32:44], sealed[44:]
+        shared = self._private.exchange(X25519PublicKey.from_public_bytes(public))
+        return self._key(shared, public).decrypt(nonce, ciphertext, bound_to.encode())
+
+
 @dataclass(frozen=True)
 class VaultEntry:
     """What the vault holds for one pseudonym."""
@@ -110,56 +163,58 @@ class VaultEntry:
 class PseudonymVault:
     """Reads and writes vault rows within the caller's transaction."""
 
-    def __init__(self, cipher: VaultCipher, redis: Redis | None, actor: str) -> None:
+    def __init__(
+        self, cipher: VaultCipher, redis: Redis | None, actor: str, seal: RelinkSeal
+    ) -> None:
         self.cipher = cipher
         self.redis = redis
         self.actor = actor
+        self.seal = seal
 
-    async def read(
-        self,
-        conn: AsyncConnection,
-        pseudonym: str,
-        *,
-        purpose: str,
-        correlation_id: str,
-        dedupe_key: str,
-        lock: bool = False,
-        action: str = "vault.read",
-    ) -> tuple[VaultEntry | None, OutboundMessage]:
-        """The entry for ``pseudonym`` and the audit event of this read (``action``)."""
-        query = "SELECT key_id, nonce, ciphertext FROM pseudonym_vault WHERE pseudonym = :p"
+    async def _stored_offset(self, conn: AsyncConnection, pseudonym: str) -> int | None:
         row = (
-            await conn.execute(text(query + (" FOR UPDATE" if lock else "")), {"p": pseudonym})
-        ).first()
-        entry = None
-        if row is not None:
-            data = json.loads(self.cipher.open(row.nonce, row.ciphertext, pseudonym, row.key_id))
-            entry = VaultEntry(
-                PatientIdentity(data["ehr_patient_id"], data["identifiers"]), data["offset_days"]
+            await conn.execute(
+                text(
+                    "SELECT key_id, offset_nonce, offset_ciphertext FROM pseudonym_vault"
+                    " WHERE pseudonym = :p"
+                ),
+                {"p": pseudonym},
             )
-        event = audit_message(
-            actor=self.actor,
-            action=action,
-            entity=pseudonym,
-            correlation_id=correlation_id,
-            details={"purpose": purpose, "found": entry is not None},
-            dedupe_key=dedupe_key,
-        )
-        return entry, event
+        ).first()
+        if row is None:
+            return None
+        plain = self.cipher.open(row.offset_nonce, row.offset_ciphertext, pseudonym, row.key_id)
+        return int(plain)
 
     async def relink(
         self, conn: AsyncConnection, pseudonym: str, *, correlation_id: str, dedupe_key: str
     ) -> tuple[VaultEntry | None, OutboundMessage]:
         """The real patient behind ``pseudonym``, for the EHR boundary only (the results
-        service), with its ``vault.relink`` audit event. Never cached."""
-        return await self.read(
-            conn,
-            pseudonym,
-            purpose="ehr-write-back",
-            correlation_id=correlation_id,
-            dedupe_key=dedupe_key,
+        service, which holds the re-link key), with its ``vault.relink`` audit event.
+        Never cached. The identity is every fragment recorded, merged."""
+        offset = await self._stored_offset(conn, pseudonym)
+        sealed = (
+            await conn.execute(
+                text("SELECT sealed FROM vault_identity WHERE pseudonym = :p ORDER BY created_at"),
+                {"p": pseudonym},
+            )
+        ).scalars()
+        fragments = [json.loads(self.seal.open(item, pseudonym)) for item in sealed]
+        entry = None
+        if offset is not None and fragments:
+            identifiers: list[dict[str, Any]] = []
+            for fragment in fragments:
+                identifiers = _merge(identifiers, fragment["identifiers"])
+            entry = VaultEntry(PatientIdentity(fragments[0]["ehr_patient_id"], identifiers), offset)
+        event = audit_message(
+            actor=self.actor,
             action="vault.relink",
+            entity=pseudonym,
+            correlation_id=correlation_id,
+            details={"purpose": "ehr-write-back", "found": entry is not None},
+            dedupe_key=dedupe_key,
         )
+        return entry, event
 
     async def offset(
         self,
@@ -174,17 +229,18 @@ class PseudonymVault:
         cached = await self._cache_get(f"vault:offset:{pseudonym}", pseudonym)
         if cached is not None:
             return int(cached), []
-        entry, event = await self.read(
-            conn,
-            pseudonym,
-            purpose="date-offset",
+        stored = await self._stored_offset(conn, pseudonym)
+        event = audit_message(
+            actor=self.actor,
+            action="vault.read",
+            entity=pseudonym,
             correlation_id=correlation_id,
+            details={"purpose": "date-offset", "found": stored is not None},
             dedupe_key=dedupe_key,
         )
-        offset = entry.offset_days if entry else derived
-        if entry is not None:
-            await self._cache_set(f"vault:offset:{pseudonym}", str(offset), pseudonym)
-        return offset, [event]
+        if stored is not None:
+            await self._cache_set(f"vault:offset:{pseudonym}", str(stored), pseudonym)
+        return (derived if stored is None else stored), [event]
 
     async def record(
         self,
@@ -196,57 +252,49 @@ class PseudonymVault:
         correlation_id: str,
         dedupe_key: str,
     ) -> list[OutboundMessage]:
-        """Add ``identity`` to the patient's row (creating it); return audit events.
-
-        The row is locked for the merge, so two services recording the same patient at
-        once cannot lose each other's identifiers.
-        """
+        """Record the patient's offset (first writer wins) and this identity fragment
+        (once per fragment: its keyed fingerprint is the key), without reading any
+        identity back; return the audit event when something was added."""
         fragment = self.cipher.fingerprint(identity)
         if await self._cache_get(f"vault:seen:{pseudonym}:{fragment}", pseudonym) is not None:
             return []
-        existing, read_event = await self.read(
-            conn,
-            pseudonym,
-            purpose="merge-identifiers",
-            correlation_id=correlation_id,
-            dedupe_key=f"{dedupe_key}:read",
-            lock=True,
-        )
-        identifiers = _merge(
-            existing.identity.identifiers if existing else [], identity.identifiers
-        )
-        offset = existing.offset_days if existing else offset_days
-        events = [read_event]
-        if existing is None or identifiers != existing.identity.identifiers:
-            plaintext = json.dumps(
-                {
-                    "ehr_patient_id": identity.ehr_patient_id,
-                    "identifiers": identifiers,
-                    "offset_days": offset,
-                },
-                sort_keys=True,
-            ).encode()
-            nonce, ciphertext = self.cipher.seal(plaintext, pseudonym)
+        nonce, ciphertext = self.cipher.seal(str(offset_days).encode(), pseudonym)
+        created = (
             await conn.execute(
                 text(
-                    "INSERT INTO pseudonym_vault (pseudonym, key_id, nonce, ciphertext)"
-                    " VALUES (:p, :k, :n, :c) ON CONFLICT (pseudonym) DO UPDATE"
-                    " SET key_id = EXCLUDED.key_id, nonce = EXCLUDED.nonce,"
-                    " ciphertext = EXCLUDED.ciphertext, updated_at = now()"
+                    "INSERT INTO pseudonym_vault (pseudonym, key_id, offset_nonce,"
+                    " offset_ciphertext) VALUES (:p, :k, :n, :c)"
+                    " ON CONFLICT (pseudonym) DO NOTHING RETURNING 1"
                 ),
                 {"p": pseudonym, "k": self.cipher.key_id, "n": nonce, "c": ciphertext},
             )
-            events.append(
-                audit_message(
-                    actor=self.actor,
-                    action="vault.write",
-                    entity=pseudonym,
-                    correlation_id=correlation_id,
-                    details={"created": existing is None, "identifiers": len(identifiers)},
-                    dedupe_key=f"{dedupe_key}:write",
-                )
+        ).first() is not None
+        plaintext = json.dumps(
+            {"ehr_patient_id": identity.ehr_patient_id, "identifiers": identity.identifiers},
+            sort_keys=True,
+        ).encode()
+        added = (
+            await conn.execute(
+                text(
+                    "INSERT INTO vault_identity (pseudonym, fingerprint, sealed)"
+                    " VALUES (:p, :f, :s) ON CONFLICT (pseudonym, fingerprint) DO NOTHING"
+                    " RETURNING 1"
+                ),
+                {"p": pseudonym, "f": fragment, "s": self.seal.seal(plaintext, pseudonym)},
             )
-        return events
+        ).first() is not None
+        if not (created or added):
+            return []
+        return [
+            audit_message(
+                actor=self.actor,
+                action="vault.write",
+                entity=pseudonym,
+                correlation_id=correlation_id,
+                details={"created": created, "identity_added": added},
+                dedupe_key=f"{dedupe_key}:write",
+            )
+        ]
 
     async def after_commit(self, pseudonym: str, identity: PatientIdentity) -> None:
         """Refresh the cache once the transaction that changed the vault has committed."""
@@ -310,26 +358,27 @@ class Rotation:
 
 
 async def rotate_batch(conn: AsyncConnection, cipher: VaultCipher, limit: int = 200) -> Rotation:
-    """Re-encrypt up to ``limit`` rows not yet under the current key, in the caller's
+    """Re-encrypt up to ``limit`` date offsets not yet under the current key (the
+    identities are sealed to the re-link key, which this does not change), in the caller's
     transaction. Rows are locked with SKIP LOCKED, so the services' own writes (which
     seal under the current key anyway) and a second rotation never wait on it; a crash
     loses nothing, and the next run continues with the rows still left."""
     rows = (
         await conn.execute(
             text(
-                "SELECT pseudonym, key_id, nonce, ciphertext FROM pseudonym_vault"
+                "SELECT pseudonym, key_id, offset_nonce, offset_ciphertext FROM pseudonym_vault"
                 " WHERE key_id <> :k ORDER BY pseudonym LIMIT :n FOR UPDATE SKIP LOCKED"
             ),
             {"k": cipher.key_id, "n": limit},
         )
     ).all()
     for row in rows:
-        plaintext = cipher.open(row.nonce, row.ciphertext, row.pseudonym, row.key_id)
+        plaintext = cipher.open(row.offset_nonce, row.offset_ciphertext, row.pseudonym, row.key_id)
         nonce, ciphertext = cipher.seal(plaintext, row.pseudonym)
         await conn.execute(
             text(
-                "UPDATE pseudonym_vault SET key_id = :k, nonce = :n, ciphertext = :c,"
-                " updated_at = now() WHERE pseudonym = :p"
+                "UPDATE pseudonym_vault SET key_id = :k, offset_nonce = :n,"
+                " offset_ciphertext = :c, updated_at = now() WHERE pseudonym = :p"
             ),
             {"k": cipher.key_id, "n": nonce, "c": ciphertext, "p": row.pseudonym},
         )

@@ -8,6 +8,7 @@ tests cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from medstream.deployment import SERVICES as DEPLOYED
@@ -74,7 +75,15 @@ class TableGrant:
 
 # Every table MedStream keeps. A role has exactly the grants below on them and nothing
 # else; the owner role (migrations) owns them and connects for nothing else.
-TABLES = ("inbox", "outbox", "pseudonym_vault", "fhir_resource", "audit_event", "audit_chain_head")
+TABLES = (
+    "inbox",
+    "outbox",
+    "pseudonym_vault",
+    "vault_identity",
+    "fhir_resource",
+    "audit_event",
+    "audit_chain_head",
+)
 AUDITOR = "auditor"
 # INSERT ... ON CONFLICT (message_id) reads the conflict column, and only that: other
 # services' outbox rows may hold identified payloads until the relay clears them.
@@ -84,7 +93,7 @@ _EXACTLY_ONCE = (
 )
 # PostgreSQL: one role per service, the auditor, and the operator (the CLI and the
 # tests: every service's rights, for lineage, the ledger and replays). Only results
-# reads the vault to re-link; audit rows are INSERT-only for everyone (the triggers
+# reads identities to re-link; audit rows are INSERT-only for everyone (the triggers
 # refuse UPDATE and DELETE even to the owner).
 POSTGRES_GRANTS: dict[str, tuple[TableGrant, ...]] = {
     "relay": (
@@ -95,13 +104,26 @@ POSTGRES_GRANTS: dict[str, tuple[TableGrant, ...]] = {
         ),
     ),
     "ingestion": _EXACTLY_ONCE,
-    "deid": (*_EXACTLY_ONCE, TableGrant("pseudonym_vault", ("SELECT", "INSERT", "UPDATE"))),
+    # deid records offsets and identities but reads back only offsets: identities are
+    # sealed to a key it does not hold, in a column it may not read.
+    "deid": (
+        *_EXACTLY_ONCE,
+        TableGrant(
+            "pseudonym_vault",
+            ("SELECT", "INSERT"),
+            select_columns=("pseudonym", "key_id", "offset_nonce", "offset_ciphertext"),
+        ),
+        TableGrant(
+            "vault_identity", ("SELECT", "INSERT"), select_columns=("pseudonym", "fingerprint")
+        ),
+    ),
     "monitoring": _EXACTLY_ONCE,
     "imaging": _EXACTLY_ONCE,
     "notes": _EXACTLY_ONCE,
     "results": (
         *_EXACTLY_ONCE,
         TableGrant("pseudonym_vault", ("SELECT",)),
+        TableGrant("vault_identity", ("SELECT",)),
         TableGrant("fhir_resource", ("SELECT", "INSERT")),
     ),
     "audit": (
@@ -118,15 +140,16 @@ def postgres_role(principal: str) -> str:
     return f"medstream_{principal}"
 
 
-def postgres_grant_statements() -> list[str]:
-    """SQL that makes each role's privileges exactly ``POSTGRES_GRANTS``: revoke all on
-    every table, then grant. Idempotent; the migrations run it as the owner."""
+def postgres_grant_statements(tables: Sequence[str] = TABLES) -> list[str]:
+    """SQL that makes each role's privileges on ``tables`` exactly ``POSTGRES_GRANTS``:
+    revoke all, then grant. Idempotent; the migrations run it as the owner, each
+    naming the tables that exist at its revision."""
     statements = []
     for principal, grants in POSTGRES_GRANTS.items():
         role = postgres_role(principal)
         statements.append(f"GRANT USAGE ON SCHEMA public TO {role}")
-        statements += [f"REVOKE ALL ON {table} FROM {role}" for table in TABLES]
-        for grant in grants:
+        statements += [f"REVOKE ALL ON {table} FROM {role}" for table in tables]
+        for grant in (g for g in grants if g.table in tables):
             limited = {"UPDATE": grant.update_columns, "SELECT": grant.select_columns}
             plain = [p for p in grant.privileges if not limited.get(p)]
             if plain:

@@ -117,6 +117,8 @@ def anchor_file(settings: Settings) -> Path:
 KEY_HOLDERS = {
     "deid_key": {"deid", OPERATOR},
     "vault_key": {"deid", "results", OPERATOR},
+    "relink_private_key": {"results", OPERATOR},
+    "relink_public_key": {"deid", OPERATOR},
 }
 
 
@@ -130,7 +132,10 @@ def problems(settings: Settings) -> list[str]:
     found: list[str] = []
     for name, holders in KEY_HOLDERS.items():
         if principal in holders:
-            found += _key_problems(name, getattr(settings, name).get_secret_value())
+            value = getattr(settings, name)
+            found += _key_problems(
+                name, value if isinstance(value, str) else value.get_secret_value()
+            )
     urls = ["database_url"] + (["database_admin_url"] if principal == OPERATOR else [])
     for name in urls:
         password = urlsplit(getattr(settings, name).get_secret_value()).password

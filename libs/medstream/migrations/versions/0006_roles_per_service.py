@@ -16,9 +16,18 @@ from alembic import op
 
 from medstream.platform.identities import (
     POSTGRES_GRANTS,
-    TABLES,
     postgres_grant_statements,
     postgres_role,
+)
+
+# The tables that exist at this revision (later ones are granted by their migrations).
+TABLES_AT_THIS_REVISION = (
+    "inbox",
+    "outbox",
+    "pseudonym_vault",
+    "fhir_resource",
+    "audit_event",
+    "audit_chain_head",
 )
 
 revision = "0006"
@@ -28,13 +37,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in postgres_grant_statements():
+    for statement in postgres_grant_statements(TABLES_AT_THIS_REVISION):
         op.execute(statement)
 
 
 def downgrade() -> None:
     for principal in POSTGRES_GRANTS:
         role = postgres_role(principal)
-        for table in TABLES:
+        for table in TABLES_AT_THIS_REVISION:
             op.execute(f"REVOKE ALL ON {table} FROM {role}")
         op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")

@@ -12,6 +12,16 @@ from alembic import op
 
 from medstream.platform.identities import postgres_grant_statements
 
+# The tables that exist at this revision (later ones are granted by their migrations).
+TABLES_AT_THIS_REVISION = (
+    "inbox",
+    "outbox",
+    "pseudonym_vault",
+    "fhir_resource",
+    "audit_event",
+    "audit_chain_head",
+)
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -19,7 +29,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in postgres_grant_statements():
+    for statement in postgres_grant_statements(TABLES_AT_THIS_REVISION):
         op.execute(statement)
 
 
