@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     # <state_dir>/audit/anchors.jsonl) besides medstream.audit.anchors.
     audit_anchor_key: SecretStr | None = None
     audit_anchor_interval_s: float = Field(default=60.0, gt=0)
-    audit_anchor_file: Path | None = None
+    audit_anchor_path: Path | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,7 @@
 """docker-compose.yml stays true to the code: its services exist, its settings are real."""
 
+import subprocess
+import sys
 import tomllib
 from typing import Any
 
@@ -11,7 +13,6 @@ from medstream.platform.identities import (
     POSTGRES_GRANTS,
     REDIS_USERS,
     postgres_role,
-    redis_user,
 )
 from medstream.settings import Settings
 
@@ -48,7 +49,9 @@ def test_compose_environment_names_real_settings() -> None:
     for service in compose()["services"].values():
         for variable in service.get("environment") or {}:
             if variable.startswith("MEDSTREAM_"):
-                assert variable in fields, f"{variable} is not a setting"
+                assert variable in fields or (
+                    variable.endswith("_FILE") and variable.removesuffix("_FILE") in fields
+                ), f"{variable} is not a setting"
 
 
 def test_infrastructure_images_have_health_checks() -> None:
@@ -90,30 +93,51 @@ def test_every_data_file_of_the_library_ships_in_the_package() -> None:
             )
 
 
-def test_compose_redis_users_are_the_identity_table() -> None:
-    """Each principal of REDIS_USERS is a Redis user in compose with the same keys and
-    commands, the default user is off, and the services with a user get a password."""
-    command = compose()["services"]["redis"]["command"]
-    users = [command[i + 1] for i, arg in enumerate(command) if arg == "--user"]
-    assert "default off" in users
-    for principal, grant in REDIS_USERS.items():
-        (line,) = [u for u in users if u.startswith(f"{redis_user(principal)} on ")]
-        assert line.endswith(grant.rule("x").split(" ", 3)[3]), line
+def test_compose_secrets_are_written_from_the_identity_tables() -> None:
+    """infra/compose-secrets matches what compose_secrets.py writes from the tables
+    (the Redis ACL file, the database URLs, the role passwords), and every secret a
+    service names exists."""
+    check = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "infra/scripts/compose_secrets.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout
+    declared = compose()["secrets"]
+    for name, spec in declared.items():
+        assert spec["file"].endswith(f"/{name}")
+        assert (REPO_ROOT / "infra/compose-secrets" / name).exists()
+    for service in compose()["services"].values():
+        assert set(service.get("secrets") or []) <= set(declared)
+
+
+def test_each_compose_service_gets_only_its_own_secrets() -> None:
+    """Least privilege in compose: a secret goes only to the services that hold it, and
+    no service gets a secret as a plain environment value."""
     services = compose()["services"]
+    holders: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for secret in service.get("secrets") or []:
+            holders.setdefault(secret, set()).add(name)
+        for variable, value in (service.get("environment") or {}).items():
+            assert "KEY" not in variable or variable.endswith("_FILE"), variable
+            assert "dev-" not in str(value), variable  # a credential in plain sight
+            assert "://" not in str(value) or "@" not in str(value), variable  # a password URL
+    assert holders["relink_private_key"] == {"results"}
+    assert holders["vault_key"] == {"deid", "results", "migrate"}
+    assert holders["deid_key"] == {"deid"}
+    assert holders["database_admin_url"] == {"migrate"}
+    for spec in SERVICES:
+        assert f"database_url_{spec.name}" in services[spec.name]["secrets"]
+        url = (REPO_ROOT / "infra/compose-secrets" / f"database_url_{spec.name}").read_text()
+        assert url.startswith(f"postgresql+asyncpg://{postgres_role(spec.name)}:")
     for principal in REDIS_USERS:
         if principal in services:
-            assert "MEDSTREAM_REDIS_PASSWORD" in services[principal]["environment"]
-
-
-def test_compose_postgres_roles_are_the_identity_table() -> None:
-    """Each service connects as its own role; the init scripts create every role of
-    POSTGRES_GRANTS and set each one's password."""
-    services = compose()["services"]
-    for spec in SERVICES:
-        url = services[spec.name]["environment"]["MEDSTREAM_DATABASE_URL"]
-        assert url.startswith(f"postgresql+asyncpg://{postgres_role(spec.name)}:"), url
+            assert f"redis_{principal}_password" in services[principal]["secrets"]
     roles = (REPO_ROOT / "infra/postgres/init-roles.sql").read_text()
     passwords = (REPO_ROOT / "infra/postgres/init-passwords.sh").read_text()
     for principal in POSTGRES_GRANTS:
         assert f"CREATE ROLE {postgres_role(principal)} LOGIN" in roles
         assert f" {principal} " in passwords or f" {principal};" in passwords
+        assert f"pg_{principal}_password" in services["postgres"]["secrets"]

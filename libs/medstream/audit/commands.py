@@ -130,7 +130,7 @@ def audit_verify(
     chain: list[int] = typer.Option(None, help="Only this chain (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report instead."),
     anchors: Path | None = typer.Option(
-        None, help="The signed anchor file (default: MEDSTREAM_AUDIT_ANCHOR_FILE's)."
+        None, help="The signed anchor file (default: MEDSTREAM_AUDIT_ANCHOR_PATH's)."
     ),
 ) -> None:
     """Walk every hash chain and report tampering; exit 1 if any is found.

@@ -109,7 +109,7 @@ def anchor_key(settings: Settings) -> bytes:
 
 def anchor_file(settings: Settings) -> Path:
     """Where the signed anchors are appended."""
-    return settings.audit_anchor_file or settings.state_dir / "audit" / "anchors.jsonl"
+    return settings.audit_anchor_path or settings.state_dir / "audit" / "anchors.jsonl"
 
 
 # Which principals hold which key: each service is given only the secrets it uses, so
