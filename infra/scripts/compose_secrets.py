@@ -50,8 +50,12 @@ def files() -> dict[str, str]:
         "relink_public_key": DEVELOPMENT_KEYS[3],
         "audit_anchor_key": "dev-audit-anchor-key-for-docker-compose-only",
         "database_admin_url": (
-            "postgresql+asyncpg://medstream_owner:medstream_owner@postgres:5432/medstream"
+            f"postgresql+asyncpg://medstream_owner:{pg_password('owner')}@postgres:5432/medstream"
         ),
+        # The superuser, the owner (migrations) and the operator role (the CLI's).
+        "pg_superuser_password": pg_password("superuser"),
+        "pg_owner_password": pg_password("owner"),
+        "pg_operator_password": pg_password("operator"),
     }
     for principal in POSTGRES_GRANTS:
         found[f"pg_{principal}_password"] = pg_password(principal)

@@ -40,6 +40,7 @@ from medstream.kafka import consumer_lag, ensure_topics, make_producer
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
 from medstream.monitoring.news2 import detail, news2_now, stale_limits
 from medstream.paths import SCHEMAS_DIR
+from medstream.platform.secrets import InsecureSettings, require
 from medstream.replay import Outgoing, messages
 from medstream.settings import get_settings
 
@@ -240,6 +241,8 @@ def topics_list() -> None:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Apply the Alembic migrations."""
+    # 0008 seals older vault rows' identities: never to a development key.
+    _require("database_admin_url", "vault_key", "relink_public_key")
     migrate.upgrade(revision)
     record_command("admin.db.upgrade", {"revision": revision})
 
@@ -671,6 +674,7 @@ def vault_rotate_key(
     skipped and taken in the next pass. Safe to stop and rerun. The services must
     already accept the old key (MEDSTREAM_VAULT_PREVIOUS_KEYS); see docs/security.md."""
     settings = get_settings()
+    _require("vault_key")
     cipher = VaultCipher.from_settings(settings)
 
     async def rotate() -> int:
@@ -708,3 +712,12 @@ def vault_rotate_key(
         raise typer.Exit(2) from None
     record_command("vault.rotate_key", {"rows": rotated, "key_id": cipher.key_id})
     console.print(f"[green]done:[/green] every vault row is under key {cipher.key_id}")
+
+
+def _require(*names: str) -> None:
+    """Outside dev, stop an operator command that would use a development secret."""
+    try:
+        require(get_settings(), *names)
+    except InsecureSettings as refused:
+        console.print(f"[red]error:[/red] {refused}")
+        raise typer.Exit(2) from None

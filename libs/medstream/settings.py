@@ -39,6 +39,11 @@ DEVELOPMENT_KEYS = (
 )
 
 
+# MEDSTREAM_ENV_FILE already names the optional .env file, so ``env`` is never read
+# from a file.
+NOT_FROM_FILES = frozenset({"env"})
+
+
 class FileSecretsSource(PydanticBaseSettingsSource):
     """``MEDSTREAM_X_FILE=/run/secrets/x`` sets ``X`` to that file's contents (a
     trailing newline dropped). Setting both ``MEDSTREAM_X`` and ``MEDSTREAM_X_FILE`` is
@@ -62,6 +67,8 @@ class FileSecretsSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for name, field in self.settings_cls.model_fields.items():
+            if name in NOT_FROM_FILES:
+                continue
             value, key, _ = self.get_field_value(field, name)
             if value is not None:
                 found[key] = value

@@ -22,7 +22,6 @@ from medstream.consumer import BatchHandler
 from medstream.deadletter import InvalidMessage
 from medstream.envelope import Envelope
 from medstream.events import AuditRecord
-from medstream.failures import ENVIRONMENT_ERRORS
 from medstream.outbox import OutboundMessage
 from medstream.platform.secrets import anchor_file, anchor_key
 from medstream.received import Received
@@ -36,6 +35,10 @@ MAX_BATCH, MAX_WAIT_MS = 500, 100
 CONSUMES = (AUDIT.name,)
 APPENDED = Counter("medstream_audit_appended_total", "Audit rows appended to the chains")
 ANCHORED = Counter("medstream_audit_anchored_total", "Chain heads signed and kept outside")
+ANCHOR_FAILURES = Counter("medstream_audit_anchor_failures_total", "Anchoring rounds that failed")
+TAMPERED = Counter(
+    "medstream_audit_anchor_mismatch_total", "Chains found changed below their last anchor"
+)
 # Background tasks, held so they are not collected while they run.
 _TASKS: set[asyncio.Task[None]] = set()
 log = logging.getLogger("medstream.audit")
@@ -72,21 +75,34 @@ def make_batch_handler() -> BatchHandler:
 async def anchor_periodically(runtime: ServiceRuntime) -> None:
     """Every ``audit_anchor_interval_s``, sign each chain head that moved and keep the
     anchors outside PostgreSQL: through the outbox to ``medstream.audit.anchors``, then
-    appended to the anchor file once the transaction commits. A failed round is retried
-    at the next one; the anchors already written stay valid."""
+    appended to the anchor file once the transaction commits. A chain whose row at its
+    last anchor no longer has the anchored hash is not signed again: that would bless
+    a rewrite; it is logged as tampering for ``audit verify`` to show. A failed round is
+    retried at the next one."""
     settings = runtime.settings
     key, file = anchor_key(settings), AnchorFile(anchor_file(settings))
-    exported: dict[int, int] = {}
+    last = {
+        chain: (a.seq, a.hash)
+        for chain, a in (await asyncio.to_thread(file.latest, key))[0].items()
+    }
     while True:
         await asyncio.sleep(settings.audit_anchor_interval_s)
         try:
             async with runtime.engine.begin() as conn:
-                records = await trail.export_anchors(conn, key, exported)
+                broken = await trail.moved_below(conn, last)
+                for chain in broken:
+                    log.error("audit chain changed below its last anchor", extra={"chain": chain})
+                    TAMPERED.inc()
+                records = await trail.export_anchors(
+                    conn, key, {c: seq for c, (seq, _) in last.items()}, skip_chains=broken
+                )
             await asyncio.to_thread(file.append, records)
-        except ENVIRONMENT_ERRORS as error:
+        except Exception as error:  # noqa: BLE001  (the loop must outlive any round)
             log.warning("anchoring failed; retrying", extra={"error_class": type(error).__name__})
+            ANCHOR_FAILURES.inc()
             continue
-        exported.update({int(r["chain"]): int(r["seq"]) for r in records})  # type: ignore[call-overload]
+        for record in records:
+            last[int(str(record["chain"]))] = (int(str(record["seq"])), str(record["hash"]))
         ANCHORED.inc(len(records))
 
 

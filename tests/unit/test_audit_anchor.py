@@ -52,3 +52,23 @@ def test_check_finds_a_rewritten_or_cut_chain() -> None:
     assert (changed.kind, changed.seq) == (Tampering.CHANGED, 2)
     (cut,) = check(1, rows("h1"), anchor)
     assert (cut.kind, cut.seq) == (Tampering.DELETED, 2)
+
+
+def test_an_older_anchor_catches_a_rewrite_a_later_anchor_blessed() -> None:
+    """A tail rewritten below an anchor, then signed again at a later head, passes the
+    newest anchor but not the older one."""
+    older, newer = Anchor(1, 2, "h2", "t1"), Anchor(1, 3, "x3", "t2")
+    forged = rows("h1", "x2", "x3")
+    assert check(1, forged, newer) == []
+    (found,) = check(1, forged, [older, newer])
+    assert (found.kind, found.seq) == (Tampering.CHANGED, 2)
+
+
+def test_every_keeps_all_valid_anchors_in_order(tmp_path: Path) -> None:
+    file = AnchorFile(tmp_path / "anchors.jsonl")
+    file.append(
+        signed_record(a, KEY) for a in anchors_of({1: (8, "c")}) + anchors_of({1: (5, "a")})
+    )
+    every, problems = file.every(KEY)
+    assert [a.seq for a in every[1]] == [5, 8]
+    assert problems == []

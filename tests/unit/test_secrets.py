@@ -198,3 +198,42 @@ def test_identities_sealed_by_deid_open_only_with_the_relink_key() -> None:
     with pytest.raises(InvalidTag):
         results.open(sealed, "psn-2")  # bound to its pseudonym
     assert deid.seal(b"x", "psn-1") != deid.seal(b"x", "psn-1")  # a fresh key each time
+
+
+def test_the_env_file_variable_still_names_a_dotenv_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MEDSTREAM_ENV_FILE is the .env file, not a file holding MEDSTREAM_ENV."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MEDSTREAM_LOG_LEVEL=DEBUG\n")
+    monkeypatch.setenv("MEDSTREAM_ENV_FILE", str(dotenv))
+    assert Settings().env == "dev"
+    assert Settings(_env_file=str(dotenv)).log_level == "DEBUG"  # type: ignore[call-arg]
+
+
+def test_a_relink_key_pair_must_belong_together_and_results_needs_only_its_half() -> None:
+    from medstream.deid.vault import RelinkSeal  # noqa: PLC0415
+
+    pair = X25519PrivateKey.generate()
+    private = pair.private_bytes_raw()
+    public = pair.public_key().public_bytes_raw()
+    sealed = RelinkSeal(public).seal(b"identity", "psn-1")
+    assert RelinkSeal(None, private).open(sealed, "psn-1") == b"identity"
+    other = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    with pytest.raises(ValueError, match="public half"):
+        RelinkSeal(other, private)
+    from medstream.deid.vault import VaultCipher  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="current key's id"):
+        VaultCipher(b"n" * 32, "v1", {"v1": b"o" * 32})
+
+
+def test_operator_commands_refuse_development_secrets_outside_dev() -> None:
+    policy.require(Settings(), "vault_key", "audit_anchor_key")  # dev: anything goes
+    with pytest.raises(policy.InsecureSettings, match="MEDSTREAM_VAULT_KEY is the development"):
+        policy.require(Settings(env="production"), "vault_key")
+    with pytest.raises(policy.InsecureSettings, match="MEDSTREAM_AUDIT_ANCHOR_KEY is not set"):
+        policy.require(Settings(env="production"), "audit_anchor_key")
+    with pytest.raises(policy.InsecureSettings, match="RELINK_PUBLIC_KEY is the development"):
+        policy.require(Settings(env="production"), "relink_public_key")
+    policy.require(production(), "vault_key", "relink_public_key", "database_admin_url")

@@ -77,7 +77,15 @@ class AnchorFile:
     def latest(self, key: bytes) -> tuple[dict[int, Anchor], list[str]]:
         """Each chain's latest anchor whose signature verifies, and a note for each line
         that does not (forged, damaged or signed with another key)."""
-        found: dict[int, Anchor] = {}
+        every, problems = self.every(key)
+        return {chain: anchors[-1] for chain, anchors in every.items()}, problems
+
+    def every(self, key: bytes) -> tuple[dict[int, list[Anchor]], list[str]]:
+        """Every anchor whose signature verifies, per chain in sequence order, and a
+        note for each line that does not. Verification checks them all: a tail
+        rewritten below an older anchor and signed again later is still caught by the
+        older one."""
+        found: dict[int, list[Anchor]] = {}
         problems: list[str] = []
         if not self.path.exists():
             return found, problems
@@ -94,16 +102,33 @@ class AnchorFile:
             if not valid:
                 problems.append(f"line {number} of {self.path.name} has a bad signature")
                 continue
-            if anchor.chain not in found or anchor.seq >= found[anchor.chain].seq:
-                found[anchor.chain] = anchor
+            found.setdefault(anchor.chain, []).append(anchor)
+        for anchors in found.values():
+            anchors.sort(key=lambda a: (a.seq, a.at))
         return found, problems
 
 
-def check(chain: int, rows: Sequence[ChainRow], anchor: Anchor | None) -> list[Finding]:
-    """Whether the chain still holds the anchored row with the anchored hash."""
-    if anchor is None:
+def check(
+    chain: int, rows: Sequence[ChainRow], anchors: Anchor | Sequence[Anchor] | None
+) -> list[Finding]:
+    """Whether the chain still holds every anchored row with its anchored hash."""
+    if anchors is None:
         return []
-    stored = next((row for row in rows if row.seq == anchor.seq), None)
+    if isinstance(anchors, Anchor):
+        anchors = [anchors]
+    by_seq = {row.seq: row for row in rows}
+    findings: list[Finding] = []
+    reported: set[int] = set()
+    for anchor in anchors:
+        for finding in _check_one(chain, by_seq, anchor):
+            if finding.seq not in reported:
+                reported.add(finding.seq)
+                findings.append(finding)
+    return findings
+
+
+def _check_one(chain: int, by_seq: Mapping[int, ChainRow], anchor: Anchor) -> list[Finding]:
+    stored = by_seq.get(anchor.seq)
     if stored is None:
         return [
             Finding(

@@ -29,8 +29,8 @@ from medstream.audit.lineage import UnknownResource, trace
 from medstream.audit.trail import AuditFilter, ChainReport, export_anchors, query, verify
 from medstream.db import make_engine
 from medstream.failures import ENVIRONMENT_ERRORS
-from medstream.platform.secrets import anchor_file, anchor_key
-from medstream.settings import get_settings
+from medstream.platform.secrets import InsecureSettings, anchor_file, anchor_key, require
+from medstream.settings import Settings, get_settings
 
 audit_app = typer.Typer(
     help="The audit trail: verify its hash chains, query it.", no_args_is_help=True
@@ -114,6 +114,7 @@ def audit_anchor() -> None:
     """Sign every chain head now and keep it outside PostgreSQL (the audit service
     does this on a schedule): the anchor file and medstream.audit.anchors."""
     settings = get_settings()
+    _require_anchor_key(settings)
     key, file = anchor_key(settings), AnchorFile(anchor_file(settings))
 
     async def export(conn: AsyncConnection) -> list[dict[str, object]]:
@@ -138,13 +139,15 @@ def audit_verify(
     Reports each changed, deleted, inserted or reordered row, and each chain that no
     longer holds its signed anchor (a tail rewritten with recomputed hashes)."""
     settings = get_settings()
+    _require_anchor_key(settings)
     file = AnchorFile(anchors or anchor_file(settings))
-    anchored, forged = file.latest(anchor_key(settings))
+    anchored, forged = file.every(anchor_key(settings))
 
     async def run(conn: AsyncConnection) -> list[ChainReport]:
         return await verify(conn, chain or None, anchored)
 
     reports = _read(run)
+    unanchored = [r.chain for r in reports if r.rows and r.chain not in anchored]
     findings = [f for r in reports for f in r.findings]
     for problem in forged:
         findings.append(Finding(-1, Tampering.CHANGED, 0, f"anchor file: {problem}"))
@@ -156,6 +159,7 @@ def audit_verify(
                     "ok": not findings,
                     "anchored_chains": len(anchored),
                     "anchor_problems": forged,
+                    "unanchored_chains": unanchored,
                     "chains": [
                         {
                             "chain": r.chain,
@@ -184,6 +188,13 @@ def audit_verify(
         for f in findings:
             console.print(f"[red]{f.kind.value}[/red] chain {f.chain} seq {f.seq}: {f.detail}")
         total = sum(r.rows for r in reports)
+        if unanchored:
+            console.print(
+                f"[yellow]warning:[/yellow] no signed anchor for chain(s) "
+                f"{', '.join(map(str, unanchored))} in {file.path}: a tail rewritten with "
+                "recomputed hashes would pass. Point --anchors at the audit service's "
+                "anchor file, or run `medstream audit anchor`."
+            )
         if findings:
             console.print(
                 f"[red]audit trail tampered:[/red] {len(findings)} finding(s) in {total} rows. "
@@ -296,3 +307,11 @@ def lineage(
     out.print(table)
     for gap in found.missing:
         console.print(f"[yellow]missing:[/yellow] {gap}")
+
+
+def _require_anchor_key(settings: Settings) -> None:
+    try:
+        require(settings, "audit_anchor_key")
+    except InsecureSettings as refused:
+        console.print(f"[red]error:[/red] {refused}")
+        raise typer.Exit(2) from None

@@ -223,13 +223,37 @@ async def heads(conn: AsyncConnection) -> dict[int, tuple[int, str]]:
     return {row.chain: (row.seq, row.hash) for row in result}
 
 
+async def moved_below(conn: AsyncConnection, anchored: Mapping[int, tuple[int, str]]) -> set[int]:
+    """The chains whose row at their last anchored ``seq`` no longer has the anchored
+    hash (rewritten, or cut below it)."""
+    broken = set()
+    for chain, (seq, digest) in anchored.items():
+        stored = (
+            await conn.execute(
+                text("SELECT hash FROM audit_event WHERE chain = :c AND seq = :s"),
+                {"c": chain, "s": seq},
+            )
+        ).scalar()
+        if stored != digest:
+            broken.add(chain)
+    return broken
+
+
 async def export_anchors(
-    conn: AsyncConnection, key: bytes, skip: Mapping[int, int] | None = None
+    conn: AsyncConnection,
+    key: bytes,
+    skip: Mapping[int, int] | None = None,
+    skip_chains: set[int] | None = None,
 ) -> list[dict[str, object]]:
-    """Sign each chain's head (except those whose head is still ``skip[chain]``) and
-    enqueue it for ``medstream.audit.anchors`` in the caller's transaction; return the
-    signed records, for the caller to append to the anchor file once it commits."""
-    fresh = {c: h for c, h in (await heads(conn)).items() if (skip or {}).get(c) != h[0]}
+    """Sign each chain's head (except those whose head is still ``skip[chain]``, and
+    ``skip_chains``) and enqueue it for ``medstream.audit.anchors`` in the caller's
+    transaction; return the signed records, for the caller to append to the anchor
+    file once it commits."""
+    fresh = {
+        c: h
+        for c, h in (await heads(conn)).items()
+        if (skip or {}).get(c) != h[0] and c not in (skip_chains or set())
+    }
     records = [signed_record(a, key) for a in anchors_of(fresh)]
     for record in records:
         await outbox.enqueue(
@@ -247,11 +271,11 @@ async def export_anchors(
 async def verify(
     conn: AsyncConnection,
     chains: Sequence[int] | None = None,
-    anchors: Mapping[int, Anchor] | None = None,
+    anchors: Mapping[int, Anchor | Sequence[Anchor]] | None = None,
 ) -> list[ChainReport]:
     """Verify ``chains`` (default: every chain with rows or a recorded head) in one
     snapshot, so rows appended meanwhile are neither seen nor mistaken for insertions.
-    With ``anchors`` (each chain's latest signed head), a chain must still hold each
+    With ``anchors`` (each chain's signed heads), a chain must still hold every
     anchored row with its anchored hash: that catches a tail rewritten with recomputed
     hashes, which the chain alone cannot."""
     if not conn.in_transaction():

@@ -68,10 +68,13 @@ class VaultCipher:
         key = _derive(secret, key_id)
         self._aead = AESGCM(key[:32])
         self._mac_key = key[32:]
+        if key_id in (previous or {}):
+            raise ValueError(
+                f"MEDSTREAM_VAULT_PREVIOUS_KEYS names {key_id!r}, the current key's id: give "
+                "the new key a new MEDSTREAM_VAULT_KEY_ID"
+            )
         self._previous = {
-            old_id: AESGCM(_derive(old, old_id)[:32])
-            for old_id, old in (previous or {}).items()
-            if old_id != key_id
+            old_id: AESGCM(_derive(old, old_id)[:32]) for old_id, old in (previous or {}).items()
         }
 
     @classmethod
@@ -112,18 +115,30 @@ class RelinkSeal:
     the private key opens. ``sealed`` is the ephemeral public key (32 bytes), the nonce
     (12) and the AES-GCM ciphertext."""
 
-    def __init__(self, public: bytes, private: bytes | None = None) -> None:
-        self._public = X25519PublicKey.from_public_bytes(public)
+    def __init__(self, public: bytes | None, private: bytes | None = None) -> None:
         self._private = X25519PrivateKey.from_private_bytes(private) if private else None
+        if self._private is not None:
+            own = self._private.public_key()
+            if public is not None and own.public_bytes_raw() != public:
+                raise ValueError(
+                    "MEDSTREAM_RELINK_PUBLIC_KEY is not the public half of "
+                    "MEDSTREAM_RELINK_PRIVATE_KEY; set the pair that belongs together"
+                )
+            self._public = own
+        elif public is not None:
+            self._public = X25519PublicKey.from_public_bytes(public)
+        else:
+            raise ValueError("a re-link seal needs the public or the private key")
 
     @classmethod
     def for_service(cls, settings: Settings, service: str) -> RelinkSeal:
         """The public key for everyone; the private key only for results and the
         operator (the CLI), who re-link."""
-        private = None
-        if service not in ("deid",):
-            private = base64.b64decode(settings.relink_private_key.get_secret_value())
-        return cls(base64.b64decode(settings.relink_public_key), private)
+        if service == "deid":
+            return cls(base64.b64decode(settings.relink_public_key))
+        # The holder of the private key derives the public half from it, so a results
+        # service given only its private key seals and opens with the same pair.
+        return cls(None, base64.b64decode(settings.relink_private_key.get_secret_value()))
 
     def _key(self, shared: bytes, ephemeral: bytes) -> AESGCM:
         recipient = self._public.public_bytes_raw()

@@ -8,7 +8,7 @@ tests cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from medstream.deployment import SERVICES as DEPLOYED
@@ -41,7 +41,16 @@ class RedisGrant:
 # ``vault:*``) and monitoring's observation windows (``monitoring:window:*``). Every
 # other service has no Redis user, so it cannot connect at all. The operator (the CLI,
 # the stack's health check, the tests) has every right; the default user is off.
-_CONNECTION = ("ping", "hello", "auth", "client", "select", "info")
+# What a client needs to connect: no CLIENT LIST, PAUSE or KILL, no INFO.
+_CONNECTION = (
+    "ping",
+    "hello",
+    "auth",
+    "select",
+    "client|setinfo",
+    "client|setname",
+    "client|id",
+)
 REDIS_USERS: dict[str, RedisGrant] = {
     "deid": RedisGrant(("vault:*",), (*_CONNECTION, "get", "set", "del", "expire")),
     "monitoring": RedisGrant(
@@ -93,8 +102,9 @@ _EXACTLY_ONCE = (
 )
 # PostgreSQL: one role per service, the auditor, and the operator (the CLI and the
 # tests: every service's rights, for lineage, the ledger and replays). Only results
-# reads identities to re-link; audit rows are INSERT-only for everyone (the triggers
-# refuse UPDATE and DELETE even to the owner).
+# reads identities to re-link; audit rows are INSERT-only for every role (the triggers
+# refuse UPDATE and DELETE too; the owner and the superuser can switch triggers off,
+# which the signed anchors catch).
 POSTGRES_GRANTS: dict[str, tuple[TableGrant, ...]] = {
     "relay": (
         TableGrant(
@@ -140,12 +150,15 @@ def postgres_role(principal: str) -> str:
     return f"medstream_{principal}"
 
 
-def postgres_grant_statements(tables: Sequence[str] = TABLES) -> list[str]:
-    """SQL that makes each role's privileges on ``tables`` exactly ``POSTGRES_GRANTS``:
-    revoke all, then grant. Idempotent; the migrations run it as the owner, each
-    naming the tables that exist at its revision."""
+def postgres_grant_statements(
+    grants_of: Mapping[str, Sequence[TableGrant]] | None = None, tables: Sequence[str] = TABLES
+) -> list[str]:
+    """SQL that makes each role's privileges on ``tables`` exactly ``grants_of``
+    (default ``POSTGRES_GRANTS``): revoke all, then grant. Idempotent. Only the newest
+    migration applies the live table; each older one keeps a frozen copy of the table
+    as it was, so that replaying it on a fresh database names only what exists then."""
     statements = []
-    for principal, grants in POSTGRES_GRANTS.items():
+    for principal, grants in (POSTGRES_GRANTS if grants_of is None else grants_of).items():
         role = postgres_role(principal)
         statements.append(f"GRANT USAGE ON SCHEMA public TO {role}")
         statements += [f"REVOKE ALL ON {table} FROM {role}" for table in tables]

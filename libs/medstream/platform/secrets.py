@@ -149,6 +149,33 @@ def problems(settings: Settings) -> list[str]:
     return found
 
 
+def require(settings: Settings, *names: str) -> None:
+    """For an operator command: outside dev, refuse unless each setting in ``names``
+    is a real secret (raises InsecureSettings naming what to set)."""
+    if settings.env == DEVELOPMENT:
+        return
+    found: list[str] = []
+    for name in names:
+        value = getattr(settings, name)
+        plain = (
+            None
+            if value is None
+            else value
+            if isinstance(value, str)
+            else (value.get_secret_value())
+        )
+        if name.endswith("_url"):
+            found += _password_problems(name, urlsplit(plain or "").password)
+        elif name == "audit_anchor_key":
+            found += _password_problems(name, plain, minimum=MIN_KEY_BYTES)
+        else:
+            found += _key_problems(name, plain or "")
+    if found:
+        raise InsecureSettings(
+            f"MEDSTREAM_ENV={settings.env} refuses this command: " + "; ".join(found) + "."
+        )
+
+
 def enforce(settings: Settings) -> None:
     """Raise InsecureSettings naming every problem, outside development."""
     found = problems(settings)
@@ -186,7 +213,7 @@ def _password_problems(
 ) -> list[str]:
     where = _variable(name)
     if not password:
-        return [f"{where} has no password"]
+        return [f"{where} is not set" if name.endswith("_key") else f"{where} has no password"]
     if password in KNOWN_DEVELOPMENT_VALUES or password.startswith(DEVELOPMENT_PREFIX):
         return [f"{where} uses a development password"]
     if len(password) < minimum:

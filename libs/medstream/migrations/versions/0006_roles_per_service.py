@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 from medstream.platform.identities import (
-    POSTGRES_GRANTS,
+    TableGrant,
     postgres_grant_statements,
     postgres_role,
 )
@@ -30,6 +30,38 @@ TABLES_AT_THIS_REVISION = (
     "audit_chain_head",
 )
 
+# POSTGRES_GRANTS as it was at this revision (frozen: later tables and columns are
+# granted by later migrations, so a fresh database replays this one as it was).
+_SERVICE = (TableGrant("inbox", ("SELECT", "INSERT")), TableGrant("outbox", ("INSERT",)))
+GRANTS_AT_THIS_REVISION = {
+    "relay": (
+        TableGrant(
+            "outbox",
+            ("SELECT", "UPDATE"),
+            ("sent_at", "value", "key", "headers", "quarantined_at", "quarantine_reason"),
+        ),
+    ),
+    "ingestion": _SERVICE,
+    "deid": (*_SERVICE, TableGrant("pseudonym_vault", ("SELECT", "INSERT", "UPDATE"))),
+    "monitoring": _SERVICE,
+    "imaging": _SERVICE,
+    "notes": _SERVICE,
+    "results": (
+        *_SERVICE,
+        TableGrant("pseudonym_vault", ("SELECT",)),
+        TableGrant("fhir_resource", ("SELECT", "INSERT")),
+    ),
+    "audit": (
+        *_SERVICE,
+        TableGrant("audit_event", ("SELECT", "INSERT")),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+    "auditor": (
+        TableGrant("audit_event", ("SELECT",)),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+}
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -37,12 +69,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in postgres_grant_statements(TABLES_AT_THIS_REVISION):
+    for statement in postgres_grant_statements(GRANTS_AT_THIS_REVISION, TABLES_AT_THIS_REVISION):
         op.execute(statement)
 
 
 def downgrade() -> None:
-    for principal in POSTGRES_GRANTS:
+    for principal in GRANTS_AT_THIS_REVISION:
         role = postgres_role(principal)
         for table in TABLES_AT_THIS_REVISION:
             op.execute(f"REVOKE ALL ON {table} FROM {role}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from medstream.platform.identities import postgres_grant_statements
+from medstream.platform.identities import TableGrant, postgres_grant_statements
 
 # The tables that exist at this revision (later ones are granted by their migrations).
 TABLES_AT_THIS_REVISION = (
@@ -22,6 +22,41 @@ TABLES_AT_THIS_REVISION = (
     "audit_chain_head",
 )
 
+# POSTGRES_GRANTS as it was at this revision (frozen: later tables and columns are
+# granted by later migrations, so a fresh database replays this one as it was).
+_SERVICE = (
+    TableGrant("inbox", ("SELECT", "INSERT")),
+    TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+)
+GRANTS_AT_THIS_REVISION = {
+    "relay": (
+        TableGrant(
+            "outbox",
+            ("SELECT", "UPDATE"),
+            ("sent_at", "value", "key", "headers", "quarantined_at", "quarantine_reason"),
+        ),
+    ),
+    "ingestion": _SERVICE,
+    "deid": (*_SERVICE, TableGrant("pseudonym_vault", ("SELECT", "INSERT", "UPDATE"))),
+    "monitoring": _SERVICE,
+    "imaging": _SERVICE,
+    "notes": _SERVICE,
+    "results": (
+        *_SERVICE,
+        TableGrant("pseudonym_vault", ("SELECT",)),
+        TableGrant("fhir_resource", ("SELECT", "INSERT")),
+    ),
+    "audit": (
+        *_SERVICE,
+        TableGrant("audit_event", ("SELECT", "INSERT")),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+    "auditor": (
+        TableGrant("audit_event", ("SELECT",)),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+}
+
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
@@ -29,7 +64,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in postgres_grant_statements(TABLES_AT_THIS_REVISION):
+    for statement in postgres_grant_statements(GRANTS_AT_THIS_REVISION, TABLES_AT_THIS_REVISION):
         op.execute(statement)
 
 
