@@ -517,7 +517,8 @@ def predict_monitoring() -> None:
             continue
         try:
             item = json.loads(line)
-            times, sets = monitoring.observation_sets(item["observations"])
+            identifier = item["id"]
+            times, sets = monitoring.observation_sets(_observation_list(item["observations"]))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise _fail(
                 f'line {number}: expected {{"id", "observations": [{{"time", "code", '
@@ -538,7 +539,7 @@ def predict_monitoring() -> None:
         sys.stdout.write(
             json.dumps(
                 {
-                    "id": item["id"],
+                    "id": identifier,
                     "risk": risks[str(monitoring.HORIZON_HOURS)],
                     "horizon_hours": monitoring.HORIZON_HOURS,
                     "risk_by_horizon": risks,
@@ -549,6 +550,13 @@ def predict_monitoring() -> None:
             )
             + "\n"
         )
+
+
+def _observation_list(value: object) -> list[dict[str, Any]]:
+    """The CONTRACT's observations, or TypeError when they are not a list of objects."""
+    if not isinstance(value, list) or not all(isinstance(o, dict) for o in value):
+        raise TypeError("observations must be a list of objects")
+    return value
 
 
 @predict_app.command("notes")

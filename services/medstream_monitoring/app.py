@@ -117,13 +117,14 @@ def make_batch_handler(
             else []
         )
         parsed: list[
-            tuple[Envelope[VitalsEvent], list[float], list[Observations]] | InvalidMessage
+            tuple[Envelope[VitalsEvent], list[float], list[Observations], int] | InvalidMessage
         ] = []
         for event in events:
             if isinstance(event, InvalidMessage):
                 parsed.append(event)
                 continue
-            times, sets = monitoring.observation_sets(next(windows))
+            items = next(windows)
+            times, sets = monitoring.observation_sets(items)
             if not sets:
                 parsed.append(
                     InvalidMessage(
@@ -131,7 +132,8 @@ def make_batch_handler(
                     )
                 )
                 continue
-            parsed.append((event, times, sets))
+            at = max(v.observed_at for v in event.payload.vitals)
+            parsed.append((event, times, sets, monitoring.row_at(items, times, at)))
         scorable = [p for p in parsed if not isinstance(p, InvalidMessage)]
 
         def infer(windows: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
@@ -139,7 +141,7 @@ def make_batch_handler(
 
         scored = (
             await asyncio.to_thread(
-                infer, np.stack([monitoring.window(t, s, len(s) - 1) for _, t, s in scorable])
+                infer, np.stack([monitoring.window(t, s, end) for _, t, s, end in scorable])
             )
             if scorable
             else (np.zeros(0), [])
@@ -150,8 +152,8 @@ def make_batch_handler(
             if isinstance(item, InvalidMessage):
                 results.append(item)
                 continue
-            event, times, sets = item
-            score = news2_now(times, sets, limits=limits)
+            event, times, sets, end = item
+            score = news2_now(times, sets, end, limits=limits)
             logits, explanation = next(outputs)
             risks = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
             result = MonitoringResult(

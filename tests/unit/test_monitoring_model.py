@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,25 @@ def test_onnx_runtime_and_torch_give_the_same_logits() -> None:
         onnx = scorer.logits(batch)
         torch_logits = monitoring.predict_logits(scorer.model, batch)
         assert np.allclose(onnx, torch_logits, atol=1e-4)
+
+
+def test_acvpu_is_read_from_letters_and_words() -> None:
+    assert monitoring.acvpu("A") is Consciousness.ALERT
+    assert monitoring.acvpu("New confusion") is Consciousness.CONFUSION
+    assert monitoring.acvpu("Responds to voice") is Consciousness.VOICE
+    assert monitoring.acvpu("responds to pain") is Consciousness.PAIN
+    assert monitoring.acvpu("Unresponsive") is Consciousness.UNRESPONSIVE
+    assert monitoring.acvpu("Alert") is Consciousness.ALERT
+    assert monitoring.acvpu("??") is None
+
+
+def test_a_late_event_is_scored_at_its_own_time() -> None:
+    """The row scored is the last at or before the event, never a later one."""
+    items = [
+        {"time": f"2026-03-14T{h:02d}:00:00Z", "code": "8867-4", "value": v, "unit": "/min"}
+        for h, v in ((6, 80), (7, 90), (9, 140))
+    ]
+    times, _ = monitoring.observation_sets(items)
+    at = datetime(2026, 3, 14, 7, 0, tzinfo=UTC)
+    assert monitoring.row_at(items, times, at) == 1
+    assert monitoring.row_at(items, times, datetime(2026, 3, 14, 10, 0, tzinfo=UTC)) == 2

@@ -193,6 +193,21 @@ def test_a_complete_news2_is_final_with_every_part() -> None:
     components = {c["code"]["coding"][0]["code"]: c for c in news2.resource["component"]}
     assert components["news2-partial"]["valueBoolean"] is False
     assert components["news2-heart-rate"]["valueInteger"] == 1
+    assert components["news2-temperature"]["dataAbsentReason"]  # not in the parts: no value
+
+
+def test_every_news2_parameter_has_a_component() -> None:
+    news2, _, _ = build(monitoring(), result_event_id="e", patient=PATIENT, issued=ISSUED)
+    codes = {c["code"]["coding"][0]["code"] for c in news2.resource["component"]}
+    assert {
+        "news2-respiratory-rate",
+        "news2-spo2",
+        "news2-supplemental-oxygen",
+        "news2-systolic-bp",
+        "news2-heart-rate",
+        "news2-consciousness",
+        "news2-temperature",
+    } <= codes
 
 
 def test_notes_status_is_coded_in_snomed_and_v3_interpretation() -> None:

@@ -21,6 +21,7 @@ a carried-forward value, and how old, or missing.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import time
@@ -629,10 +630,7 @@ def observation_sets(items: Sequence[dict[str, Any]]) -> tuple[list[float], list
             continue
         fields = grouped.setdefault(when.isoformat(), {})
         if vital is Vital.CONSCIOUSNESS:
-            letter = str(value).strip()[:1].upper()
-            fields["consciousness"] = (
-                Consciousness(letter) if letter in "ACVPU" and letter else None
-            )
+            fields["consciousness"] = acvpu(value)
             continue
         number = _finite(value)
         if number is None:
@@ -669,6 +667,47 @@ def _on_oxygen(code: str, number: float, unit: str) -> bool:
     if "%" in unit or number > 1:
         return number > 21
     return number > 0.21
+
+
+_ACVPU_WORDS = (  # checked in this order: "new confusion" before anything else
+    ("confus", Consciousness.CONFUSION),
+    ("unrespons", Consciousness.UNRESPONSIVE),
+    ("voice", Consciousness.VOICE),
+    ("verbal", Consciousness.VOICE),
+    ("pain", Consciousness.PAIN),
+    ("alert", Consciousness.ALERT),
+)
+
+
+def acvpu(value: object) -> Consciousness | None:
+    """An ACVPU answer as charted: the letter, or the words ("Alert", "New confusion",
+    "Responds to voice", "Responds to pain", "Unresponsive"); None if unreadable."""
+    text = str(value).strip()
+    if len(text) == 1 and text.upper() in "ACVPU":
+        return Consciousness(text.upper())
+    lowered = text.lower()
+    for word, level in _ACVPU_WORDS:
+        if word in lowered:
+            return level
+    return None
+
+
+def row_at(items: Sequence[dict[str, Any]], times: Sequence[float], moment: datetime) -> int:
+    """The index of the last charted set at or before ``moment`` among the sets
+    ``observation_sets(items)`` made (``times`` in hours from its first set), so that a
+    late-arriving event is scored as things stood at its own time, never with values
+    charted after it."""
+    from medstream.clinical import VITAL_LOINC  # noqa: PLC0415
+
+    instants = [
+        when
+        for item in items
+        if str(item.get("code")) in VITAL_LOINC and (when := _instant(item.get("time")))
+    ]
+    if not instants or not times:
+        return len(times) - 1
+    hours = (moment - min(instants)).total_seconds() / 3600
+    return max(0, bisect.bisect_right(list(times), hours + 1e-9) - 1)
 
 
 def _instant(value: object) -> datetime | None:

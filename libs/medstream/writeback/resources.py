@@ -38,6 +38,7 @@ from medstream.fhir_r4 import (
     V2_0074,
     validated,
 )
+from medstream.monitoring.news2 import PARAMETERS as NEWS2_PARAMETERS
 
 ModelResult = MonitoringResult | ImagingResult | NotesResult
 ID_NAMESPACE = uuid.UUID("6f6d6564-7374-7265-616d-000000000005")
@@ -436,18 +437,19 @@ def _news2_components(result: MonitoringResult) -> list[dict[str, Any]]:
         return {"coding": [{"system": COMPONENT_SYSTEM, "code": name}], "text": text}
 
     parts: list[dict[str, Any]] = []
-    for vital, part in result.news2_parts.items():
+    for parameter in NEWS2_PARAMETERS:  # all seven, so a reader sees what was scored 0
+        vital = parameter.value
         label = vital.replace("_", " ")
         component: dict[str, Any] = {
             "code": code(f"news2-{vital.replace('_', '-')}", f"NEWS2 {label} score")
         }
-        if vital in result.news2_missing:
+        if vital in result.news2_missing or vital not in result.news2_parts:
             component["dataAbsentReason"] = {
                 "coding": [{"system": DATA_ABSENT_REASON, "code": "not-performed"}],
                 "text": "No value within the staleness limit; scored 0",
             }
         else:
-            component["valueInteger"] = part
+            component["valueInteger"] = result.news2_parts[vital]
         parts.append(component)
     for vital, age in result.news2_stale_minutes.items():
         if age > 0:
