@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from medstream.audit.anchor import AnchorFile
 from medstream.audit.chain import Tampering, content_of, link_hash
-from medstream.audit.trail import append, export_anchors, verify
+from medstream.audit.trail import append, export_anchors, moved_below, verify
 from medstream.envelope import Envelope
 from medstream.events import AuditRecord
 from medstream.settings import LOCAL_POSTGRES_PORT, Settings
@@ -271,6 +271,8 @@ async def test_a_rewritten_tail_passes_the_chain_but_not_its_signed_anchor(
         s=ROWS,
     )
     assert await findings(engine, chain) == []  # the chain alone is fooled
+    async with engine.connect() as conn:  # and the audit service will not re-sign it
+        assert await moved_below(conn, {chain: (ROWS, anchored[chain].hash)}) == {chain}
     async with engine.connect() as conn:
         (report,) = await verify(conn, chains=[chain], anchors=anchored)
     assert [(f.kind.value, f.seq) for f in report.findings] == [(Tampering.CHANGED.value, ROWS)]
