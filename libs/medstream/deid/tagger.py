@@ -37,7 +37,15 @@ from torch import nn
 from medstream.deid.scoring import score_spans
 from medstream.deid.synth import TYPES, Note, heldout_sets, notes
 from medstream.inference import inference_mode, select_device
-from medstream.models.minilm import BASE, base_sha256, check_base, encoder, load_trained, tokenizer
+from medstream.models.minilm import (
+    BASE,
+    base_sha256,
+    check_base,
+    encoder,
+    fine_tune_optimiser,
+    load_trained,
+    tokenizer,
+)
 from medstream.models.package import ModelPackage, write_manifest
 
 NAME = "deid"
@@ -270,22 +278,12 @@ def train(
     weights = torch.ones(len(LABELS))
     weights[0] = config.outside_weight
     loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=-100)
-    trained = [
-        p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
-    ]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": trained, "lr": config.learning_rate},
-            {"params": model.classifier.parameters(), "lr": config.head_learning_rate},
-        ],
-        weight_decay=0.01,
-    )
-    steps = config.epochs * math.ceil(len(examples) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser,
-        max_lr=[config.learning_rate, config.head_learning_rate],
-        total_steps=steps,
-        pct_start=0.1,
+    optimiser, schedule = fine_tune_optimiser(
+        model,
+        model.classifier,
+        config.learning_rate,
+        config.head_learning_rate,
+        config.epochs * math.ceil(len(examples) / config.batch_size),
     )
     generator = torch.Generator().manual_seed(config.seed)
     for epoch in range(1, config.epochs + 1):

@@ -80,3 +80,30 @@ def load_trained(
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model
+
+
+def fine_tune_optimiser(
+    model: nn.Module, head: nn.Module, learning_rate: float, head_learning_rate: float, steps: int
+) -> tuple[Any, Any]:
+    """AdamW over the unfrozen encoder layers (``encoder.*``) at ``learning_rate`` and
+    the task head at ``head_learning_rate``, with a one-cycle schedule over ``steps``:
+    how both MiniLM-based models are fine-tuned."""
+    import torch  # noqa: PLC0415
+
+    encoder_params = [
+        p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
+    ]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": learning_rate},
+            {"params": head.parameters(), "lr": head_learning_rate},
+        ],
+        weight_decay=0.01,
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser,
+        max_lr=[learning_rate, head_learning_rate],
+        total_steps=steps,
+        pct_start=0.1,
+    )
+    return optimiser, schedule

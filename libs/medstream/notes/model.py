@@ -49,7 +49,15 @@ from torch import nn
 
 from medstream.inference import inference_mode, mixed_precision, select_device
 from medstream.models.metrics import auroc
-from medstream.models.minilm import BASE, base_sha256, check_base, encoder, load_trained, tokenizer
+from medstream.models.minilm import (
+    BASE,
+    base_sha256,
+    check_base,
+    encoder,
+    fine_tune_optimiser,
+    load_trained,
+    tokenizer,
+)
 from medstream.models.package import ModelIntegrityError, ModelPackage, write_manifest
 from medstream.notes import rules
 from medstream.notes.generator import Report, as_targets, reports
@@ -479,7 +487,7 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     return round(float(min(fine, key=nll)), 4)
 
 
-def train(  # noqa: PLR0915  (one recipe, read top to bottom)
+def train(
     config: TrainingConfig, progress: Callable[[str], None] = lambda _: None
 ) -> tuple[MentionClassifier, dict[str, Any]]:
     """Fine-tune the mention classifier on generated reports' mentions; choose the
@@ -504,22 +512,12 @@ def train(  # noqa: PLR0915  (one recipe, read top to bottom)
     model = MentionClassifier(config.layers, config.frozen)
     weights = class_weights(targets)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
-    encoder_params = [
-        p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")
-    ]
-    optimiser = torch.optim.AdamW(
-        [
-            {"params": encoder_params, "lr": config.learning_rate},
-            {"params": model.head.parameters(), "lr": config.head_learning_rate},
-        ],
-        weight_decay=0.01,
-    )
-    steps = config.epochs * math.ceil(len(train_chunks) / config.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser,
-        max_lr=[config.learning_rate, config.head_learning_rate],
-        total_steps=steps,
-        pct_start=0.1,
+    optimiser, schedule = fine_tune_optimiser(
+        model,
+        model.head,
+        config.learning_rate,
+        config.head_learning_rate,
+        config.epochs * math.ceil(len(train_chunks) / config.batch_size),
     )
     generator = torch.Generator().manual_seed(config.seed)
     best, best_state = -math.inf, None
