@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e clean
+.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ bench-models: setup  ## Model benchmarks: efficiency per model, workers through 
 bench-e2e: setup  ## The whole pipeline: twice a peak hour sustained, saturation vs model ceilings, memory.
 	$(BIN)/medstream up
 	$(BIN)/python bench/e2e/pipeline.py
+
+bench-security: setup  ## Kafka's TLS and SCRAM cost: plaintext, SCRAM and SCRAM over TLS side by side.
+	$(BIN)/medstream up --no-services
+	$(BIN)/python bench/e2e/security.py
 
 clean: down  ## Stop the stack and delete its state (data, logs, jars) and both virtualenvs.
 	rm -rf .state $(VENV) .venv-bench

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "libs"))
@@ -58,7 +57,7 @@ from medstream.clinical import (  # noqa: E402
 )
 from medstream.deployment import SERVICES  # noqa: E402
 from medstream.envelope import Envelope  # noqa: E402
-from medstream.kafka import make_producer  # noqa: E402
+from medstream.kafka import make_consumer, make_producer  # noqa: E402
 from medstream.models.package import latest  # noqa: E402
 from medstream.settings import get_settings  # noqa: E402
 
@@ -262,12 +261,11 @@ async def _run(
     """Produce ``items`` (at ``rate`` per second, or as fast as possible) and wait for
     every result; return throughput and latency percentiles."""
     settings = get_settings()
-    consumer = AIOKafkaConsumer(
+    consumer = make_consumer(
+        settings,
         workload.results,
-        bootstrap_servers=settings.kafka_bootstrap,
         group_id=f"bench-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="latest",
-        enable_auto_commit=False,
         max_partition_fetch_bytes=40 * 1024 * 1024,
     )
     await consumer.start()

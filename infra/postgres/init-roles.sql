@@ -14,9 +14,6 @@ GRANT CONNECT ON DATABASE medstream TO medstream;
 -- One role per service, and the auditor (medstream.platform.identities: POSTGRES_GRANTS;
 -- migration 0006 grants each exactly its rights). Created without a password: the
 -- local stack sets generated ones, docker-compose's init-passwords.sh its own.
-SELECT 'CREATE ROLE medstream_relay LOGIN'
-WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_relay') \gexec
-GRANT CONNECT ON DATABASE medstream TO medstream_relay;
 SELECT 'CREATE ROLE medstream_ingestion LOGIN'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_ingestion') \gexec
 GRANT CONNECT ON DATABASE medstream TO medstream_ingestion;

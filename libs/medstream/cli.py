@@ -36,7 +36,7 @@ from medstream.deid.files import deidentify_file
 from medstream.deid.vault import VaultCipher, rotate_batch
 from medstream.deployment import SERVICES
 from medstream.failures import ENVIRONMENT_ERRORS
-from medstream.kafka import consumer_lag, ensure_topics, make_producer
+from medstream.kafka import consumer_lag, ensure_acls, ensure_topics, make_producer
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
 from medstream.monitoring.news2 import detail, news2_now, stale_limits
 from medstream.paths import SCHEMAS_DIR
@@ -51,10 +51,12 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The local Kafka, PostgreSQL and Redis servers.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics from the topic registry.", no_args_is_help=True)
+acls_app = typer.Typer(help="Kafka ACLs from the identity table.", no_args_is_help=True)
 db_app = typer.Typer(help="The PostgreSQL schema.", no_args_is_help=True)
 schemas_app = typer.Typer(help="JSON Schemas and the AsyncAPI document.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
+app.add_typer(acls_app, name="acls")
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas")
 models_app = typer.Typer(help="Model packages: train, list, show cards.", no_args_is_help=True)
@@ -85,7 +87,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _stack(cluster: bool) -> local_stack.Stack:
-    return local_stack.Stack(get_settings().state_dir, cluster=cluster)
+    settings = get_settings()
+    return local_stack.Stack(
+        settings.state_dir, cluster=cluster, kafka_protocol=settings.kafka_security_protocol
+    )
 
 
 def _service_executables() -> dict[str, Path]:
@@ -118,9 +123,12 @@ def _start(*, cluster: bool, services: bool) -> None:
         migrate.upgrade()
         created = asyncio.run(ensure_topics(settings))
         _report(f"topics ready ({len(created)} created)")
+        added, removed = asyncio.run(ensure_acls(settings))
+        _report(f"Kafka ACLs match the table ({added} added, {removed} removed)")
         if cluster:
             local_stack.up(_stack(cluster=True), _report)
             asyncio.run(ensure_topics(local_stack.cluster_settings(settings)))
+            asyncio.run(ensure_acls(local_stack.cluster_settings(settings)))
         if services:
             local_stack.up_services(_stack(cluster=False), _service_executables(), _report)
     except local_stack.StackError as exc:
@@ -164,7 +172,7 @@ async def _pipeline_state() -> list[tuple[str, str]]:
     a service can be running while its partition goes nowhere, or its output is held."""
     settings = get_settings()
     rows: list[tuple[str, str]] = []
-    groups = tuple(f"medstream-{s.name}" for s in SERVICES if s.name != "relay")
+    groups = tuple(f"medstream-{s.name}" for s in SERVICES)
     with contextlib.suppress(Exception):  # the table above already says what is down
         lag = await asyncio.wait_for(consumer_lag(settings, groups), 10)
         for group, waiting in lag.items():
@@ -214,11 +222,47 @@ def stack_leftovers() -> None:
 def topics_create(cluster: bool = typer.Option(False, help="On the 3-node cluster.")) -> None:
     """Create the registry's topics that are missing."""
     settings = get_settings()
-    created = asyncio.run(
-        ensure_topics(local_stack.cluster_settings(settings) if cluster else settings)
+    target = local_stack.cluster_settings(settings) if cluster else settings
+    created = asyncio.run(ensure_topics(target))
+    added, removed = asyncio.run(ensure_acls(target))
+    record_command(
+        "admin.topics.create",
+        {"created": len(created), "cluster": cluster, "acls_added": added, "acls_removed": removed},
     )
-    record_command("admin.topics.create", {"created": len(created), "cluster": cluster})
-    _report(f"{len(created)} topics created")
+    _report(f"{len(created)} topics created; ACLs: {added} added, {removed} removed")
+
+
+@acls_app.command("apply")
+def acls_apply(cluster: bool = typer.Option(False, help="On the 3-node cluster.")) -> None:
+    """Make the broker's ACLs for MedStream's users exactly the table's."""
+    settings = get_settings()
+    added, removed = asyncio.run(
+        ensure_acls(local_stack.cluster_settings(settings) if cluster else settings)
+    )
+    record_command("admin.acls.apply", {"added": added, "removed": removed, "cluster": cluster})
+    _report(f"Kafka ACLs match the table: {added} added, {removed} removed")
+
+
+@acls_app.command("show")
+def acls_show() -> None:
+    """Print the ACL table: each principal's topics, groups and rights."""
+    from medstream.platform.identities import (  # noqa: PLC0415
+        KAFKA_GRANTS,
+        KAFKA_SUPER_USERS,
+        kafka_user,
+    )
+
+    table = Table("principal (Kafka user)", "reads", "writes", "groups")
+    for principal, grant in KAFKA_GRANTS.items():
+        table.add_row(
+            f"{principal} ({kafka_user(principal)})",
+            "\n".join(grant.reads) or "-",
+            "\n".join(grant.writes) or "-",
+            "\n".join(grant.groups) or "-",
+        )
+    for principal in KAFKA_SUPER_USERS:
+        table.add_row(f"{principal} ({kafka_user(principal)})", "all (super user)", "all", "all")
+    console.print(table)
 
 
 @topics_app.command("list")

@@ -16,7 +16,6 @@ class ServiceSpec:
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("relay", "medstream-relay", "Publishes every service's outbox rows to Kafka."),
     ServiceSpec(
         "ingestion", "medstream-ingestion", "Validates EHR messages into identified records."
     ),

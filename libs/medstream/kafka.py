@@ -16,7 +16,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
+from medstream.platform import secrets
 from medstream.settings import Settings
 from medstream.topics import ALL_TOPICS, DEAD_LETTER_SLACK_BYTES, MAX_MESSAGE_BYTES, Topic
 
@@ -45,25 +47,68 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+def connection_options(settings: Settings, principal: str | None = None) -> dict[str, Any]:
+    """How every client reaches the brokers: the bootstrap servers, SCRAM-SHA-512 with
+    this process's identity (or, in dev, ``principal``'s), over TLS trusting the CA.
+
+    Raises ``secrets.InsecureSettings`` for SASL_PLAINTEXT outside dev or off loopback.
+    """
+    refused = secrets.plaintext_problem(settings)
+    if refused is not None:
+        raise secrets.InsecureSettings(refused)
+    credentials = secrets.kafka_credentials(settings, principal)
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": credentials.username,
+        "sasl_plain_password": credentials.password,
+    }
+    if credentials.ca_file is not None:
+        if not credentials.ca_file.exists():
+            raise secrets.InsecureSettings(
+                f"The Kafka CA file {credentials.ca_file} does not exist: start the local "
+                "stack (`medstream up`) or set MEDSTREAM_KAFKA_CA_FILE"
+            )
+        options["ssl_context"] = create_ssl_context(cafile=str(credentials.ca_file))
+    return options
+
+
+def make_producer(
+    settings: Settings, principal: str | None = None, **overrides: Any
+) -> AIOKafkaProducer:
     """An idempotent, acks=all producer. Start it before use and stop it after."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
         client_id=settings.service_name,
+        **connection_options(settings, principal),
         **{**PRODUCER_DEFAULTS, **overrides},
     )
 
 
 def make_consumer(
-    settings: Settings, *topics: str, group_id: str, **overrides: Any
+    settings: Settings,
+    *topics: str,
+    group_id: str | None,
+    principal: str | None = None,
+    **overrides: Any,
 ) -> AIOKafkaConsumer:
-    """A manual-commit consumer in ``group_id``: commit only after the effect is durable."""
+    """A manual-commit consumer in ``group_id``: commit only after the effect is durable
+    (``group_id=None``: a reader with no group, which commits nothing)."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap,
         client_id=settings.service_name,
         group_id=group_id,
+        **connection_options(settings, principal),
         **{**CONSUMER_DEFAULTS, **overrides},
+    )
+
+
+def make_admin(
+    settings: Settings, principal: str | None = None, **overrides: Any
+) -> AIOKafkaAdminClient:
+    """An admin client (the operator's, unless ``principal`` says otherwise)."""
+    return AIOKafkaAdminClient(
+        client_id=settings.service_name, **connection_options(settings, principal), **overrides
     )
 
 
@@ -89,7 +134,7 @@ async def ensure_topics(settings: Settings, topics: Iterable[Topic] = ALL_TOPICS
     Partition counts are never changed here: adding partitions remaps keys and would
     break per-patient order, so that stays a deliberate operation.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -127,7 +172,7 @@ async def describe_topic_config(
     """The broker's effective configuration of topic ``name``. Right after a topic is
     created, a broker that has not yet caught up on the metadata answers with an error
     and no entries, so an empty answer is asked again, for up to ``attempts`` x 0.5 s."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         for _ in range(attempts - 1):
@@ -169,8 +214,8 @@ async def _alter_topic_config(
 
 async def consumer_lag(settings: Settings, groups: Iterable[str]) -> dict[str, int]:
     """Records not yet committed by each consumer group, over all its partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
+    consumer = make_consumer(settings, group_id=None)
     await admin.start()
     await consumer.start()
     try:
@@ -185,3 +230,22 @@ async def consumer_lag(settings: Settings, groups: Iterable[str]) -> dict[str, i
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def ensure_acls(settings: Settings) -> tuple[int, int]:
+    """Reconcile the broker's ACLs to ``KAFKA_GRANTS`` (as the operator); return how
+    many rules were added and removed."""
+    from medstream.platform.kafka_acl import reconcile  # noqa: PLC0415
+
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        change = await reconcile(admin)
+    finally:
+        await admin.close()
+    if change.added or change.removed:
+        log.info(
+            "kafka acls reconciled",
+            extra={"added": len(change.added), "removed": len(change.removed)},
+        )
+    return len(change.added), len(change.removed)

@@ -303,8 +303,12 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 failures = 0
-            except ENVIRONMENT_ERRORS as exc:
-                # Postgres or Kafka is restarting: nothing was marked sent, so retry.
+            except Exception as exc:  # noqa: BLE001
+                # Postgres or Kafka is restarting (asyncpg reports a server shutting down
+                # as a bare DBAPIError), or a row is locked: nothing was marked sent, so
+                # retry with backoff. A record the broker refuses for good never gets
+                # here (it is quarantined), so no single row can keep the relay retrying;
+                # the relay runs inside each service and must outlive any one failure.
                 failures += 1
                 log.warning(
                     "outbox relay failed; will retry",

@@ -21,6 +21,7 @@ from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Handler
 from medstream.db import make_engine
 from medstream.kafka import make_producer
 from medstream.logging import configure_logging
+from medstream.outbox import OutboxRelay
 from medstream.platform import secrets
 from medstream.settings import Settings, get_settings
 
@@ -71,6 +72,20 @@ async def serve(name: str, wire: Wiring) -> None:
         redis=make_redis(settings),
     )
     await runtime.producer.start()
+    # Each service publishes its own outbox rows (row level security shows its role
+    # only those), with its own Kafka identity, which may write only its topics.
+    relay = OutboxRelay(runtime.engine, runtime.producer, settings.outbox_batch_size)
+    relaying = asyncio.create_task(relay.run(stop, settings.outbox_poll_interval_s))
+
+    def relay_ended(task: asyncio.Task[None]) -> None:
+        # A relay that dies would leave the service consuming with nothing published:
+        # stop the service instead, so the supervisor restarts it.
+        if not task.cancelled() and task.exception() is not None:
+            error = type(task.exception()).__name__
+            log.critical("outbox relay failed", extra={"error_class": error})
+            stop.set()
+
+    relaying.add_done_callback(relay_ended)
     try:
         await wire(runtime)
         log.info("service started")
@@ -78,10 +93,20 @@ async def serve(name: str, wire: Wiring) -> None:
         # process then exits and the supervisor restarts it.
         await runtime.consumers.run(stop)
     finally:
+        stop.set()
+        # The relay finishes the batch in flight; what it leaves is sent at the next
+        # start (rows are marked sent only after Kafka acknowledged them).
+        relay_error = None
+        try:
+            await asyncio.wait_for(relaying, timeout=30)
+        except Exception as exc:  # noqa: BLE001  (re-raised below, after the clean-up)
+            relay_error = exc
         await runtime.producer.stop()
         await runtime.redis.aclose()
         await runtime.engine.dispose()
         log.info("service stopped")
+    if relay_error is not None:
+        raise SystemExit(1) from relay_error
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

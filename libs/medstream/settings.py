@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     # credentials generated); staging or production: every secret must be set.
     env: str = Field(default="dev", pattern="^(dev|staging|production)$")
     kafka_bootstrap: str = f"127.0.0.1:{LOCAL_KAFKA_PORT}"
+    # Every client authenticates with SCRAM-SHA-512 over TLS. SASL_PLAINTEXT (SCRAM
+    # without TLS) is a development shortcut, refused outside dev and off loopback.
+    kafka_security_protocol: str = Field(default="SASL_SSL", pattern="^(SASL_SSL|SASL_PLAINTEXT)$")
+    # The SCRAM user and password; unset in dev: the process's own generated ones.
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    # The CA that signed the brokers' certificates; unset in dev: the local stack's.
+    kafka_ca_file: Path | None = None
     database_url: SecretStr = SecretStr(
         f"postgresql+asyncpg://medstream:medstream@127.0.0.1:{LOCAL_POSTGRES_PORT}/medstream"
     )

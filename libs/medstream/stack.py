@@ -30,13 +30,19 @@ from pathlib import Path
 from medstream.deployment import SERVICES
 from medstream.paths import INFRA_DIR
 from medstream.platform.identities import (
+    BROKER,
+    CONTROLLER_USER,
+    KAFKA_GRANTS,
     OPERATOR,
     POSTGRES_GRANTS,
     REDIS_USERS,
+    kafka_user,
     postgres_role,
     redis_user,
 )
-from medstream.platform.secrets import development_secret
+from medstream.platform.kafka_acl import broker_security_properties, scram_format_arguments
+from medstream.platform.secrets import development_secret, kafka_broker_secret
+from medstream.platform.tls import ensure_local_ca
 from medstream.settings import (
     LOCAL_KAFKA_PORT,
     LOCAL_POSTGRES_PORT,
@@ -72,10 +78,17 @@ class KafkaNode:
 
 @dataclass(frozen=True)
 class Stack:
-    """Where the servers of one stack live. ``cluster`` selects the three-node Kafka."""
+    """Where the servers of one stack live. ``cluster`` selects the three-node Kafka;
+    ``kafka_protocol`` is SASL_SSL, or SASL_PLAINTEXT (SCRAM without TLS, loopback
+    only) behind the development flag ``MEDSTREAM_KAFKA_SECURITY_PROTOCOL``."""
 
     state_dir: Path
     cluster: bool = False
+    kafka_protocol: str = "SASL_SSL"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
 
     @property
     def kafka_dir(self) -> Path:
@@ -290,16 +303,20 @@ def _node_properties(stack: Stack, node: KafkaNode) -> str:
     nodes = stack.kafka_nodes
     replication = len(nodes)
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+    protocol = stack.kafka_protocol
     lines = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{node.broker_port},"
+        # One SCRAM listener for clients and brokers; the controller listener
+        # authenticates with PLAIN, since SCRAM credentials live in the metadata log
+        # the controllers serve (KAFKA-15513).
+        "listeners": f"BROKER://127.0.0.1:{node.broker_port},"
         f"CONTROLLER://127.0.0.1:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.broker_port}",
+        "advertised.listeners": f"BROKER://127.0.0.1:{node.broker_port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "BROKER",
+        "listener.security.protocol.map": f"BROKER:{protocol},CONTROLLER:{protocol}",
         "log.dirs": str(node.folder / "data"),
         "num.partitions": "6",
         "default.replication.factor": str(replication),
@@ -314,7 +331,27 @@ def _node_properties(stack: Stack, node: KafkaNode) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.retention.check.interval.ms": "60000",
     }
+    tls = ensure_local_ca(stack.tls_dir) if protocol == "SASL_SSL" else None
+    lines |= broker_security_properties(
+        protocol=protocol,
+        broker_password=kafka_broker_secret(stack.state_dir, BROKER),
+        controller_password=kafka_broker_secret(stack.state_dir, CONTROLLER_USER),
+        keystore=str(tls.broker_keystore) if tls else None,
+        truststore=str(tls.ca_cert) if tls else None,
+    )
     return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+def kafka_scram_users(stack: Stack) -> dict[str, str]:
+    """Every SCRAM user of the stack and its generated password: the broker, the
+    operator and each principal of ``KAFKA_GRANTS``."""
+    principals = [BROKER, OPERATOR, *KAFKA_GRANTS]
+    return {kafka_user(p): development_secret(stack.state_dir, f"kafka-{p}") for p in principals}
+
+
+def _security_stamp(stack: Stack) -> str:
+    """What a formatted storage's credentials were made from: a change means a reformat."""
+    return hashlib.sha256(json.dumps(sorted(kafka_scram_users(stack).items())).encode()).hexdigest()
 
 
 def _format_kafka(stack: Stack, report: Report) -> None:
@@ -324,19 +361,51 @@ def _format_kafka(stack: Stack, report: Report) -> None:
         cid = _run(_java(stack, "kafka.tools.StorageTool", "random-uuid"), "Kafka random-uuid")
         cluster_id_file.write_text(cid.strip())
     cluster_id = cluster_id_file.read_text().strip()
+    stamp_file = stack.kafka_dir / "security.sha256"
+    stamp = _security_stamp(stack)
+    formatted = [n for n in stack.kafka_nodes if (n.folder / "data" / "meta.properties").exists()]
+    if formatted and (not stamp_file.exists() or stamp_file.read_text() != stamp):
+        # Storage from before SCRAM (or with other principals) has no credentials for
+        # today's users, and SCRAM users are made at format time: the development
+        # stack's Kafka data is dropped and formatted again.
+        report("Kafka storage predates its SCRAM users: formatting it again (dev data lost)")
+        down_kafka(stack, report)
+        for node in stack.kafka_nodes:
+            _wait(
+                lambda node=node: not _port_open(node.broker_port),  # type: ignore[misc]
+                f"{node.name} to stop",
+                60,
+                node.folder / "logs" / "server.log",
+            )
+        for node in formatted:
+            shutil.rmtree(node.folder / "data")
+    scram = scram_format_arguments(kafka_scram_users(stack))
     for node in stack.kafka_nodes:
         node.folder.mkdir(parents=True, exist_ok=True)
         props = node.folder / "server.properties"
-        props.write_text(_node_properties(stack, node))
+        descriptor = os.open(props, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(_node_properties(stack, node))
+        os.chmod(props, 0o600)
         if (node.folder / "data" / "meta.properties").exists():
             continue
         report(f"formatting {node.name} storage")
         # A static quorum (controller.quorum.voters) for one node and three alike:
         # every node is formatted with the same cluster id and no quorum flag.
         _run(
-            _java(stack, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)),
+            _java(
+                stack,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                *scram,
+            ),
             f"formatting {node.name}",
         )
+    stamp_file.write_text(stamp)
 
 
 def _start_kafka_node(stack: Stack, node: KafkaNode) -> None:
@@ -374,10 +443,19 @@ def _start_kafka_node(stack: Stack, node: KafkaNode) -> None:
     pidfile.write_text(str(proc.pid))
 
 
-async def _kafka_brokers(bootstrap: str) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient  # noqa: PLC0415  (not needed by `down`)
+def _operator_settings(stack: Stack) -> Settings:
+    return Settings(
+        state_dir=stack.state_dir,
+        kafka_bootstrap=stack.kafka_bootstrap,
+        kafka_security_protocol=stack.kafka_protocol,
+        service_name="medstream-stack",
+    )
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+
+async def _kafka_brokers(stack: Stack) -> int:
+    from medstream.kafka import make_admin  # noqa: PLC0415  (not needed by `down`)
+
+    admin = make_admin(_operator_settings(stack), principal=OPERATOR, request_timeout_ms=3000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -387,11 +465,12 @@ async def _kafka_brokers(bootstrap: str) -> int:
 
 
 def kafka_healthy(stack: Stack) -> bool:
-    """Whether every node answers and the cluster reports all its brokers."""
+    """Whether every node answers (as the operator, authenticated) and the cluster
+    reports all its brokers."""
     if not all(_port_open(n.broker_port) for n in stack.kafka_nodes):
         return False
     try:
-        return asyncio.run(_kafka_brokers(stack.kafka_bootstrap)) == len(stack.kafka_nodes)
+        return asyncio.run(_kafka_brokers(stack)) == len(stack.kafka_nodes)
     except Exception:  # noqa: BLE001  (any client error means "not ready yet")
         return False
 

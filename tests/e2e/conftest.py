@@ -30,7 +30,7 @@ from medstream.demo.feed import Feed
 from medstream.demo.ledger import Outcome
 from medstream.demo.run import GROUPS, check, publish, wait_for_outcomes
 from medstream.deployment import SERVICES
-from medstream.kafka import consumer_lag, ensure_topics
+from medstream.kafka import consumer_lag, ensure_acls, ensure_topics, make_admin, make_consumer
 from medstream.settings import Settings, get_settings
 
 from ..integration.test_deid_leakage import read_since
@@ -53,6 +53,7 @@ def settings() -> Settings:
     local_stack.up(local_stack.Stack(settings.state_dir), _report)
     migrate.upgrade()
     asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_acls(settings))
     return settings
 
 
@@ -115,8 +116,8 @@ class StallWatch:
 
     async def _watch(self) -> None:
         topics = {group: consumed(group) for group in GROUPS}
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap)
+        admin = make_admin(self._settings)
+        consumer = make_consumer(self._settings, group_id=None)
         await admin.start()
         await consumer.start()
         moved: dict[tuple[str, TopicPartition], tuple[int, float]] = {}

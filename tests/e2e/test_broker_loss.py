@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import stack as local_stack
-from medstream.kafka import ensure_topics
+from medstream.kafka import ensure_acls, ensure_topics
 from medstream.settings import Settings
 
 from .conftest import FAULT_ENV, flowing, ledger_check, start_services
@@ -55,6 +55,7 @@ def on_cluster(settings: Settings) -> Iterator[tuple[local_stack.Stack, Settings
         local_stack.up_kafka(cluster, _report)
     on = local_stack.cluster_settings(settings)
     asyncio.run(ensure_topics(on))
+    asyncio.run(ensure_acls(on))
     start_services(single, {**FAULT_ENV, "MEDSTREAM_KAFKA_BOOTSTRAP": on.kafka_bootstrap})
     yield cluster, on
     local_stack.down_services(single, _report)

@@ -21,7 +21,7 @@ from medstream import stack as local_stack
 from medstream.consumer import ConsumerSet
 from medstream.db import make_engine
 from medstream.deployment import SERVICES as SERVICE_SPECS
-from medstream.kafka import ensure_topics
+from medstream.kafka import ensure_acls, ensure_topics
 from medstream.settings import Settings, get_settings
 from medstream.topics import Topic
 
@@ -38,6 +38,7 @@ def settings() -> Settings:
     local_stack.up(stack, _report)
     migrate.upgrade()
     asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_acls(settings))
     return settings
 
 
@@ -88,7 +89,6 @@ PIPELINE = (
     "medstream-notes",
     "medstream-results",
     "medstream-audit",
-    "medstream-relay",
 )
 METRICS_PORTS = {
     "medstream-monitoring": 19311,

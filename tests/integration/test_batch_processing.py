@@ -6,14 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Outcome
 from medstream.deadletter import InvalidMessage
-from medstream.kafka import make_producer
+from medstream.kafka import make_consumer, make_producer
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
 from medstream.settings import Settings
@@ -104,7 +103,7 @@ async def test_micro_batches_are_exactly_once(
         f"{group}-{i}" for i in INVALID
     )
     assert all(dict(r.headers)["error.code"] == b"proof.bad" for r in dead)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    consumer = make_consumer(settings, group_id=group)
     await consumer.start()
     try:
         committed = [await consumer.committed(TopicPartition(source, p)) for p in range(3)]

@@ -7,10 +7,9 @@ import asyncio
 from collections.abc import Callable, Iterator
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from medstream import stack as local_stack
-from medstream.kafka import describe_topic_config, ensure_topics, make_producer
+from medstream.kafka import describe_topic_config, ensure_topics, make_admin, make_producer
 from medstream.settings import Settings
 from medstream.topics import Topic
 
@@ -33,8 +32,8 @@ def cluster(settings: Settings) -> Iterator[local_stack.Stack]:
         local_stack.down_kafka(stack, lambda m: print(f"[cluster] {m}"))
 
 
-async def leader_of(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def leader_of(settings: Settings, topic: str) -> int:
+    admin = make_admin(settings)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -65,7 +64,7 @@ async def test_acks_all_survives_one_broker_down(
 
     producer = make_producer(cluster_settings)
     await producer.start()
-    victim = await leader_of(cluster_settings.kafka_bootstrap, topic)
+    victim = await leader_of(cluster_settings, topic)
     try:
         await send_all(producer, topic, [f"before-{i}".encode() for i in range(BEFORE)])
 
@@ -74,7 +73,7 @@ async def test_acks_all_survives_one_broker_down(
         # The partition leader is gone; two in-sync replicas remain, so acks=all holds.
         await send_all(producer, topic, [f"during-{i}".encode() for i in range(DURING)])
         assert local_stack.kafka_node_pid(cluster, victim) is None, "the broker stayed down"
-        assert await leader_of(cluster_settings.kafka_bootstrap, topic) != victim
+        assert await leader_of(cluster_settings, topic) != victim
     finally:
         await producer.stop()
         local_stack.start_kafka_node(cluster, victim)

@@ -12,11 +12,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from medstream.kafka import make_producer
+from medstream.kafka import make_consumer, make_producer
 from medstream.outbox import OutboxRelay
 from medstream.settings import Settings
 
@@ -56,13 +55,7 @@ async def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> 
 
 
 async def read_all(settings: Settings, topic: str, expect: int, settle_s: float = 3.0) -> list:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = make_consumer(settings, topic, group_id=None)
     await consumer.start()
     records: list = []
     try:

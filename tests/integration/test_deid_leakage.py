@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from medstream.kafka import make_producer
+from medstream.kafka import make_consumer, make_producer
 from medstream.settings import Settings
 from medstream.topics import ALL_TOPICS
 
@@ -30,13 +30,8 @@ DOWNSTREAM = [
 
 def _reader(settings: Settings, *topics: str) -> AIOKafkaConsumer:
     """A group-less consumer from the earliest offsets, for records up to 40 MiB."""
-    return AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=40 * 1024 * 1024,
+    return make_consumer(
+        settings, *topics, group_id=None, max_partition_fetch_bytes=40 * 1024 * 1024
     )
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from medstream.consumer import ConsumerSet, ExactlyOnceProcessor, Handler, Outcome
 from medstream.deadletter import InvalidMessage
-from medstream.kafka import make_producer
+from medstream.kafka import make_consumer, make_producer
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
 from medstream.settings import Settings
@@ -117,7 +116,7 @@ async def test_poison_goes_to_dead_letter_and_the_partition_goes_on(
     assert "handler bug" not in bug_headers["error.message"], "exception text never leaves"
 
     # The partition went on: the group committed past every message.
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group)
+    consumer = make_consumer(settings, group_id=group)
     await consumer.start()
     try:
         committed = await consumer.committed(TopicPartition(source, 0))

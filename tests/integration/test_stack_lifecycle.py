@@ -8,14 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import stack as local_stack
 from medstream.cache import make_redis
-from medstream.kafka import describe_topic_config, ensure_topics
+from medstream.kafka import describe_topic_config, ensure_topics, make_admin
 from medstream.settings import Settings
 from medstream.topics import ALL_TOPICS, MAX_MESSAGE_BYTES, Topic
 
@@ -71,7 +71,7 @@ async def test_existing_topics_are_brought_to_the_registry_configuration(
         partitions=1,
         retention_ms=3_600_000,
     )
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = make_admin(settings)
     await admin.start()
     try:
         await admin.create_topics(

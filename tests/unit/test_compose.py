@@ -141,3 +141,33 @@ def test_each_compose_service_gets_only_its_own_secrets() -> None:
         assert f"CREATE ROLE {postgres_role(principal)} LOGIN" in roles
         assert f" {principal} " in passwords or f" {principal};" in passwords
         assert f"pg_{principal}_password" in services["postgres"]["secrets"]
+
+
+def test_compose_kafka_authenticates_and_authorises_every_client() -> None:
+    """The compose broker runs the same security as the local stack: SASL_SSL on every
+    listener, the StandardAuthorizer with no access where no ACL says so, and each
+    service connects with its own SCRAM password and trusts the CA."""
+    secrets_dir = REPO_ROOT / "infra/compose-secrets"
+    properties = dict(
+        line.split("=", 1)
+        for line in (secrets_dir / "kafka_server_properties").read_text().splitlines()
+    )
+    assert set(properties["listener.security.protocol.map"].split(",")) == {
+        "BROKER:SASL_SSL",
+        "CONTROLLER:SASL_SSL",
+        "EXTERNAL:SASL_SSL",
+    }
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+    scram = (secrets_dir / "kafka_scram_users").read_text()
+    services = compose()["services"]
+    assert "kafka_scram_users" in services["kafka"]["secrets"]
+    for spec in SERVICES:
+        service = services[spec.name]
+        assert f"name=medstream-{spec.name}," in scram
+        assert service["environment"]["MEDSTREAM_KAFKA_PASSWORD_FILE"] == (
+            f"/run/secrets/kafka_{spec.name}_password"
+        )
+        kafka_secrets = {s for s in service["secrets"] if s.startswith("kafka_")}
+        assert kafka_secrets == {f"kafka_{spec.name}_password", "kafka_ca"}, spec.name
+    assert compose()["x-medstream-env"]["MEDSTREAM_KAFKA_CA_FILE"] == "/run/secrets/kafka_ca"

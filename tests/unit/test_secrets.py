@@ -32,6 +32,8 @@ def production(**values: object) -> Settings:
         "relink_public_key": base64.b64encode(relink.public_key().public_bytes_raw()).decode(),
         "database_url": f"postgresql+asyncpg://medstream:{STRONG}@db/medstream",
         "database_admin_url": f"postgresql+asyncpg://medstream_owner:{STRONG}@db/medstream",
+        "kafka_password": STRONG,
+        "kafka_ca_file": "/run/secrets/kafka-ca.pem",
     }
     fields.update(values)
     return Settings(**fields)  # type: ignore[arg-type]
@@ -51,6 +53,8 @@ def test_each_service_is_checked_only_for_the_secrets_it_holds() -> None:
     bare = {
         "env": "production",
         "database_url": f"postgresql+asyncpg://medstream_notes:{STRONG}@db/medstream",
+        "kafka_password": STRONG,
+        "kafka_ca_file": "/run/secrets/kafka-ca.pem",
     }
     assert policy.problems(Settings(service_name="notes", **bare)) == []  # type: ignore[arg-type]
     results = policy.problems(Settings(service_name="results", **bare))  # type: ignore[arg-type]
@@ -237,3 +241,18 @@ def test_operator_commands_refuse_development_secrets_outside_dev() -> None:
     with pytest.raises(policy.InsecureSettings, match="RELINK_PUBLIC_KEY is the development"):
         policy.require(Settings(env="production"), "relink_public_key")
     policy.require(production(), "vault_key", "relink_public_key", "database_admin_url")
+
+
+def test_outside_dev_kafka_needs_a_password_tls_and_a_ca() -> None:
+    found = policy.problems(
+        production(
+            service_name="ingestion",
+            kafka_password="dev-kafka-ingestion-password",
+            kafka_security_protocol="SASL_PLAINTEXT",
+        )
+    )
+    assert "MEDSTREAM_KAFKA_PASSWORD uses a development password" in found
+    assert any("SASL_SSL" in problem for problem in found)
+    assert "MEDSTREAM_KAFKA_CA_FILE is not set" in " ".join(
+        policy.problems(production(service_name="ingestion", kafka_ca_file=None))
+    )

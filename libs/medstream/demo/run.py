@@ -27,7 +27,7 @@ from medstream.kafka import consumer_lag, make_producer
 from medstream.received import MESSAGE_ID_HEADER, SOURCE_SYSTEM_HEADER
 from medstream.settings import Settings
 
-GROUPS = tuple(f"medstream-{s.name}" for s in SERVICES if s.name != "relay")
+GROUPS = tuple(f"medstream-{s.name}" for s in SERVICES)
 Advance = Callable[[int], None]
 
 

@@ -94,11 +94,20 @@ TABLES = (
     "audit_chain_head",
 )
 AUDITOR = "auditor"
-# INSERT ... ON CONFLICT (message_id) reads the conflict column, and only that: other
-# services' outbox rows may hold identified payloads until the relay clears them.
+# Each service writes its output to the outbox and relays its own rows to Kafka (row
+# level security on ``outbox.producer``, the role that wrote the row, limits a role to
+# its own rows): other services' rows may hold identified payloads until sent.
+OUTBOX_RELAYED_COLUMNS = (
+    "sent_at",
+    "value",
+    "key",
+    "headers",
+    "quarantined_at",
+    "quarantine_reason",
+)
 _EXACTLY_ONCE = (
     TableGrant("inbox", ("SELECT", "INSERT")),
-    TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+    TableGrant("outbox", ("SELECT", "INSERT", "UPDATE"), OUTBOX_RELAYED_COLUMNS),
 )
 # PostgreSQL: one role per service, the auditor, and the operator (the CLI and the
 # tests: every service's rights, for lineage, the ledger and replays). Only results
@@ -106,13 +115,6 @@ _EXACTLY_ONCE = (
 # refuse UPDATE and DELETE too; the owner and the superuser can switch triggers off,
 # which the signed anchors catch).
 POSTGRES_GRANTS: dict[str, tuple[TableGrant, ...]] = {
-    "relay": (
-        TableGrant(
-            "outbox",
-            ("SELECT", "UPDATE"),
-            ("sent_at", "value", "key", "headers", "quarantined_at", "quarantine_reason"),
-        ),
-    ),
     "ingestion": _EXACTLY_ONCE,
     # deid records offsets and identities but reads back only offsets: identities are
     # sealed to a key it does not hold, in a column it may not read.
@@ -173,3 +175,93 @@ def postgres_grant_statements(
                         f"GRANT {privilege} ({', '.join(columns)}) ON {grant.table} TO {role}"
                     )
     return statements
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+@dataclass(frozen=True)
+class KafkaGrant:
+    """A Kafka principal's rights: the topics it reads and writes (exact names; a name
+    ending in ``*`` is a prefix) and the consumer groups it joins. Reading or writing a
+    topic implies describing it; writing implies idempotent writes (Kafka 3.2+)."""
+
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+EHR = "ehr"
+# The broker's own identity: inter-broker traffic on the SCRAM listener, controller
+# traffic on the PLAIN controller listener. A super user, as the operator is.
+BROKER = "broker"
+CONTROLLER_USER = "controller"
+
+
+def _dead_letters(*topics: str) -> tuple[str, ...]:
+    return tuple(f"{topic}.dlt" for topic in topics)
+
+
+def _kafka_grants() -> dict[str, KafkaGrant]:
+    # Imported here: the topic registry names the payload models, which the rest of
+    # this module does not need.
+    from medstream import topics as t  # noqa: PLC0415
+
+    inbound = (t.EHR_INBOUND_FHIR.name, t.EHR_INBOUND_HL7V2.name, t.EHR_INBOUND_DICOM.name)
+    identified = (t.IDENTIFIED_FHIR.name, t.IDENTIFIED_HL7V2.name, t.IDENTIFIED_DICOM.name)
+    deid_out = (t.DEID_PATIENT.name, t.DEID_VITALS.name, t.DEID_DOCUMENT.name, t.DEID_IMAGING.name)
+    results_in = (t.RESULTS_MONITORING.name, t.RESULTS_IMAGING.name, t.RESULTS_NOTES.name)
+    audit = t.AUDIT.name
+
+    # Each service publishes its own outbox rows, so what it writes is its outputs,
+    # the dead letters of what it reads, and its audit events.
+    return {
+        "ingestion": KafkaGrant(
+            reads=inbound,
+            writes=(*identified, *_dead_letters(*inbound), audit),
+            groups=("medstream-ingestion",),
+        ),
+        "deid": KafkaGrant(
+            reads=identified,
+            writes=(*deid_out, *_dead_letters(*identified), audit),
+            groups=("medstream-deid",),
+        ),
+        "monitoring": KafkaGrant(
+            reads=(t.DEID_VITALS.name,),
+            writes=(t.RESULTS_MONITORING.name, *_dead_letters(t.DEID_VITALS.name), audit),
+            groups=("medstream-monitoring",),
+        ),
+        "imaging": KafkaGrant(
+            reads=(t.DEID_IMAGING.name,),
+            writes=(t.RESULTS_IMAGING.name, *_dead_letters(t.DEID_IMAGING.name), audit),
+            groups=("medstream-imaging",),
+        ),
+        "notes": KafkaGrant(
+            reads=(t.DEID_DOCUMENT.name,),
+            writes=(t.RESULTS_NOTES.name, *_dead_letters(t.DEID_DOCUMENT.name), audit),
+            groups=("medstream-notes",),
+        ),
+        "results": KafkaGrant(
+            reads=results_in,
+            writes=(t.EHR_OUTBOUND_FHIR.name, *_dead_letters(*results_in), audit),
+            groups=("medstream-results",),
+        ),
+        "audit": KafkaGrant(
+            reads=(audit,),
+            # Its own rejections are audited on the topic it reads.
+            writes=(t.AUDIT_ANCHORS.name, audit, *_dead_letters(audit)),
+            groups=("medstream-audit",),
+        ),
+        EHR: KafkaGrant(writes=inbound),
+    }
+
+
+# Principal -> rights. The operator (the CLI, the stack's health check, the tests and
+# the benches) and the broker are super users: they are not in this table.
+KAFKA_GRANTS: dict[str, KafkaGrant] = _kafka_grants()
+KAFKA_SUPER_USERS = (BROKER, OPERATOR)
+
+
+def kafka_user(principal: str) -> str:
+    """The Kafka user (SCRAM) name of a principal ("deid" -> "medstream-deid")."""
+    return f"medstream-{principal}"

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from medstream.platform.identities import (
+    CONTROLLER_USER,
     OPERATOR,
     POSTGRES_GRANTS,
     REDIS_USERS,
+    kafka_user,
     postgres_role,
     principal_of,
     redis_user,
@@ -75,6 +79,45 @@ def redis_credentials(settings: Settings) -> tuple[str, str] | None:
     if settings.env != DEVELOPMENT or principal not in REDIS_USERS:
         return None
     return redis_user(principal), development_secret(settings.state_dir, f"redis-{principal}")
+
+
+@dataclass(frozen=True)
+class KafkaCredentials:
+    """What a Kafka client authenticates with: SCRAM user and password, and the CA
+    file its TLS trusts (None with SASL_PLAINTEXT)."""
+
+    username: str
+    password: str
+    ca_file: Path | None
+
+
+def kafka_credentials(settings: Settings, principal: str | None = None) -> KafkaCredentials:
+    """The Kafka identity of this process (or, in dev, of ``principal``: the tests act
+    as each principal in turn): the user and password set (``MEDSTREAM_KAFKA_USERNAME``
+    / ``_PASSWORD``), else in dev the generated ones of its principal."""
+    ca_file = None
+    if settings.kafka_security_protocol == "SASL_SSL":
+        ca_file = settings.kafka_ca_file or settings.state_dir / "tls" / "ca.pem"
+    if principal is None and settings.kafka_password is not None:
+        username = settings.kafka_username or kafka_user(principal_of(settings.service_name))
+        return KafkaCredentials(username, settings.kafka_password.get_secret_value(), ca_file)
+    principal = principal or principal_of(settings.service_name)
+    if settings.env != DEVELOPMENT:
+        raise InsecureSettings(
+            "MEDSTREAM_KAFKA_PASSWORD is not set: every Kafka client authenticates "
+            "(set it, or MEDSTREAM_KAFKA_PASSWORD_FILE, with MEDSTREAM_KAFKA_USERNAME)"
+        )
+    return KafkaCredentials(
+        kafka_user(principal), development_secret(settings.state_dir, f"kafka-{principal}"), ca_file
+    )
+
+
+def kafka_broker_secret(state_dir: Path, user: str) -> str:
+    """The local stack's password for the brokers' own users (inter-broker SCRAM and
+    the controller listener's PLAIN)."""
+    if user not in ("broker", CONTROLLER_USER):
+        raise ValueError(f"{user} is not a broker identity")
+    return development_secret(state_dir, f"kafka-{user}")
 
 
 def database_url(settings: Settings) -> str:
@@ -146,7 +189,34 @@ def problems(settings: Settings) -> list[str]:
     if principal in REDIS_USERS:
         secret = settings.redis_password.get_secret_value() if settings.redis_password else None
         found += _password_problems("redis_password", secret)
+    kafka = settings.kafka_password.get_secret_value() if settings.kafka_password else None
+    found += _password_problems("kafka_password", kafka)
+    if settings.kafka_security_protocol != "SASL_SSL":
+        found.append("MEDSTREAM_KAFKA_SECURITY_PROTOCOL must be SASL_SSL (TLS) outside dev")
+    elif settings.kafka_ca_file is None:
+        found.append("MEDSTREAM_KAFKA_CA_FILE is not set (the CA that signed the brokers)")
     return found
+
+
+def plaintext_problem(settings: Settings) -> str | None:
+    """Why this process may not use SASL_PLAINTEXT, if it may not: only in dev, and only
+    to brokers on loopback (credentials would cross the network in the clear)."""
+    if settings.kafka_security_protocol == "SASL_SSL":
+        return None
+    if settings.env != DEVELOPMENT:
+        return "MEDSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT is for MEDSTREAM_ENV=dev only"
+    for server in settings.kafka_bootstrap.split(","):
+        host = server.rsplit(":", 1)[0].strip("[] ")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            return (
+                f"MEDSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT refuses {host}: "
+                "without TLS, brokers must be on loopback"
+            )
+    return None
 
 
 def require(settings: Settings, *names: str) -> None:

@@ -23,8 +23,65 @@ from cryptography.exceptions import InvalidTag
 
 from medstream.deid.engine import PatientIdentity
 from medstream.deid.vault import RelinkSeal, VaultCipher
-from medstream.platform.identities import postgres_grant_statements
+from medstream.platform.identities import TableGrant, postgres_grant_statements
 from medstream.settings import get_settings
+
+# POSTGRES_GRANTS as it was at this revision (frozen: later changes come with later
+# migrations, so a fresh database replays this one as it was).
+GRANTS_AT_THIS_REVISION = {
+    "relay": (
+        TableGrant(
+            "outbox",
+            ("SELECT", "UPDATE"),
+            ("sent_at", "value", "key", "headers", "quarantined_at", "quarantine_reason"),
+        ),
+    ),
+    "ingestion": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+    ),
+    "deid": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+        TableGrant(
+            "pseudonym_vault",
+            ("SELECT", "INSERT"),
+            select_columns=("pseudonym", "key_id", "offset_nonce", "offset_ciphertext"),
+        ),
+        TableGrant(
+            "vault_identity", ("SELECT", "INSERT"), select_columns=("pseudonym", "fingerprint")
+        ),
+    ),
+    "monitoring": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+    ),
+    "imaging": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+    ),
+    "notes": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+    ),
+    "results": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+        TableGrant("pseudonym_vault", ("SELECT",)),
+        TableGrant("vault_identity", ("SELECT",)),
+        TableGrant("fhir_resource", ("SELECT", "INSERT")),
+    ),
+    "audit": (
+        TableGrant("inbox", ("SELECT", "INSERT")),
+        TableGrant("outbox", ("SELECT", "INSERT"), select_columns=("message_id",)),
+        TableGrant("audit_event", ("SELECT", "INSERT")),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+    "auditor": (
+        TableGrant("audit_event", ("SELECT",)),
+        TableGrant("audit_chain_head", ("SELECT",)),
+    ),
+}
 
 revision = "0008"
 down_revision = "0007"
@@ -52,7 +109,7 @@ def upgrade() -> None:
     op.alter_column("pseudonym_vault", "offset_ciphertext", nullable=False)
     # The operator role keeps every service's rights (the CLI and the tests).
     op.execute("GRANT SELECT, INSERT ON vault_identity TO medstream")
-    for statement in postgres_grant_statements():
+    for statement in postgres_grant_statements(GRANTS_AT_THIS_REVISION):
         op.execute(statement)
 
 

@@ -1,1 +1,0 @@
-"""The outbox relay service: publishes every service's outbox rows to Kafka."""
