@@ -63,6 +63,8 @@ bench-e2e: setup  ## The whole pipeline: twice a peak hour sustained, saturation
 bench-security: setup  ## Kafka's TLS and SCRAM cost: plaintext, SCRAM and SCRAM over TLS side by side.
 	$(BIN)/medstream up --no-services
 	$(BIN)/python bench/e2e/security.py
+	$(BIN)/medstream up
+	$(BIN)/python bench/e2e/pipeline.py --security
 
 clean: down  ## Stop the stack and delete its state (data, logs, jars) and both virtualenvs.
 	rm -rf .state $(VENV) .venv-bench

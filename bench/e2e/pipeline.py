@@ -4,6 +4,16 @@ memory of every process in the stack.
 
     make bench-e2e            (or: make up && .venv/bin/python bench/e2e/pipeline.py)
     MEDSTREAM_BENCH_MINUTES=5 sets the sustained phase's length
+    make bench-e2e-security   (or: ... pipeline.py --security): the same pipeline with
+                              SCRAM over TLS and with SCRAM alone, side by side
+
+``--security`` alternates the local stack's Kafka between SASL_SSL (the default) and
+SASL_PLAINTEXT (the development flag: SCRAM without TLS), restarting the broker and
+the services for each, two rounds each, with a shorter sustained phase
+(MEDSTREAM_BENCH_MINUTES, default 1 here) and the saturation bursts; it reports each
+figure per protocol and TLS's ratio. The cost of SCRAM itself, and of plaintext without
+authentication (MedStream before issue 15), is in bench/e2e/security.py, which runs
+all three listeners on one broker.
 
 1. **Sustained load.** MONAI Deploy's site profile (120 radiographs, 50 ultrasound,
    30 CT and 25 MRI studies an hour), plus vital signs for 500 beds every 5 minutes and
@@ -31,6 +41,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 import uuid
@@ -379,6 +390,82 @@ async def saturation(run: str, ceiling: dict[str, float]) -> dict[str, Any]:
     return out
 
 
+def _switch(stack: local_stack.Stack, protocol: str) -> local_stack.Stack:
+    """Restart the local stack's Kafka and every service with ``protocol``."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from medstream.deployment import SERVICES  # noqa: PLC0415
+    from medstream.settings import get_settings as cached  # noqa: PLC0415
+
+    log(f"switching Kafka and the services to {protocol}")
+    local_stack.down_services(stack, log)
+    local_stack.down_kafka(stack, log)
+    os.environ["MEDSTREAM_KAFKA_SECURITY_PROTOCOL"] = protocol
+    cached.cache_clear()
+    switched = replace(stack, kafka_protocol=protocol)
+    local_stack.up_kafka(switched, log)
+    bin_dir = Path(sys.executable).parent
+    local_stack.up_services(
+        switched, {spec.name: bin_dir / spec.entry_point for spec in SERVICES}, log
+    )
+    time.sleep(30)  # the workers load and warm their models, the groups settle
+    return switched
+
+
+def compare_security(stack: local_stack.Stack) -> None:
+    minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "1"))
+    ceiling = ceilings()
+    rounds: dict[str, list[dict[str, Any]]] = {"SASL_PLAINTEXT": [], "SASL_SSL": []}
+    try:
+        for round_ in range(2):
+            for protocol, kept in rounds.items():
+                current = _switch(stack, protocol)
+                run = "s" + uuid.uuid4().hex[:5]
+                log(f"round {round_ + 1}: {protocol}")
+                found = asyncio.run(sustained(current, minutes, run))
+                kept.append(
+                    {
+                        "latency_s_by_family": found["latency_s_by_family"],
+                        "unsettled": found["unsettled"],
+                        "saturation": asyncio.run(saturation(run, ceiling)),
+                    }
+                )
+    finally:
+        _switch(stack, "SASL_SSL")
+
+    def median(protocol: str, pick: Any) -> float:
+        return round(statistics.median(pick(r) for r in rounds[protocol]), 3)
+
+    table: dict[str, Any] = {}
+    for family in SATURATION:
+        row = {}
+        for protocol in rounds:
+            row[protocol] = {
+                "sustained_p50_s": median(
+                    protocol, lambda r, f=family: r["latency_s_by_family"][f]["p50"]
+                ),
+                "sustained_p95_s": median(
+                    protocol, lambda r, f=family: r["latency_s_by_family"][f]["p95"]
+                ),
+                "saturation_per_s": median(
+                    protocol, lambda r, f=family: r["saturation"][f]["pipeline_per_s"]
+                ),
+            }
+        plain, tls = row["SASL_PLAINTEXT"], row["SASL_SSL"]
+        row["tls_ratio"] = {k: round(tls[k] / plain[k], 3) if plain[k] else None for k in tls}
+        table[family] = row
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "sustained_minutes": minutes,
+        "rounds": rounds,
+        "by_family": table,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-security.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(table, indent=2))
+
+
 def main() -> None:
     settings = get_settings()
     stack = local_stack.Stack(settings.state_dir)
@@ -386,6 +473,9 @@ def main() -> None:
         stack
     ):
         raise SystemExit("start the stack and its services first: `make up`")
+    if "--security" in sys.argv[1:]:
+        compare_security(stack)
+        return
     minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "5"))
     run = "b" + uuid.uuid4().hex[:5]
     ceiling = ceilings()

@@ -60,9 +60,9 @@ CONTROLLER_PORT = 39095
 USER, PASSWORD = "medstream-bench", "bench-password-not-a-secret"
 ADMIN, ADMIN_PASSWORD = "medstream-operator", "bench-operator-password"
 BROKER_PASSWORD, CONTROLLER_PASSWORD = "bench-broker-password", "bench-controller-password"
-ROUNDS = int(os.environ.get("MEDSTREAM_BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("MEDSTREAM_BENCH_ROUNDS", "7"))
 SMALL, SMALL_BYTES = 5000, 1024
-LARGE, LARGE_BYTES = 60, 2 * 1024 * 1024
+LARGE, LARGE_BYTES = 100, 2 * 1024 * 1024
 ROUND_TRIPS = 200
 CONNECTS = 8
 
@@ -197,7 +197,12 @@ async def prepare() -> None:
     try:
         await admin.create_topics(
             [
-                NewTopic(f"bench.{p.lower()}", 1, 1, {"max.message.bytes": str(8 * 2**20)})
+                NewTopic(
+                    f"bench.{p.lower()}",
+                    num_partitions=1,
+                    replication_factor=1,
+                    topic_configs={"max.message.bytes": str(8 * 2**20)},
+                )
                 for p in PORTS
             ]
         )
@@ -286,7 +291,10 @@ def summary(raw: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
         ordered = sorted(values)
         return {
             "median": round(statistics.median(ordered), 3),
+            "min": round(ordered[0], 3),
+            "max": round(ordered[-1], 3),
             "p95": round(ordered[int(0.95 * (len(ordered) - 1))], 3),
+            "n": len(ordered),
         }
 
     table = {p: {k: stats(v) for k, v in row.items()} for p, row in raw.items()}
