@@ -74,6 +74,7 @@ NOON = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 PROFILE = {"radiograph": 240, "ultrasound": 100, "ct": 60, "mri": 50, "notes": 2000}
 VITALS_PER_HOUR = 2 * 500 * 12
 SATURATION = {"monitoring": 1500, "imaging": 120, "notes": 150}
+STILL_S = 45.0
 
 
 def log(message: str) -> None:
@@ -206,12 +207,19 @@ async def wait_settled(feed: Feed, timeout_s: float) -> dict[str, Any]:
     engine = make_engine(get_settings())
     by_id = {m.message_id: m for m in feed.messages}
     deadline = time.monotonic() + timeout_s
+    # A message whose outcome differs from the feed's expectation (reported as
+    # unsettled) would hold the wait to its timeout: once the pipeline has been idle,
+    # with nothing settling, for STILL_S, the wait ends.
+    last_change, last_pending = time.monotonic(), -1
     try:
         while True:
             async with engine.connect() as conn:
                 found = await outcomes(conn, list(by_id))
             pending = [i for i, o in found.items() if not settled(by_id[i], o)]
-            if not pending or time.monotonic() > deadline:
+            if len(pending) != last_pending:
+                last_change, last_pending = time.monotonic(), len(pending)
+            still = time.monotonic() - last_change > STILL_S
+            if not pending or time.monotonic() > deadline or still:
                 return {"outcomes": found, "pending": len(pending)}
             await asyncio.sleep(2)
     finally:
