@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security clean
+.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security bench-profile bench-throughput clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup  ## The hospital demo: start everything, replay a synthetic day, summarise (ARGS="--no-keep" stops it after).
 	$(BIN)/medstream demo $(ARGS)
 
-up: setup  ## Start Kafka, PostgreSQL, Redis and the services (installs what is missing).
-	$(BIN)/medstream up
+up: setup  ## Start Kafka, PostgreSQL, Redis and the services (REPLICAS=2: two processes per service).
+	$(BIN)/medstream up $(if $(REPLICAS),--replicas $(REPLICAS))
 
 up-cluster: setup  ## The same, plus the 3-node Kafka cluster for fault tests.
 	$(BIN)/medstream up --cluster
@@ -59,6 +59,15 @@ bench-models: setup  ## Model benchmarks: efficiency per model, workers through 
 bench-e2e: setup  ## The whole pipeline: twice a peak hour sustained, saturation vs model ceilings, memory.
 	$(BIN)/medstream up
 	$(BIN)/python bench/e2e/pipeline.py
+
+bench-throughput: setup  ## Saturation per family against issue 16's starting figures, and the null model.
+	$(BIN)/medstream up
+	$(BIN)/python bench/e2e/pipeline.py --throughput
+
+bench-profile: setup  ## Where the platform's CPU goes under saturation (py-spy); LABEL=name.
+	$(BIN)/pip install -q py-spy
+	$(BIN)/medstream up
+	$(BIN)/python bench/e2e/profile.py $(or $(LABEL),now)
 
 bench-security: setup  ## Kafka's TLS and SCRAM cost: plaintext, SCRAM and SCRAM over TLS side by side.
 	$(BIN)/medstream up --no-services

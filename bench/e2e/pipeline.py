@@ -4,8 +4,11 @@ memory of every process in the stack.
 
     make bench-e2e            (or: make up && .venv/bin/python bench/e2e/pipeline.py)
     MEDSTREAM_BENCH_MINUTES=5 sets the sustained phase's length
-    make bench-e2e-security   (or: ... pipeline.py --security): the same pipeline with
+    make bench-security       (also: ... pipeline.py --security): the same pipeline with
                               SCRAM over TLS and with SCRAM alone, side by side
+    make bench-throughput     (or: ... pipeline.py --throughput): saturation per family
+                              beside issue 16's starting figures, the monitoring burst
+                              with the null model (the platform alone), and latency
 
 ``--security`` alternates the local stack's Kafka between SASL_SSL (the default) and
 SASL_PLAINTEXT (the development flag: SCRAM without TLS), restarting the broker and
@@ -368,9 +371,12 @@ async def sustained(stack: local_stack.Stack, minutes: float, run: str) -> dict[
     }
 
 
-async def saturation(run: str, ceiling: dict[str, float]) -> dict[str, Any]:
+async def saturation(
+    run: str, ceiling: dict[str, float], families: Sequence[str] = tuple(SATURATION)
+) -> dict[str, Any]:
     out = {}
-    for family, count in SATURATION.items():
+    for family in families:
+        count = SATURATION[family]
         if family == "monitoring":
             burst = vital_signs(125, 3, 15, f"{run}s", count)
         else:
@@ -474,6 +480,84 @@ def compare_security(stack: local_stack.Stack) -> None:
     print(json.dumps(table, indent=2))
 
 
+# The figures issue 16 started from (2026-11-28: one transaction per message, one
+# shared relay), for the side-by-side report.
+BASELINE = {
+    "monitoring": {"pipeline_per_s": 28.49, "pipeline_vs_ceiling": 0.074},
+    "imaging": {"pipeline_per_s": 14.49, "pipeline_vs_ceiling": 0.345},
+    "notes": {"pipeline_per_s": 13.86, "pipeline_vs_ceiling": 0.353},
+}
+
+
+def _restart(stack: local_stack.Stack, env: dict[str, str]) -> None:
+    """Every service restarted with ``env`` added to its environment."""
+    from medstream.deployment import SERVICES  # noqa: PLC0415
+
+    local_stack.down_services(stack, log)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        bin_dir = Path(sys.executable).parent
+        local_stack.up_services(
+            stack, {spec.name: bin_dir / spec.entry_point for spec in SERVICES}, log
+        )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    time.sleep(30)  # the workers load and warm their models, the groups settle
+
+
+def throughput(stack: local_stack.Stack) -> None:
+    """Saturation per family with the real models, the monitoring burst again with the
+    null model (the platform alone), and the latency of a short sustained phase at
+    twice the peak hour, beside the figures issue 16 started from."""
+    minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "2"))
+    ceiling = ceilings()
+    run = "t" + uuid.uuid4().hex[:5]
+    latency = asyncio.run(sustained(stack, minutes, run))["latency_s_by_family"]
+    real = asyncio.run(saturation(run, ceiling))
+    _restart(stack, {"MEDSTREAM_WORKER_NULL_MODEL": "true"})
+    try:
+        null = asyncio.run(saturation(run + "n", ceiling, families=("monitoring",)))
+    finally:
+        _restart(stack, {})
+    table = {
+        family: {
+            "before_per_s": BASELINE[family]["pipeline_per_s"],
+            "now_per_s": real[family]["pipeline_per_s"],
+            "speed_up": round(
+                real[family]["pipeline_per_s"] / BASELINE[family]["pipeline_per_s"], 2
+            ),
+            "before_vs_ceiling": BASELINE[family]["pipeline_vs_ceiling"],
+            "now_vs_ceiling": real[family]["pipeline_vs_ceiling"],
+            "model_ceiling_per_s": ceiling[family],
+            "sustained_p99_s": latency.get(family, {}).get("p99"),
+        }
+        for family in SATURATION
+    }
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "by_family": table,
+        "null_model_monitoring_per_s": null["monitoring"]["pipeline_per_s"],
+        "saturation": real,
+        "null_model": null,
+        "sustained_minutes": minutes,
+        "latency_s_by_family": latency,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k in ("by_family", "null_model_monitoring_per_s")},
+            indent=2,
+        )
+    )
+
+
 def main() -> None:
     settings = get_settings()
     stack = local_stack.Stack(settings.state_dir)
@@ -483,6 +567,9 @@ def main() -> None:
         raise SystemExit("start the stack and its services first: `make up`")
     if "--security" in sys.argv[1:]:
         compare_security(stack)
+        return
+    if "--throughput" in sys.argv[1:]:
+        throughput(stack)
         return
     minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "5"))
     run = "b" + uuid.uuid4().hex[:5]

@@ -109,14 +109,21 @@ def _service_executables() -> dict[str, Path]:
 def up(
     cluster: bool = typer.Option(False, help="Also start the 3-node Kafka cluster."),
     services: bool = typer.Option(True, help="Start the MedStream services too."),
+    replicas: int = typer.Option(
+        0,
+        min=0,
+        max=6,
+        help="Processes per service, in the same consumer groups (0: MEDSTREAM_REPLICAS, 1).",
+    ),
 ) -> None:
     """Start the stack (idempotent): servers, schema, topics and services."""
-    _start(cluster=cluster, services=services)
+    _start(cluster=cluster, services=services, replicas=replicas)
     console.print("[green]MedStream stack is up.[/green] `medstream status` shows it.")
 
 
-def _start(*, cluster: bool, services: bool) -> None:
+def _start(*, cluster: bool, services: bool, replicas: int = 0) -> None:
     settings = get_settings()
+    replicas = replicas or settings.replicas
     try:
         local_stack.up(_stack(cluster=False), _report)
         _report("applying database migrations")
@@ -130,10 +137,14 @@ def _start(*, cluster: bool, services: bool) -> None:
             asyncio.run(ensure_topics(local_stack.cluster_settings(settings)))
             asyncio.run(ensure_acls(local_stack.cluster_settings(settings)))
         if services:
-            local_stack.up_services(_stack(cluster=False), _service_executables(), _report)
+            local_stack.up_services(
+                _stack(cluster=False),
+                local_stack.replicated(_service_executables(), replicas),
+                _report,
+            )
     except local_stack.StackError as exc:
         raise _fail(str(exc)) from None
-    record_command("admin.up", {"cluster": cluster, "services": services})
+    record_command("admin.up", {"cluster": cluster, "services": services, "replicas": replicas})
 
 
 @app.command()

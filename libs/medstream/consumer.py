@@ -1,9 +1,14 @@
-"""Consuming with an exactly-once effect: raw records in, one outcome out, then commit.
+"""Consuming with an exactly-once effect: raw records in, one outcome each, then commit.
 
-``ExactlyOnceProcessor.process`` runs one record through a handler inside one
-PostgreSQL transaction with its inbox key and outbox rows. It returns normally when
-the offset may be committed (processed, duplicate or dead-lettered) and raises
-``RetryLater`` when it may not, so the consumer rewinds and redelivers the record.
+``ExactlyOnceProcessor.process_batch`` is the one path: the records one fetch brought
+for a partition run through a handler inside one PostgreSQL transaction, with their
+inbox keys claimed in one statement and their outbox rows written in one round trip,
+and one offset commit follows. It returns when the offsets may be committed (each
+record processed, duplicate or dead-lettered) and raises ``RetryLater`` when they may
+not, so the consumer rewinds and redelivers. A batch that fails is split in halves
+until the one record at fault is retried or dead-lettered alone. Single-record
+handlers (ingestion, results) run over the batch with a savepoint per record
+(``per_record``); the model workers, deid and audit have batch handlers of their own.
 
 ``ConsumerSet`` is the only way MedStream consumes. It reads raw records with aiokafka
 and hands their bytes, unparsed, to the processor: no body or header is decoded by a
@@ -73,12 +78,24 @@ class Effects:
 # (or Effects). It raises InvalidMessage for input that can never be processed.
 Handler = Callable[[AsyncConnection, Received], Awaitable[Sequence[OutboundMessage] | Effects]]
 
+
+class _Deferred:
+    """A batch handler's answer for a record it leaves for the next fetch."""
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+DEFERRED = _Deferred()
+
 # A batch handler gets the records not yet processed and returns, for each in order,
-# its messages (or Effects) or the InvalidMessage that rejects it: one model call for
-# many patients.
+# its messages (or Effects), the InvalidMessage that rejects it, or DEFERRED for a
+# record it leaves for the next fetch (then every later record too): one model call
+# for many patients.
+BatchResult = Sequence[OutboundMessage] | Effects | InvalidMessage | _Deferred
 BatchHandler = Callable[
     [AsyncConnection, Sequence[Received]],
-    Awaitable[Sequence[Sequence[OutboundMessage] | Effects | InvalidMessage]],
+    Awaitable[Sequence[BatchResult]],
 ]
 
 
@@ -134,42 +151,66 @@ class ExactlyOnceProcessor:
         """The stage this processor's dead letters and audit events name."""
         return self.dead_letters.stage
 
-    async def process(self, received: Received, handler: Handler | None = None) -> Outcome:
-        """Handle ``received`` (with ``handler``, else the processor's own); return if its
-        offset may commit, raise RetryLater if not."""
-        coordinates = (received.topic, received.partition, received.offset)
-        chosen = handler or self.handler
-        if chosen is None:
-            raise TypeError("this processor has no single-record handler; use process_batch")
-        try:
-            if received.header_problem is not None:
-                outcome = await self._dead_letter(
-                    received, InvalidMessage("envelope.bad_header", received.header_problem)
-                )
-            else:
-                outcome = await self._attempt(received, coordinates, chosen)
-        except ENVIRONMENT_ERRORS as exc:
-            # Not the message's fault: retry it for as long as the outage lasts.
-            await self._pause(coordinates, exc, count=False)
-            raise RetryLater(type(exc).__name__) from None
-        self._attempts.pop(coordinates, None)
-        return outcome
+    async def process_batch(
+        self, records: Sequence[Received], batch_handler: BatchHandler | None = None
+    ) -> list[Outcome]:
+        """Handle one partition's fetched records, in order, in one transaction; return
+        an outcome for each record that may commit (a prefix of ``records``: a batch
+        handler may defer the rest to the next fetch), or raise RetryLater.
 
-    async def _attempt(
-        self, received: Received, coordinates: tuple[str, int, int], handler: Handler
-    ) -> Outcome:
+        ``batch_handler`` defaults to the processor's single-record handler run over the
+        batch (each record in a savepoint). Duplicates are skipped by the inbox, claimed
+        in one statement; outbox rows are written in one round trip; rejected records
+        are dead-lettered after the commit and before the offsets commit. If the batch
+        fails, it is split in two and each half retried, down to the one record at
+        fault, which is retried or dead-lettered alone: its neighbours never wait
+        behind it. An environment error (a server down) is retried forever.
+        """
+        chosen = batch_handler or self.record_handler()
         try:
-            return await self._process_once(received, handler)
+            outcomes = await self._batch_once(records, chosen)
+        except ENVIRONMENT_ERRORS as exc:
+            await self._pause(_coordinates(records[0]), exc, count=False)
+            raise RetryLater(type(exc).__name__) from None
         except RetryLater:
             raise
-        except ENVIRONMENT_ERRORS:
-            raise
         except Exception as exc:  # noqa: BLE001  (a bug must not wedge the partition)
+            if len(records) == 1:
+                return [await self._failed_alone(records[0], exc)]
+            middle = len(records) // 2
+            log.warning(
+                "batch failed; splitting it",
+                extra={"count": len(records), "topic": records[0].topic},
+            )
+            left = await self.process_batch(records[:middle], chosen)
+            if len(left) < middle:  # the left half stopped early: keep the order
+                return left
+            try:
+                right = await self.process_batch(records[middle:], chosen)
+            except RetryLater:
+                # What the left half did commits; the record that must be retried and
+                # those after it are fetched again.
+                return left
+            return [*left, *right]
+        for record in records[: len(outcomes)]:
+            self._attempts.pop(_coordinates(record), None)
+        return outcomes
+
+    def record_handler(self, *, savepoints: bool = True) -> BatchHandler:
+        """The processor's single-record handler as a batch handler (``per_record``)."""
+        if self.handler is None:
+            raise TypeError("this processor has no single-record handler; pass a batch handler")
+        return per_record(self.handler, savepoints=savepoints)
+
+    async def _failed_alone(self, record: Received, exc: Exception) -> Outcome:
+        """The one record that broke its batch: retried, then dead-lettered."""
+        coordinates = _coordinates(record)
+        try:
             if is_data_error(exc):
                 # PostgreSQL refused a value the message carried (NUL, bad encoding, too
                 # long): retrying cannot help, so it is the message's fault.
                 return await self._dead_letter(
-                    received,
+                    record,
                     InvalidMessage(
                         "database.rejected_value",
                         f"PostgreSQL refused a value from this message ({type(exc).__name__}); "
@@ -180,14 +221,19 @@ class ExactlyOnceProcessor:
             if attempt < self.max_attempts:
                 await self._pause(coordinates, exc, count=True)
                 raise RetryLater(type(exc).__name__) from None
-            return await self._dead_letter(
-                received,
+            outcome = await self._dead_letter(
+                record,
                 InvalidMessage(
                     "internal.unhandled_error",
                     f"Processing failed {attempt} times with {type(exc).__name__}; "
                     "the message was set aside so the partition can go on.",
                 ),
             )
+        except ENVIRONMENT_ERRORS as outage:
+            await self._pause(coordinates, outage, count=False)
+            raise RetryLater(type(outage).__name__) from None
+        self._attempts.pop(coordinates, None)
+        return outcome
 
     def _oversize(self, messages: Sequence[OutboundMessage]) -> InvalidMessage | None:
         """Why one of ``messages`` would be refused by Kafka for its size, if one would:
@@ -202,32 +248,6 @@ class ExactlyOnceProcessor:
                 )
         return None
 
-    async def _enqueue(self, conn: AsyncConnection, messages: Sequence[OutboundMessage]) -> None:
-        oversize = self._oversize(messages)
-        if oversize is not None:
-            raise oversize
-        for message in messages:
-            await outbox.enqueue(conn, message)
-
-    async def _process_once(self, received: Received, handler: Handler) -> Outcome:
-        effects = Effects()
-        try:
-            async with self.engine.begin() as conn:
-                seen = await outbox.claim(conn, self.group, received, InboxOutcome.PROCESSED)
-                if seen is Seen.NEW:
-                    result = await handler(conn, received)
-                    effects = result if isinstance(result, Effects) else Effects(list(result))
-                    await self._enqueue(conn, effects.messages)
-        except InvalidMessage as error:
-            return await self._dead_letter(received, error)
-        if seen is Seen.SAME:
-            return Outcome.DUPLICATE
-        if seen is Seen.CONFLICT:
-            return await self._dead_letter(received, self._conflict())
-        await _run_after_commit(effects.after_commit)
-        self.limiter.record_valid()
-        return Outcome.PROCESSED
-
     def _conflict(self) -> InvalidMessage:
         return InvalidMessage(
             f"{self.stage}.id_conflict",
@@ -235,57 +255,56 @@ class ExactlyOnceProcessor:
             "first is kept, this one is set aside. Send a correction with a new message id.",
         )
 
-    async def process_batch(
-        self, records: Sequence[Received], batch_handler: BatchHandler
-    ) -> list[Outcome]:
-        """Handle a micro-batch in one transaction; return once every offset may commit.
-
-        Duplicates are skipped by the inbox; the batch handler runs once over the rest;
-        rejected records are dead-lettered one by one after the commit and before the
-        offsets commit. If the batch handler raises, the batch falls back to one record
-        at a time, so a record that breaks the model cannot hold back its neighbours.
-        """
-        try:
-            return await self._batch_once(records, batch_handler)
-        except ENVIRONMENT_ERRORS as exc:
-            await self._pause(
-                (records[0].topic, records[0].partition, records[0].offset), exc, count=False
-            )
-            raise RetryLater(type(exc).__name__) from None
-        except RetryLater:
-            raise
-        except Exception:  # noqa: BLE001  (isolate the record that broke the batch)
-            log.warning(
-                "batch failed; processing its records one by one",
-                extra={"count": len(records), "topic": records[0].topic},
-            )
-            one = _one_at_a_time(batch_handler)
-            return [await self.process(record, one) for record in records]
+    def _sort_batch(
+        self, records: Sequence[Received]
+    ) -> tuple[
+        dict[int, Outcome], list[tuple[int, Received, InvalidMessage]], list[tuple[int, Received]]
+    ]:
+        """Before the database: records with unusable headers are rejected, and of the
+        records sharing an id in this batch the first is the candidate, a later one
+        its duplicate (or a conflict, if its content differs)."""
+        outcomes: dict[int, Outcome] = {}
+        rejected: list[tuple[int, Received, InvalidMessage]] = []
+        first: dict[str, Received] = {}
+        candidates: list[tuple[int, Received]] = []
+        for index, record in enumerate(records):
+            if record.header_problem is not None:
+                error = InvalidMessage("envelope.bad_header", record.header_problem)
+                rejected.append((index, record, error))
+            elif record.message_id in first:
+                if first[record.message_id].content_sha256 == record.content_sha256:
+                    outcomes[index] = Outcome.DUPLICATE
+                else:
+                    rejected.append((index, record, self._conflict()))
+            else:
+                first[record.message_id] = record
+                candidates.append((index, record))
+        return outcomes, rejected, candidates
 
     async def _batch_once(
         self, records: Sequence[Received], batch_handler: BatchHandler
     ) -> list[Outcome]:
-        outcomes: dict[int, Outcome] = {}
-        rejected: list[tuple[int, Received, InvalidMessage]] = []
+        outcomes, rejected, candidates = self._sort_batch(records)
         after_commit: list[AfterCommit] = []
+        deferred_from: int | None = None
         async with self.engine.begin() as conn:
+            seen = await outbox.seen_many(conn, self.group, [r for _, r in candidates])
             fresh = []
-            for index, record in enumerate(records):
-                if record.header_problem is not None:
-                    error = InvalidMessage("envelope.bad_header", record.header_problem)
-                    rejected.append((index, record, error))
-                    continue
-                seen = await outbox.seen(conn, self.group, record)
-                if seen is Seen.SAME:
+            for index, record in candidates:
+                if seen[record.message_id] is Seen.SAME:
                     outcomes[index] = Outcome.DUPLICATE
-                elif seen is Seen.CONFLICT:
+                elif seen[record.message_id] is Seen.CONFLICT:
                     rejected.append((index, record, self._conflict()))
                 else:
                     fresh.append((index, record))
             results = await batch_handler(conn, [record for _, record in fresh]) if fresh else []
             if len(results) != len(fresh):
                 raise RuntimeError("the batch handler must return one result per record")
+            accepted: list[tuple[int, Received, Effects]] = []
             for (index, record), result in zip(fresh, results, strict=True):
+                if isinstance(result, _Deferred):
+                    deferred_from = index if deferred_from is None else min(deferred_from, index)
+                    continue
                 if isinstance(result, InvalidMessage):
                     rejected.append((index, record, result))
                     continue
@@ -294,22 +313,32 @@ class ExactlyOnceProcessor:
                 if refusal is not None:
                     rejected.append((index, record, refusal))
                     continue
-                seen = await outbox.claim(conn, self.group, record, InboxOutcome.PROCESSED)
-                if seen is Seen.NEW:
-                    await self._enqueue(conn, effects.messages)
+                accepted.append((index, record, effects))
+            claimed = await outbox.claim_many(
+                conn, self.group, [r for _, r, _ in accepted], InboxOutcome.PROCESSED
+            )
+            messages: list[OutboundMessage] = []
+            for index, record, effects in accepted:
+                if record.message_id in claimed:
+                    messages += effects.messages
                     after_commit += effects.after_commit
                     outcomes[index] = Outcome.PROCESSED
                     self.limiter.record_valid()
-                elif seen is Seen.SAME:  # another consumer claimed it meanwhile (a rebalance)
+                # Claimed meanwhile by another consumer of the group (a rebalance).
+                elif await outbox.seen(conn, self.group, record) is Seen.SAME:
                     outcomes[index] = Outcome.DUPLICATE
                 else:
                     rejected.append((index, record, self._conflict()))
+            await outbox.enqueue_many(conn, messages)
         await _run_after_commit(after_commit)
         # After the commit and before the offsets commit: each rejected record's dead
-        # letter is acknowledged, then its inbox key is recorded.
-        for index, record, error in rejected:
-            outcomes[index] = await self._dead_letter(record, error)
-        return [outcomes[i] for i in range(len(records))]
+        # letter is acknowledged, then its inbox key is recorded. Records from the first
+        # deferred one on are left for the next fetch, in order.
+        end = len(records) if deferred_from is None else deferred_from
+        for index, record, error in sorted(rejected, key=lambda r: r[0]):
+            if index < end:
+                outcomes[index] = await self._dead_letter(record, error)
+        return [outcomes[i] for i in range(end)]
 
     async def _dead_letter(self, received: Received, error: InvalidMessage) -> Outcome:
         async with self.engine.begin() as conn:
@@ -388,16 +417,44 @@ async def _run_after_commit(tasks: Sequence[AfterCommit]) -> None:
             log.warning("after-commit task failed", extra={"error_class": type(exc).__name__})
 
 
-def _one_at_a_time(batch_handler: BatchHandler) -> Handler:
-    """A single-record handler made from a batch handler (the fallback path)."""
+def _coordinates(record: Received) -> tuple[str, int, int]:
+    return (record.topic, record.partition, record.offset)
 
-    async def handle(
-        conn: AsyncConnection, received: Received
-    ) -> Sequence[OutboundMessage] | Effects:
-        (result,) = await batch_handler(conn, [received])
-        if isinstance(result, InvalidMessage):
-            raise result
-        return result
+
+# How long the single-record handlers may work on one batch before they leave its
+# remaining records for the next fetch: the group's poll interval must never lapse
+# while one batch holds the consumer.
+BATCH_TIME_BUDGET_S = 60.0
+# The largest batch a single-record handler gets (ingestion, results).
+SINGLE_HANDLER_BATCH = 100
+
+
+def per_record(
+    handler: Handler, time_budget_s: float = BATCH_TIME_BUDGET_S, *, savepoints: bool = True
+) -> BatchHandler:
+    """A batch handler that runs a single-record handler over each record, each in a
+    savepoint: a record the handler rejects (InvalidMessage) leaves no write behind,
+    and its neighbours' writes commit. A handler that writes nothing itself (it only
+    returns messages) may go without (``savepoints=False``: two round trips a record
+    saved). Once ``time_budget_s`` has passed, the records left are deferred (the
+    first record is always handled)."""
+
+    async def handle(conn: AsyncConnection, records: Sequence[Received]) -> list[BatchResult]:
+        started = time.monotonic()
+        results: list[BatchResult] = []
+        for record in records:
+            if results and time.monotonic() - started > time_budget_s:
+                results.append(DEFERRED)
+                continue
+            try:
+                if savepoints:
+                    async with conn.begin_nested():
+                        results.append(await handler(conn, record))
+                else:
+                    results.append(await handler(conn, record))
+            except InvalidMessage as error:
+                results.append(error)
+        return results
 
     return handle
 
@@ -410,16 +467,16 @@ _DERIVE_INLINE_BYTES = 256 * 1024
 
 @dataclass(frozen=True)
 class Subscription:
-    """Topics one processor consumes, and how.
+    """Topics one processor consumes, and how: always in batches of at most
+    ``max_records`` fetched records, waiting at most ``max_wait_ms`` for the first.
 
     ``trusted`` is False for topics a producer outside MedStream writes (the inbound
-    contract topics): their internal headers are ignored. ``batch_handler`` makes it a
-    micro-batch subscription; otherwise records are processed one by one, in order.
+    contract topics): their internal headers are ignored.
     """
 
     topics: tuple[str, ...]
     processor: ExactlyOnceProcessor
-    batch_handler: BatchHandler | None = None
+    batch_handler: BatchHandler
     derive_id: Mapping[str, ContentIdDeriver] = field(default_factory=dict)
     trusted: bool = True
     max_records: int = 50
@@ -449,17 +506,25 @@ class ConsumerSet:
         derive_id: Mapping[str, ContentIdDeriver] | None = None,
         trusted: bool = True,
         on_outcome: OnOutcome | None = None,
+        max_records: int = SINGLE_HANDLER_BATCH,
+        max_wait_ms: int = 200,
+        savepoints: bool = True,
     ) -> None:
-        """Consume ``topics`` in the processor's group, one record at a time in order;
-        commit after the effect, else rewind."""
+        """Consume ``topics`` with the processor's single-record handler, run over each
+        fetched batch in one transaction (a savepoint per record); commit after the
+        effects, else rewind. ``getmany`` returns as soon as records are there, so a
+        batch costs no latency at low load."""
         self._check_dead_letters(topics)
         self.subscriptions.append(
             Subscription(
                 tuple(topics),
                 processor,
+                batch_handler=processor.record_handler(savepoints=savepoints),
                 derive_id=derive_id or {},
                 trusted=trusted,
                 on_outcome=on_outcome,
+                max_records=max_records,
+                max_wait_ms=max_wait_ms,
             )
         )
 
@@ -572,29 +637,23 @@ async def _partition(
     done_until: int | None = None
     retry_from: int | None = None
     started = time.perf_counter()
-    if sub.batch_handler is not None:
+    if stop.is_set():  # shutting down: leave the batch to the next owner
+        outcomes = None
+    else:
         try:
             outcomes = await sub.processor.process_batch(received, sub.batch_handler)
         except RetryLater:
-            retry_from = received[0].offset
-        else:
-            elapsed = time.perf_counter() - started
-            for record, outcome in zip(received, outcomes, strict=True):
-                _observe(sub, record, outcome, elapsed)
-            done_until = received[-1].offset + 1
+            outcomes = None
+    if outcomes is None:
+        retry_from = received[0].offset
     else:
-        for record in received:
-            if stop.is_set():
-                retry_from = record.offset
-                break
-            started = time.perf_counter()
-            try:
-                outcome = await sub.processor.process(record)
-            except RetryLater:
-                retry_from = record.offset
-                break
-            _observe(sub, record, outcome, time.perf_counter() - started)
-            done_until = record.offset + 1
+        elapsed = time.perf_counter() - started
+        for record, outcome in zip(received, outcomes, strict=False):
+            _observe(sub, record, outcome, elapsed)
+        if outcomes:
+            done_until = received[len(outcomes) - 1].offset + 1
+        if len(outcomes) < len(received):  # deferred: fetched again, in order
+            retry_from = received[len(outcomes)].offset
     try:
         if done_until is not None:
             await consumer.commit({tp: OffsetAndMetadata(done_until, "")})

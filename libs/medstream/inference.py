@@ -36,9 +36,7 @@ from prometheus_client import Counter, Gauge, Histogram
 if TYPE_CHECKING:  # model code imports this module without Kafka or database clients
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-    from medstream.consumer import BatchHandler, Effects
-    from medstream.errors import InvalidMessage
-    from medstream.outbox import OutboundMessage
+    from medstream.consumer import BatchHandler, BatchResult
     from medstream.received import Received
 
 _LABEL = ("worker",)
@@ -138,9 +136,7 @@ class WorkerMetrics:
 def measured(metrics: WorkerMetrics, batch_handler: BatchHandler) -> BatchHandler:
     """``batch_handler`` with its batches timed and counted."""
 
-    async def handle(
-        conn: AsyncConnection, records: Sequence[Received]
-    ) -> Sequence[Sequence[OutboundMessage] | Effects | InvalidMessage]:
+    async def handle(conn: AsyncConnection, records: Sequence[Received]) -> Sequence[BatchResult]:
         started = time.perf_counter()
         results = await batch_handler(conn, records)
         metrics.observe_batch(records, time.perf_counter() - started)

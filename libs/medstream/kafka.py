@@ -30,6 +30,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable_idempotence": True,
     "acks": "all",
     "linger_ms": 5,
+    # Record batches travel and are stored compressed (JSON events shrink several
+    # fold; lz4 costs little CPU). Needs cramjam (aiokafka's lz4 extra).
+    "compression_type": "lz4",
     "request_timeout_ms": 30_000,
     # Room for the largest record (a dead letter) plus the request's own framing.
     "max_request_size": MAX_MESSAGE_BYTES + DEAD_LETTER_SLACK_BYTES + 1024 * 1024,

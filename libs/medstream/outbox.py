@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -93,6 +94,60 @@ async def seen(conn: AsyncConnection, group: str, received: Received) -> Seen:
     return Seen.SAME if row[0] in (None, received.content_sha256) else Seen.CONFLICT
 
 
+async def seen_many(
+    conn: AsyncConnection, group: str, records: Sequence[Received]
+) -> dict[str, Seen]:
+    """``seen`` for many records (distinct ids) in one round trip, by message id."""
+    if not records:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT message_id, content_sha256 FROM inbox WHERE consumer_group = :g"
+            " AND message_id = ANY(CAST(:m AS text[]))"
+        ),
+        {"g": group, "m": [r.message_id for r in records]},
+    )
+    known = {row[0]: row[1] for row in rows}
+    found = {}
+    for record in records:
+        if record.message_id not in known:
+            found[record.message_id] = Seen.NEW
+        elif known[record.message_id] in (None, record.content_sha256):
+            found[record.message_id] = Seen.SAME
+        else:
+            found[record.message_id] = Seen.CONFLICT
+    return found
+
+
+async def claim_many(
+    conn: AsyncConnection, group: str, records: Sequence[Received], outcome: InboxOutcome
+) -> set[str]:
+    """Record many records (distinct ids) as handled by ``group`` in one statement;
+    return the ids this call recorded (the others were already there)."""
+    if not records:
+        return set()
+    rows = await conn.execute(
+        text(
+            'INSERT INTO inbox (consumer_group, message_id, topic, partition, "offset",'
+            " outcome, content_sha256)"
+            " SELECT :g, m, t, p, o, :outcome, h FROM unnest(CAST(:m AS text[]),"
+            " CAST(:t AS text[]), CAST(:p AS integer[]), CAST(:o AS bigint[]),"
+            " CAST(:h AS text[])) AS u(m, t, p, o, h)"
+            " ON CONFLICT (consumer_group, message_id) DO NOTHING RETURNING message_id"
+        ),
+        {
+            "g": group,
+            "outcome": outcome.value,
+            "m": [r.message_id for r in records],
+            "t": [r.topic for r in records],
+            "p": [r.partition for r in records],
+            "o": [r.offset for r in records],
+            "h": [r.content_sha256 for r in records],
+        },
+    )
+    return {row[0] for row in rows}
+
+
 async def claim(
     conn: AsyncConnection, group: str, received: Received, outcome: InboxOutcome
 ) -> Seen:
@@ -125,20 +180,32 @@ async def claim(
 
 async def enqueue(conn: AsyncConnection, message: OutboundMessage) -> None:
     """Add ``message`` to the outbox in the caller's transaction (once per message id)."""
+    await enqueue_many(conn, [message])
+
+
+def _row(message: OutboundMessage) -> dict[str, Any]:
     headers = {**message.headers, MESSAGE_ID_HEADER: message.message_id}
+    return {
+        "m": message.message_id,
+        "t": message.topic,
+        "k": message.key,
+        "v": message.value,
+        "h": json.dumps(headers, sort_keys=True),
+    }
+
+
+async def enqueue_many(conn: AsyncConnection, messages: Sequence[OutboundMessage]) -> None:
+    """``enqueue`` for many messages, in one round trip (asyncpg's pipelined
+    executemany), in order: the outbox's ids keep each key's order for the relay."""
+    if not messages:
+        return
     await conn.execute(
         text(
             "INSERT INTO outbox (message_id, topic, key, value, headers)"
             " VALUES (:m, :t, :k, :v, CAST(:h AS jsonb))"
             " ON CONFLICT (message_id) DO NOTHING"
         ),
-        {
-            "m": message.message_id,
-            "t": message.topic,
-            "k": message.key,
-            "v": message.value,
-            "h": json.dumps(headers, sort_keys=True),
-        },
+        [_row(message) for message in messages],
     )
 
 

@@ -114,9 +114,15 @@ class Settings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".state"
     # Model packages: <registry>/<name>/<version>/, verified against their manifests.
     model_registry: Path = REPO_ROOT / "models"
+    # Benchmarks only: the monitoring worker echoes one fixed score instead of running
+    # its model, so the pipeline's own overhead is measured alone (bench/e2e).
+    worker_null_model: bool = False
     # Dynamic batching of the model workers; unset means each worker's own default.
     worker_max_batch: int | None = Field(default=None, ge=1, le=1024)
     worker_max_wait_ms: int | None = Field(default=None, ge=0, le=10_000)
+    # Processes per service that the local stack's supervisor runs, in the same consumer
+    # groups (they split the partitions; compose reads the same variable).
+    replicas: int = Field(default=1, ge=1, le=6)
     # Port of the Prometheus /metrics endpoint; 0 turns it off (the local stack
     # gives each service its own).
     metrics_port: int = Field(default=0, ge=0, le=65535)

@@ -834,6 +834,16 @@ def _supervisor_pidfile(stack: Stack) -> Path:
     return stack.state_dir / "supervisor.pid"
 
 
+def replicated(entry_points: dict[str, Path], replicas: int) -> dict[str, Path]:
+    """``replicas`` processes of each service: the first under its own name, the
+    others as ``<name>-2``, ``<name>-3``… (each its own pid file and log)."""
+    found = dict(entry_points)
+    for name, path in entry_points.items():
+        for replica in range(2, replicas + 1):
+            found[f"{name}-{replica}"] = path
+    return found
+
+
 def up_services(stack: Stack, entry_points: dict[str, Path], report: Report) -> None:
     """Start the process supervisor (``medstream.supervisor``), which starts each
     service (name -> executable) and restarts any that dies; idempotent."""

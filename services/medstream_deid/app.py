@@ -98,8 +98,8 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
                 await offload(NAME, budget_s, prepare, valid)
             except InvalidMessage:
                 if len(valid) > 1:
-                    # One record made the batch too costly: the processor retries the
-                    # records one by one, so only that one is refused.
+                    # One record made the batch too costly: the processor splits the
+                    # batch in halves, down to that record, so only it is refused.
                     raise BatchTooCostly from None
                 raise
         results: list[Effects | InvalidMessage] = []
@@ -108,7 +108,9 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
                 results.append(event)
                 continue
             try:
-                results.append(await deidentify(conn, event, engine, vault, budget_s))
+                # A savepoint each: a record refused halfway leaves no vault row behind.
+                async with conn.begin_nested():
+                    results.append(await deidentify(conn, event, engine, vault, budget_s))
             except InvalidMessage as error:
                 results.append(error)
         return results
@@ -117,7 +119,7 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
 
 
 class BatchTooCostly(RuntimeError):
-    """The batch's tagging outran the budget; its records are retried one by one."""
+    """The batch's tagging outran the budget; the processor splits the batch."""
 
 
 async def deidentify(

@@ -111,6 +111,9 @@ async def wire(runtime: ServiceRuntime) -> None:
         processor=processor,
         derive_id={topic: DERIVE_ID[fmt] for topic, fmt in FORMAT_OF_TOPIC.items()},
         trusted=False,
+        # The handler writes nothing itself (its effects are the messages it returns),
+        # so a record it refuses has nothing to roll back.
+        savepoints=False,
     )
 
 

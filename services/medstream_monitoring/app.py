@@ -90,9 +90,14 @@ def make_batch_handler(
     scorer: monitoring.Scorer,
     redis: Redis,
     limits: dict[Vital, float] | None = None,
+    *,
+    null_model: bool = False,
 ) -> BatchHandler:
-    """Score a micro-batch of VitalsEvents."""
+    """Score a micro-batch of VitalsEvents. ``null_model`` (a benchmark setting,
+    ``MEDSTREAM_WORKER_NULL_MODEL``) skips the GRU and its explanation and echoes a
+    fixed score, so a benchmark measures the platform alone."""
     limits = limits or stale_limits(None)
+    fixed: list[tuple[np.ndarray, dict[str, float]]] = []
 
     async def handle(
         conn: AsyncConnection, records: Sequence[Received]
@@ -137,6 +142,14 @@ def make_batch_handler(
         scorable = [p for p in parsed if not isinstance(p, InvalidMessage)]
 
         def infer(windows: np.ndarray) -> tuple[np.ndarray, list[dict[str, float]]]:
+            if null_model:
+                if not fixed:  # one real score, echoed to every patient from then on
+                    first = windows[:1]
+                    fixed.append(
+                        (scorer.logits(first)[0], monitoring.explain_batch(scorer.model, first)[0])
+                    )
+                logits, explanation = fixed[0]
+                return np.stack([logits] * len(windows)), [dict(explanation)] * len(windows)
             return scorer.logits(windows), monitoring.explain_batch(scorer.model, windows)
 
         scored = (
@@ -203,7 +216,13 @@ async def wire(runtime: ServiceRuntime) -> None:
         name=NAME,
         topic=CONSUMES[0],
         package=package,
-        batch_handler=make_batch_handler(package, scorer, runtime.redis, limits),
+        batch_handler=make_batch_handler(
+            package,
+            scorer,
+            runtime.redis,
+            limits,
+            null_model=runtime.settings.worker_null_model,
+        ),
         warm=lambda: (scorer.logits(dummy), monitoring.explain_batch(scorer.model, dummy)),
         max_batch=MAX_BATCH,
         max_wait_ms=MAX_WAIT_MS,

@@ -108,7 +108,9 @@ async def test_sigkill_between_db_commit_and_offset_commit(
     first = start_consumer([*args, "--crash-after", str(CRASH_AFTER)], first_log)
     assert first.wait(timeout=90) == -9, first_log.read_text()
     after_crash = await effects(engine, group)
-    assert sum(after_crash.values()) == CRASH_AFTER
+    # It died after the batch holding its 15th message committed: that batch's effects
+    # are in, its offsets are not.
+    assert CRASH_AFTER <= sum(after_crash.values()) < MESSAGES
 
     second = start_consumer(args, second_log)
     try:

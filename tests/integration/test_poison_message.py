@@ -165,8 +165,8 @@ async def test_a_redelivered_dead_letter_is_not_dead_lettered_twice(
             headers=(),
             message_id=f"{group}-once",
         )
-        assert await processor.process(received) is Outcome.DEAD_LETTERED
-        assert await processor.process(received) is Outcome.DUPLICATE
+        assert await processor.process_batch([received]) == [Outcome.DEAD_LETTERED]
+        assert await processor.process_batch([received]) == [Outcome.DUPLICATE]
     finally:
         await producer.stop()
     assert len(await read_all(settings, f"{source}.dlt", expect=1)) == 1

@@ -256,3 +256,8 @@ def test_outside_dev_kafka_needs_a_password_tls_and_a_ca() -> None:
     assert "MEDSTREAM_KAFKA_CA_FILE is not set" in " ".join(
         policy.problems(production(service_name="ingestion", kafka_ca_file=None))
     )
+
+
+def test_the_benchmarks_null_model_is_refused_outside_dev() -> None:
+    found = policy.problems(production(service_name="monitoring", worker_null_model=True))
+    assert any("MEDSTREAM_WORKER_NULL_MODEL" in problem for problem in found)

@@ -189,6 +189,8 @@ def problems(settings: Settings) -> list[str]:
     if principal in REDIS_USERS:
         secret = settings.redis_password.get_secret_value() if settings.redis_password else None
         found += _password_problems("redis_password", secret)
+    if settings.worker_null_model:
+        found.append("MEDSTREAM_WORKER_NULL_MODEL (a fixed score) is for benchmarks in dev only")
     kafka = settings.kafka_password.get_secret_value() if settings.kafka_password else None
     found += _password_problems("kafka_password", kafka)
     if settings.kafka_security_protocol != "SASL_SSL":

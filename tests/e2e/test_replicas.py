@@ -1,0 +1,64 @@
+"""Two processes of every service in the same consumer groups: they split the
+partitions, one is SIGKILLed in the middle of its batches while the stream flows, the
+supervisor brings it back (another rebalance), and the ledger still adds up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from medstream import stack as local_stack
+from medstream.deployment import SERVICES
+from medstream.settings import Settings
+
+from .conftest import FAULT_ENV, flowing, ledger_check
+from .test_faults import feed, settled_assignments
+
+REPLICAS = 2
+
+
+@pytest.fixture(scope="module")
+def replicas(settings: Settings) -> Iterator[local_stack.Stack]:
+    stack = local_stack.Stack(settings.state_dir)
+    local_stack.down_services(stack, print)
+    bin_dir = Path(sys.executable).parent
+    entry_points = {s.name: bin_dir / s.entry_point for s in SERVICES}
+    saved = {k: os.environ.get(k) for k in FAULT_ENV}
+    os.environ.update(FAULT_ENV)
+    try:
+        local_stack.up_services(stack, local_stack.replicated(entry_points, REPLICAS), print)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    yield stack
+    local_stack.down_services(stack, print)
+
+
+def _pid(stack: local_stack.Stack, name: str) -> int:
+    return int((stack.state_dir / "services" / f"{name}.pid").read_text())
+
+
+async def test_a_replica_killed_mid_batch_loses_and_duplicates_nothing(
+    settings: Settings, replicas: local_stack.Stack, engine: AsyncEngine
+) -> None:
+    running = local_stack.services_running(replicas)
+    assert all(running.get(f"{s.name}-{REPLICAS}") for s in SERVICES), running
+    log_dir = replicas.state_dir / "services"
+    await settled_assignments(log_dir, ["ingestion", f"ingestion-{REPLICAS}", "deid"])
+    run, sending = flowing(settings, feed(patients=6, hours=4, malformed=20), seconds=20)
+    await asyncio.sleep(4)  # the stream is flowing: the replicas are between batches or in one
+    for name in (f"ingestion-{REPLICAS}", f"deid-{REPLICAS}", f"results-{REPLICAS}"):
+        os.kill(_pid(replicas, name), signal.SIGKILL)
+        await asyncio.sleep(1.5)
+    await sending
+    await ledger_check(settings, engine, run, timeout_s=420)
