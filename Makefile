@@ -67,7 +67,7 @@ bench-throughput: setup  ## Saturation per family against issue 16's starting fi
 bench-profile: setup  ## Where the platform's CPU goes under saturation (py-spy); LABEL=name.
 	$(BIN)/pip install -q py-spy
 	$(BIN)/medstream up
-	$(BIN)/python bench/e2e/profile.py $(or $(LABEL),now)
+	$(BIN)/python bench/e2e/cpu_profile.py $(or $(LABEL),now)
 
 bench-security: setup  ## Kafka's TLS and SCRAM cost: plaintext, SCRAM and SCRAM over TLS side by side.
 	$(BIN)/medstream up --no-services
