@@ -1,7 +1,8 @@
 """Where the platform's CPU goes: a sampling profile of every service while the
 pipeline is saturated with vital signs (the family furthest from its model ceiling).
 
-    make bench-profile LABEL=after     (or: make up && .venv/bin/python bench/e2e/cpu_profile.py after)
+    make bench-profile LABEL=after
+    (or: make up && .venv/bin/python bench/e2e/cpu_profile.py after)
 
 py-spy samples each running service (100 Hz, native frames off) for the burst. The
 stacks are folded, and for each service the report keeps its CPU samples, the share
