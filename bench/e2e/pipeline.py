@@ -494,19 +494,10 @@ def _restart(stack: local_stack.Stack, env: dict[str, str]) -> None:
     from medstream.deployment import SERVICES  # noqa: PLC0415
 
     local_stack.down_services(stack, log)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        bin_dir = Path(sys.executable).parent
-        local_stack.up_services(
-            stack, {spec.name: bin_dir / spec.entry_point for spec in SERVICES}, log
-        )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    bin_dir = Path(sys.executable).parent
+    local_stack.up_services(
+        stack, {spec.name: bin_dir / spec.entry_point for spec in SERVICES}, log, env
+    )
     time.sleep(30)  # the workers load and warm their models, the groups settle
 
 

@@ -844,9 +844,15 @@ def replicated(entry_points: dict[str, Path], replicas: int) -> dict[str, Path]:
     return found
 
 
-def up_services(stack: Stack, entry_points: dict[str, Path], report: Report) -> None:
+def up_services(
+    stack: Stack,
+    entry_points: dict[str, Path],
+    report: Report,
+    env: dict[str, str] | None = None,
+) -> None:
     """Start the process supervisor (``medstream.supervisor``), which starts each
-    service (name -> executable) and restarts any that dies; idempotent."""
+    service (name -> executable) and restarts any that dies; idempotent. ``env`` is
+    added to the services' environment (the tests' and benchmarks' settings)."""
     folder = _service_dir(stack)
     folder.mkdir(parents=True, exist_ok=True)
     pidfile = _supervisor_pidfile(stack)
@@ -866,6 +872,7 @@ def up_services(stack: Stack, entry_points: dict[str, Path], report: Report) -> 
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     pidfile.write_text(str(proc.pid))
     deadline = time.monotonic() + 15

@@ -57,19 +57,12 @@ def settings() -> Settings:
     return settings
 
 
-def start_services(stack: local_stack.Stack, env: dict[str, str]) -> None:
-    """Every service under the supervisor, with ``env`` added to their environment."""
+def start_services(stack: local_stack.Stack, env: dict[str, str], replicas: int = 1) -> None:
+    """Every service under the supervisor (``replicas`` processes of each), with ``env``
+    added to their environment."""
     bin_dir = Path(sys.executable).parent
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        local_stack.up_services(stack, {s.name: bin_dir / s.entry_point for s in SERVICES}, _report)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    entry_points = {s.name: bin_dir / s.entry_point for s in SERVICES}
+    local_stack.up_services(stack, local_stack.replicated(entry_points, replicas), _report, env)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +16,7 @@ from medstream import stack as local_stack
 from medstream.deployment import SERVICES
 from medstream.settings import Settings
 
-from .conftest import FAULT_ENV, flowing, ledger_check
+from .conftest import FAULT_ENV, flowing, ledger_check, start_services
 from .test_faults import feed, settled_assignments
 
 REPLICAS = 2
@@ -28,18 +26,7 @@ REPLICAS = 2
 def replicas(settings: Settings) -> Iterator[local_stack.Stack]:
     stack = local_stack.Stack(settings.state_dir)
     local_stack.down_services(stack, print)
-    bin_dir = Path(sys.executable).parent
-    entry_points = {s.name: bin_dir / s.entry_point for s in SERVICES}
-    saved = {k: os.environ.get(k) for k in FAULT_ENV}
-    os.environ.update(FAULT_ENV)
-    try:
-        local_stack.up_services(stack, local_stack.replicated(entry_points, REPLICAS), print)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    start_services(stack, FAULT_ENV, replicas=REPLICAS)
     yield stack
     local_stack.down_services(stack, print)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 import pytest
 from aiokafka import TopicPartition
@@ -26,6 +27,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from medstream.kafka import connection_options, make_admin, make_consumer, make_producer
 from medstream.platform.identities import KAFKA_GRANTS
+from medstream.platform.kafka_acl import reconcile
 from medstream.settings import Settings
 from medstream.topics import ALL_TOPICS
 
@@ -220,3 +222,27 @@ def test_minimum_necessary_is_what_the_table_says() -> None:
         "ehr.inbound.hl7v2",
         "ehr.inbound.dicom",
     }
+
+
+async def test_the_reconciler_adds_and_removes_rules_to_match_the_table(settings: Settings) -> None:
+    """A rule the table does not have is removed by the next reconcile, and the broker
+    refuses again what it had allowed."""
+    extra = dict(KAFKA_GRANTS)
+    monitoring = extra["monitoring"]
+    extra["monitoring"] = replace(monitoring, writes=(*monitoring.writes, TOPICS[0]))
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        added = await reconcile(admin, extra)
+        assert [b.name for b in added.added] == [TOPICS[0]]
+        assert not added.removed
+        await asyncio.sleep(1)  # the brokers' ACL cache follows the metadata log
+        assert await _may_write(settings, "monitoring", TOPICS[0])
+        restored = await reconcile(admin)
+        assert [b.name for b in restored.removed] == [TOPICS[0]]
+        assert not restored.added
+        await asyncio.sleep(1)
+        assert not await _may_write(settings, "monitoring", TOPICS[0])
+    finally:
+        await reconcile(admin)
+        await admin.close()

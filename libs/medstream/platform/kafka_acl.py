@@ -182,6 +182,15 @@ def wanted_bindings(grants: dict[str, KafkaGrant] | None = None) -> set[AclBindi
     }
 
 
+def _rows(bindings: Iterable[AclBinding]) -> list[tuple[object, ...]]:
+    """Bindings as CreateAcls creations, or as DeleteAcls filters matching exactly
+    them: both version-1 layouts are the same seven fields."""
+    return [
+        (b.resource_type, b.name, b.pattern, b.principal, ANY_HOST, b.operation, ALLOW)
+        for b in bindings
+    ]
+
+
 class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
     API_KEY = 30
 
@@ -189,27 +198,15 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]
         self._bindings = list(bindings)
 
     def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
-        return request_struct_class(
-            [
-                (b.resource_type, b.name, b.pattern, b.principal, ANY_HOST, b.operation, ALLOW)
-                for b in self._bindings
-            ]
-        )
+        return request_struct_class(_rows(self._bindings))
 
 
 class _DeleteAcls(Request[DeleteAclsRequest_v1]):  # type: ignore[misc]
     API_KEY = 31
-
-    def __init__(self, bindings: Iterable[AclBinding]) -> None:
-        self._bindings = list(bindings)
+    __init__ = _CreateAcls.__init__
 
     def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
-        return request_struct_class(
-            [
-                (b.resource_type, b.name, b.pattern, b.principal, ANY_HOST, b.operation, ALLOW)
-                for b in self._bindings
-            ]
-        )
+        return request_struct_class(_rows(self._bindings))
 
 
 class _DescribeAllAcls(Request[DescribeAclsRequest_v1]):  # type: ignore[misc]
