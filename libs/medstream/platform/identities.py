@@ -153,28 +153,47 @@ def postgres_role(principal: str) -> str:
 
 
 def postgres_grant_statements(
-    grants_of: Mapping[str, Sequence[TableGrant]] | None = None, tables: Sequence[str] = TABLES
+    grants_of: Mapping[str, Sequence[TableGrant]] | None = None,
+    tables: Sequence[str] = TABLES,
+    retired: Sequence[str] = (),
 ) -> list[str]:
     """SQL that makes each role's privileges on ``tables`` exactly ``grants_of``
     (default ``POSTGRES_GRANTS``): revoke all, then grant. Idempotent. Only the newest
     migration applies the live table; each older one keeps a frozen copy of the table
-    as it was, so that replaying it on a fresh database names only what exists then."""
+    as it was, so that replaying it on a fresh database names only what exists then.
+
+    ``retired`` names principals whose roles are no longer created (init-roles.sql):
+    an old migration still grants to them where the role exists (a database made
+    before), and skips them on a fresh one."""
     statements = []
     for principal, grants in (POSTGRES_GRANTS if grants_of is None else grants_of).items():
         role = postgres_role(principal)
-        statements.append(f"GRANT USAGE ON SCHEMA public TO {role}")
-        statements += [f"REVOKE ALL ON {table} FROM {role}" for table in tables]
+        own = [f"GRANT USAGE ON SCHEMA public TO {role}"]
+        own += [f"REVOKE ALL ON {table} FROM {role}" for table in tables]
         for grant in (g for g in grants if g.table in tables):
             limited = {"UPDATE": grant.update_columns, "SELECT": grant.select_columns}
             plain = [p for p in grant.privileges if not limited.get(p)]
             if plain:
-                statements.append(f"GRANT {', '.join(plain)} ON {grant.table} TO {role}")
+                own.append(f"GRANT {', '.join(plain)} ON {grant.table} TO {role}")
             for privilege, columns in limited.items():
                 if privilege in grant.privileges and columns:
-                    statements.append(
+                    own.append(
                         f"GRANT {privilege} ({', '.join(columns)}) ON {grant.table} TO {role}"
                     )
+        statements += [_if_role_exists(role, own)] if principal in retired else own
     return statements
+
+
+def _if_role_exists(role: str, statements: Sequence[str]) -> str:
+    """One DO block that runs ``statements`` only where ``role`` exists (the names are
+    our own constants: no quoting needed, and none is allowed)."""
+    if any("'" in s for s in (role, *statements)):
+        raise ValueError(f"unexpected quote in a grant to {role}")
+    body = " ".join(f"EXECUTE '{s}';" for s in statements)
+    return (
+        f"DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}')"
+        f" THEN {body} END IF; END $$"
+    )
 
 
 # ---------------------------------------------------------------- Kafka

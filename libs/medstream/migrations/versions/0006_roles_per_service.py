@@ -62,6 +62,10 @@ GRANTS_AT_THIS_REVISION = {
     ),
 }
 
+# The relay's role is no longer created (migration 0009 retired the shared relay): a
+# fresh database skips its grants, one made before still gets them here.
+RETIRED = ("relay",)
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -69,12 +73,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for statement in postgres_grant_statements(GRANTS_AT_THIS_REVISION, TABLES_AT_THIS_REVISION):
+    for statement in postgres_grant_statements(
+        GRANTS_AT_THIS_REVISION, TABLES_AT_THIS_REVISION, retired=RETIRED
+    ):
         op.execute(statement)
 
 
 def downgrade() -> None:
     for principal in GRANTS_AT_THIS_REVISION:
+        if principal in RETIRED:
+            continue  # 0009's downgrade does not bring the role back either
         role = postgres_role(principal)
         for table in TABLES_AT_THIS_REVISION:
             op.execute(f"REVOKE ALL ON {table} FROM {role}")

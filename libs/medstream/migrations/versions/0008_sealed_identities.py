@@ -83,6 +83,17 @@ GRANTS_AT_THIS_REVISION = {
     ),
 }
 
+# The tables that exist at this revision, and the retired relay role (see 0006).
+TABLES_AT_THIS_REVISION = (
+    "inbox",
+    "outbox",
+    "pseudonym_vault",
+    "vault_identity",
+    "fhir_resource",
+    "audit_event",
+    "audit_chain_head",
+)
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -109,7 +120,9 @@ def upgrade() -> None:
     op.alter_column("pseudonym_vault", "offset_ciphertext", nullable=False)
     # The operator role keeps every service's rights (the CLI and the tests).
     op.execute("GRANT SELECT, INSERT ON vault_identity TO medstream")
-    for statement in postgres_grant_statements(GRANTS_AT_THIS_REVISION):
+    for statement in postgres_grant_statements(
+        GRANTS_AT_THIS_REVISION, TABLES_AT_THIS_REVISION, retired=("relay",)
+    ):
         op.execute(statement)
 
 

@@ -89,7 +89,12 @@ def upgrade() -> None:
         f"CREATE POLICY outbox_operator_audit_relay ON outbox FOR UPDATE TO medstream_audit"
         f" USING ({operator_rows}) WITH CHECK ({operator_rows})"
     )
-    op.execute("REVOKE ALL ON outbox FROM medstream_relay")
+    # A database made before the relay was retired still has its role (init-roles.sql
+    # no longer creates it): it loses everything.
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_relay')"
+        " THEN EXECUTE 'REVOKE ALL ON outbox FROM medstream_relay'; END IF; END $$"
+    )
     for statement in postgres_grant_statements():
         op.execute(statement)
 
