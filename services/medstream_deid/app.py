@@ -1,10 +1,11 @@
 """deid: consumes the identified topics and emits de-identified events for the models.
 
 Records arrive in micro-batches. The learned PHI tagger reads every free text of the
-batch in one pass (on the GPU when there is one). Then, for each record, in the batch's
-transaction: read the patient's date offset (vault, cached), de-identify by the policy
-tables and the detector's spans, record the EHR identifiers in the PseudonymVault, and
-write the de-identified events and the audit events to the outbox.
+batch in one pass (on the GPU when there is one). Then, in the batch's transaction:
+read every patient's date offset at once (vault, cached), de-identify each record by
+the policy tables and the detector's spans, record the batch's EHR identifiers in the
+PseudonymVault at once, and write the de-identified events and the audit events to the
+outbox.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from medstream.clinical import (
 )
 from medstream.consumer import BatchHandler, Effects
 from medstream.deadletter import InvalidMessage
-from medstream.deid.engine import DeidEngine
-from medstream.deid.vault import PseudonymVault, RelinkSeal, VaultCipher
+from medstream.deid.engine import DeidEngine, DeidOutput
+from medstream.deid.vault import OffsetRead, PseudonymVault, RelinkSeal, VaultCipher, VaultWrite
 from medstream.envelope import Envelope
 from medstream.outbox import OutboundMessage
 from medstream.received import Received
@@ -82,8 +83,9 @@ def parse(received: Received) -> Envelope[IdentifiedRecord] | InvalidMessage:
 
 
 def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: float) -> BatchHandler:
-    """De-identify a micro-batch: one tagger pass over all its free text, then each
-    record. The heavy work runs off the event loop, under the message budget."""
+    """De-identify a micro-batch: one tagger pass over all its free text, the vault
+    read and written once for the whole batch, and each record in between. The heavy
+    work runs off the event loop, under the message budget."""
 
     def prepare(records: list[IdentifiedRecord]) -> None:
         engine.prepare([text for record in records for text in engine.texts_of(record)])
@@ -92,27 +94,69 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
         conn: AsyncConnection, records: Sequence[Received]
     ) -> list[Effects | InvalidMessage]:
         events = [parse(record) for record in records]
-        valid = [e.payload for e in events if not isinstance(e, InvalidMessage)]
+        valid = [e for e in events if not isinstance(e, InvalidMessage)]
         if valid:
             try:
-                await offload(NAME, budget_s, prepare, valid)
+                await offload(NAME, budget_s, prepare, [e.payload for e in valid])
             except InvalidMessage:
                 if len(valid) > 1:
                     # One record made the batch too costly: the processor splits the
                     # batch in halves, down to that record, so only it is refused.
                     raise BatchTooCostly from None
                 raise
-        results: list[Effects | InvalidMessage] = []
+        pseudonyms = {id(e): engine.keys.patient(e.payload.ehr_patient_id) for e in valid}
+        offsets = await vault.offsets(
+            conn,
+            [
+                OffsetRead(
+                    pseudonyms[id(e)],
+                    engine.keys.date_offset(e.payload.ehr_patient_id),
+                    e.correlation_id,
+                    f"{NAME}:{e.event_id}:offset",
+                )
+                for e in valid
+            ],
+        )
+        offset_of = {id(e): answer for e, answer in zip(valid, offsets, strict=True)}
+        # De-identify each record. Nothing is written yet, so a record refused here
+        # leaves no vault row behind.
+        done: list[tuple[Envelope[IdentifiedRecord], DeidOutput] | InvalidMessage] = []
         for event in events:
             if isinstance(event, InvalidMessage):
-                results.append(event)
+                done.append(event)
                 continue
             try:
-                # A savepoint each: a record refused halfway leaves no vault row behind.
-                async with conn.begin_nested():
-                    results.append(await deidentify(conn, event, engine, vault, budget_s))
+                record, offset = event.payload, offset_of[id(event)][0]
+                done.append((event, await offload(NAME, budget_s, engine.record, record, offset)))
             except InvalidMessage as error:
-                results.append(error)
+                done.append(error)
+        succeeded = [d for d in done if not isinstance(d, InvalidMessage)]
+        writes = [
+            VaultWrite(
+                pseudonyms[id(event)],
+                output.identity,
+                offset_of[id(event)][0],
+                event.correlation_id,
+                f"{NAME}:{event.event_id}:vault",
+            )
+            for event, output in succeeded
+        ]
+        written = iter(await vault.record_many(conn, writes))
+        results: list[Effects | InvalidMessage] = []
+        for item in done:
+            if isinstance(item, InvalidMessage):
+                results.append(item)
+                continue
+            event, output = item
+            audit = offset_of[id(event)][1] + next(written)
+            results.append(effects_of(event, output, pseudonyms[id(event)], audit))
+        if writes:
+
+            async def refresh_cache() -> None:
+                await vault.after_commit(writes)
+
+            # Once per batch: the processor runs it after the commit.
+            next(r for r in results if isinstance(r, Effects)).after_commit.append(refresh_cache)
         return results
 
     return handle
@@ -122,32 +166,15 @@ class BatchTooCostly(RuntimeError):
     """The batch's tagging outran the budget; the processor splits the batch."""
 
 
-async def deidentify(
-    conn: AsyncConnection,
+def effects_of(
     event: Envelope[IdentifiedRecord],
-    engine: DeidEngine,
-    vault: PseudonymVault,
-    budget_s: float,
+    output: DeidOutput,
+    pseudonym: str,
+    audit: list[OutboundMessage],
 ) -> Effects:
-    """One record: its offset, its de-identification, the vault, its messages."""
+    """One de-identified record's messages: the vault's audit events, the events for
+    the models, and its ``deid.completed`` audit event."""
     record = event.payload
-    pseudonym = engine.keys.patient(record.ehr_patient_id)
-    offset, audit = await vault.offset(
-        conn,
-        pseudonym,
-        engine.keys.date_offset(record.ehr_patient_id),
-        correlation_id=event.correlation_id,
-        dedupe_key=f"{NAME}:{event.event_id}:offset",
-    )
-    output = await offload(NAME, budget_s, engine.record, record, offset)
-    audit += await vault.record(
-        conn,
-        pseudonym,
-        output.identity,
-        offset,
-        correlation_id=event.correlation_id,
-        dedupe_key=f"{NAME}:{event.event_id}:vault",
-    )
     effects = Effects(messages=list(audit))
     for index, payload in enumerate(output.payloads):
         kind = KIND_OF_PAYLOAD[type(payload)]
@@ -187,11 +214,6 @@ async def deidentify(
             dedupe_key=f"{NAME}:{event.event_id}:done",
         )
     )
-
-    async def refresh_cache() -> None:
-        await vault.after_commit(pseudonym, output.identity)
-
-    effects.after_commit.append(refresh_cache)
     return effects
 
 

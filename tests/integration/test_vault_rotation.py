@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream.deid.engine import PatientIdentity
-from medstream.deid.vault import PseudonymVault, RelinkSeal, VaultCipher
+from medstream.deid.vault import PseudonymVault, RelinkSeal, VaultCipher, VaultWrite
 from medstream.settings import Settings
 
 MEDSTREAM = str(Path(sys.executable).parent / "medstream")
@@ -43,11 +43,13 @@ async def record(vault: PseudonymVault, engine: AsyncEngine, run: str, n: int) -
         async with engine.begin() as conn:
             await vault.record(
                 conn,
-                pseudonym,
-                PatientIdentity(mrn, [{"system": "mrn", "value": mrn}]),
-                7,
-                correlation_id=f"rot-{run}",
-                dedupe_key=f"rot-{run}-{i}",
+                VaultWrite(
+                    pseudonym,
+                    PatientIdentity(mrn, [{"system": "mrn", "value": mrn}]),
+                    7,
+                    f"rot-{run}",
+                    f"rot-{run}-{i}",
+                ),
             )
         made[pseudonym] = mrn
     return made

@@ -14,6 +14,8 @@ another patient.
 - Redis caches the date offset (encrypted the same way) and which identity fragments
   are already recorded. A change to a row deletes its cache entries after the
   transaction commits.
+- deid asks for a whole batch at once: one Redis round trip and one statement for the
+  offsets, one Redis round trip and two statements for the writes.
 - Every read of a row returns an audit event, which the caller writes to its outbox in
   the same transaction.
 """
@@ -26,6 +28,7 @@ import hmac
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +178,28 @@ class VaultEntry:
     offset_days: int
 
 
+@dataclass(frozen=True)
+class OffsetRead:
+    """One record's question to the vault: its patient's date offset, with the offset
+    derived from the keys to use when none is stored yet."""
+
+    pseudonym: str
+    derived: int
+    correlation_id: str
+    dedupe_key: str
+
+
+@dataclass(frozen=True)
+class VaultWrite:
+    """One record's entry for the vault: its patient's offset and identity fragment."""
+
+    pseudonym: str
+    identity: PatientIdentity
+    offset_days: int
+    correlation_id: str
+    dedupe_key: str
+
+
 class PseudonymVault:
     """Reads and writes vault rows within the caller's transaction."""
 
@@ -231,117 +256,199 @@ class PseudonymVault:
         )
         return entry, event
 
-    async def offset(
-        self,
-        conn: AsyncConnection,
-        pseudonym: str,
-        derived: int,
-        *,
-        correlation_id: str,
-        dedupe_key: str,
-    ) -> tuple[int, list[OutboundMessage]]:
-        """The patient's date offset: cached, else read (and audited), else ``derived``."""
-        cached = await self._cache_get(f"vault:offset:{pseudonym}", pseudonym)
-        if cached is not None:
-            return int(cached), []
-        stored = await self._stored_offset(conn, pseudonym)
-        event = audit_message(
-            actor=self.actor,
-            action="vault.read",
-            entity=pseudonym,
-            correlation_id=correlation_id,
-            details={"purpose": "date-offset", "found": stored is not None},
-            dedupe_key=dedupe_key,
-        )
-        if stored is not None:
-            await self._cache_set(f"vault:offset:{pseudonym}", str(stored), pseudonym)
-        return (derived if stored is None else stored), [event]
+    async def offsets(
+        self, conn: AsyncConnection, reads: Sequence[OffsetRead]
+    ) -> list[tuple[int, list[OutboundMessage]]]:
+        """Each read's date offset and its audit events, for a whole batch in one Redis
+        round trip and one PostgreSQL statement: cached, else stored (audited), else the
+        read's ``derived`` offset (the caller's keyed derivation, recorded later)."""
+        pseudonyms = sorted({read.pseudonym for read in reads})
+        cached = await self._cache_get_many([f"vault:offset:{p}" for p in pseudonyms], pseudonyms)
+        known = {p: int(value) for p, value in zip(pseudonyms, cached, strict=True) if value}
+        missing = [p for p in pseudonyms if p not in known]
+        stored: dict[str, int] = {}
+        if missing:
+            rows = await conn.execute(
+                text(
+                    "SELECT pseudonym, key_id, offset_nonce, offset_ciphertext"
+                    " FROM pseudonym_vault WHERE pseudonym = ANY(CAST(:p AS text[]))"
+                ),
+                {"p": missing},
+            )
+            for row in rows:
+                plain = self.cipher.open(
+                    row.offset_nonce, row.offset_ciphertext, row.pseudonym, row.key_id
+                )
+                stored[row.pseudonym] = int(plain)
+            await self._cache_set_many(
+                {f"vault:offset:{p}": (str(v), p) for p, v in stored.items()}
+            )
+        answers: list[tuple[int, list[OutboundMessage]]] = []
+        for read in reads:
+            if read.pseudonym in known:
+                answers.append((known[read.pseudonym], []))
+                continue
+            found = stored.get(read.pseudonym)
+            event = audit_message(
+                actor=self.actor,
+                action="vault.read",
+                entity=read.pseudonym,
+                correlation_id=read.correlation_id,
+                details={"purpose": "date-offset", "found": found is not None},
+                dedupe_key=read.dedupe_key,
+            )
+            answers.append((read.derived if found is None else found, [event]))
+        return answers
 
-    async def record(
-        self,
-        conn: AsyncConnection,
-        pseudonym: str,
-        identity: PatientIdentity,
-        offset_days: int,
-        *,
-        correlation_id: str,
-        dedupe_key: str,
-    ) -> list[OutboundMessage]:
-        """Record the patient's offset (first writer wins) and this identity fragment
-        (once per fragment: its keyed fingerprint is the key), without reading any
-        identity back; return the audit event when something was added."""
-        fragment = self.cipher.fingerprint(identity)
-        if await self._cache_get(f"vault:seen:{pseudonym}:{fragment}", pseudonym) is not None:
-            return []
-        nonce, ciphertext = self.cipher.seal(str(offset_days).encode(), pseudonym)
-        created = (
-            await conn.execute(
+    async def record(self, conn: AsyncConnection, write: VaultWrite) -> list[OutboundMessage]:
+        """``record_many`` for one write (the operator's tools and tests)."""
+        return (await self.record_many(conn, [write]))[0]
+
+    async def record_many(
+        self, conn: AsyncConnection, writes: Sequence[VaultWrite]
+    ) -> list[list[OutboundMessage]]:
+        """Record each patient's offset (first writer wins) and each identity fragment
+        (once: its keyed fingerprint is the key), without reading any identity back, for
+        a whole batch in one Redis round trip and two PostgreSQL statements; return each
+        write's audit event when it added something.
+
+        Concurrent writers are serialised by the primary keys (``ON CONFLICT DO
+        NOTHING``): of two batches adding the same patient, one creates the row and the
+        other finds it, and identity fragments only ever accumulate (``relink`` merges
+        them), so no merge is lost."""
+        fingerprints = [self.cipher.fingerprint(w.identity) for w in writes]
+        seen_keys = [
+            f"vault:seen:{w.pseudonym}:{f}" for w, f in zip(writes, fingerprints, strict=True)
+        ]
+        seen = await self._cache_get_many(seen_keys, [w.pseudonym for w in writes])
+        offsets: dict[str, tuple[bytes, bytes]] = {}
+        identities: dict[tuple[str, str], bytes] = {}
+        for write, fragment, cached in zip(writes, fingerprints, seen, strict=True):
+            if cached is not None or (write.pseudonym, fragment) in identities:
+                continue
+            if write.pseudonym not in offsets:
+                offsets[write.pseudonym] = self.cipher.seal(
+                    str(write.offset_days).encode(), write.pseudonym
+                )
+            plaintext = json.dumps(
+                {
+                    "ehr_patient_id": write.identity.ehr_patient_id,
+                    "identifiers": write.identity.identifiers,
+                },
+                sort_keys=True,
+            ).encode()
+            identities[(write.pseudonym, fragment)] = self.seal.seal(plaintext, write.pseudonym)
+        created: set[str] = set()
+        added: set[tuple[str, str]] = set()
+        if offsets:
+            rows = await conn.execute(
                 text(
                     "INSERT INTO pseudonym_vault (pseudonym, key_id, offset_nonce,"
-                    " offset_ciphertext) VALUES (:p, :k, :n, :c)"
-                    " ON CONFLICT (pseudonym) DO NOTHING RETURNING 1"
+                    " offset_ciphertext) SELECT p, :k, n, c FROM unnest(CAST(:p AS text[]),"
+                    " CAST(:n AS bytea[]), CAST(:c AS bytea[])) AS u(p, n, c)"
+                    " ON CONFLICT (pseudonym) DO NOTHING RETURNING pseudonym"
                 ),
-                {"p": pseudonym, "k": self.cipher.key_id, "n": nonce, "c": ciphertext},
+                {
+                    "k": self.cipher.key_id,
+                    "p": list(offsets),
+                    "n": [n for n, _ in offsets.values()],
+                    "c": [c for _, c in offsets.values()],
+                },
             )
-        ).first() is not None
-        plaintext = json.dumps(
-            {"ehr_patient_id": identity.ehr_patient_id, "identifiers": identity.identifiers},
-            sort_keys=True,
-        ).encode()
-        added = (
-            await conn.execute(
+            created = {row[0] for row in rows}
+            rows = await conn.execute(
                 text(
                     "INSERT INTO vault_identity (pseudonym, fingerprint, sealed)"
-                    " VALUES (:p, :f, :s) ON CONFLICT (pseudonym, fingerprint) DO NOTHING"
-                    " RETURNING 1"
+                    " SELECT p, f, s FROM unnest(CAST(:p AS text[]), CAST(:f AS text[]),"
+                    " CAST(:s AS bytea[])) AS u(p, f, s)"
+                    " ON CONFLICT (pseudonym, fingerprint) DO NOTHING"
+                    " RETURNING pseudonym, fingerprint"
                 ),
-                {"p": pseudonym, "f": fragment, "s": self.seal.seal(plaintext, pseudonym)},
+                {
+                    "p": [p for p, _ in identities],
+                    "f": [f for _, f in identities],
+                    "s": list(identities.values()),
+                },
             )
-        ).first() is not None
-        if not (created or added):
-            return []
-        return [
-            audit_message(
-                actor=self.actor,
-                action="vault.write",
-                entity=pseudonym,
-                correlation_id=correlation_id,
-                details={"created": created, "identity_added": added},
-                dedupe_key=f"{dedupe_key}:write",
+            added = {(row[0], row[1]) for row in rows}
+        events: list[list[OutboundMessage]] = []
+        for write, fragment in zip(writes, fingerprints, strict=True):
+            # The first write of a batch to add a row reports it; later ones add nothing.
+            was_created = write.pseudonym in created
+            was_added = (write.pseudonym, fragment) in added
+            created.discard(write.pseudonym)
+            added.discard((write.pseudonym, fragment))
+            if not (was_created or was_added):
+                events.append([])
+                continue
+            events.append(
+                [
+                    audit_message(
+                        actor=self.actor,
+                        action="vault.write",
+                        entity=write.pseudonym,
+                        correlation_id=write.correlation_id,
+                        details={"created": was_created, "identity_added": was_added},
+                        dedupe_key=f"{write.dedupe_key}:write",
+                    )
+                ]
             )
-        ]
+        return events
 
-    async def after_commit(self, pseudonym: str, identity: PatientIdentity) -> None:
-        """Refresh the cache once the transaction that changed the vault has committed."""
-        if self.redis is None:
+    async def after_commit(self, writes: Sequence[VaultWrite]) -> None:
+        """Refresh the cache once the transaction that changed the vault has committed:
+        one Redis round trip for the batch."""
+        if self.redis is None or not writes:
             return
         try:
-            await self.redis.delete(f"vault:offset:{pseudonym}")
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for write in writes:
+                    pipe.delete(f"vault:offset:{write.pseudonym}")
+                await pipe.execute()
         except RedisError:
             log.warning("vault cache unavailable; not invalidated", extra={"component": "vault"})
-        await self._cache_set(
-            f"vault:seen:{pseudonym}:{self.cipher.fingerprint(identity)}", "1", pseudonym
+        await self._cache_set_many(
+            {
+                f"vault:seen:{w.pseudonym}:{self.cipher.fingerprint(w.identity)}": (
+                    "1",
+                    w.pseudonym,
+                )
+                for w in writes
+            }
         )
 
-    async def _cache_get(self, key: str, pseudonym: str) -> str | None:
+    async def _cache_get_many(
+        self, keys: Sequence[str], pseudonyms: Sequence[str]
+    ) -> list[str | None]:
         # Redis only saves work: when it is down, every lookup goes to PostgreSQL.
-        if self.redis is None:
-            return None
+        if self.redis is None or not keys:
+            return [None] * len(keys)
         try:
-            raw = await self.redis.get(key)
-            if not isinstance(raw, bytes):
-                return None
-            return self.cipher.open(raw[:12], raw[12:], pseudonym).decode()
-        except (RedisError, InvalidTag):
+            raws = await self.redis.mget(keys)
+        except RedisError:
             log.warning("vault cache unavailable; reading PostgreSQL", extra={"component": "vault"})
-            return None
+            return [None] * len(keys)
+        values: list[str | None] = []
+        for raw, pseudonym in zip(raws, pseudonyms, strict=True):
+            if not isinstance(raw, bytes):
+                values.append(None)
+                continue
+            try:
+                values.append(self.cipher.open(raw[:12], raw[12:], pseudonym).decode())
+            except InvalidTag:
+                values.append(None)  # another key's entry, or tampered: read PostgreSQL
+        return values
 
-    async def _cache_set(self, key: str, value: str, pseudonym: str) -> None:
-        if self.redis is None:
+    async def _cache_set_many(self, entries: dict[str, tuple[str, str]]) -> None:
+        """Set ``key: (value, pseudonym)`` entries, sealed, in one round trip."""
+        if self.redis is None or not entries:
             return
-        nonce, ciphertext = self.cipher.seal(value.encode(), pseudonym)
         try:
-            await self.redis.set(key, nonce + ciphertext, ex=CACHE_TTL_S)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, (value, pseudonym) in entries.items():
+                    nonce, ciphertext = self.cipher.seal(value.encode(), pseudonym)
+                    pipe.set(key, nonce + ciphertext, ex=CACHE_TTL_S)
+                await pipe.execute()
         except RedisError:
             log.warning("vault cache unavailable; not cached", extra={"component": "vault"})
 

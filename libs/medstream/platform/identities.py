@@ -52,7 +52,7 @@ _CONNECTION = (
     "client|id",
 )
 REDIS_USERS: dict[str, RedisGrant] = {
-    "deid": RedisGrant(("vault:*",), (*_CONNECTION, "get", "set", "del", "expire")),
+    "deid": RedisGrant(("vault:*",), (*_CONNECTION, "get", "mget", "set", "del", "expire")),
     "monitoring": RedisGrant(
         ("monitoring:*",), (*_CONNECTION, "hset", "hgetall", "hdel", "expire", "del")
     ),
