@@ -154,6 +154,34 @@ def processes(stack: local_stack.Stack) -> dict[str, int]:
     return found
 
 
+def cpu_seconds(stack: local_stack.Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each component of the stack: each
+    service, Kafka, PostgreSQL (all its backends together) and Redis."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in processes(stack).items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        key = name.split(" ", 1)[0] if name.startswith("postgres") else name
+        used[key] = used.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def cpu_per_message(
+    before: dict[str, float], after: dict[str, float], messages: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per message by component, over a burst (a PostgreSQL
+    backend that ended meanwhile is not counted: a slight undercount)."""
+    per = {
+        name: round(1000 * (after[name] - before.get(name, 0.0)) / messages, 2)
+        for name in sorted(after)
+        if name != "supervisor"
+    }
+    return {**per, "total": round(sum(per.values()), 2)}
+
+
 class Sampler:
     """Every 5 s: consumer lag per group and memory per process."""
 
@@ -384,9 +412,12 @@ async def saturation(
             burst = documents(f"{run}{family[0]}", {kind: count}, 11)
         feed = Feed(burst, [])
         log(f"saturation {family}: {len(burst)} messages")
+        stack = local_stack.Stack(get_settings().state_dir)
+        cpu_before = cpu_seconds(stack)
         started = datetime.now(UTC)
         sent = await publish(get_settings(), burst, lambda k: None)
         settled_ = await wait_settled(feed, timeout_s=900)
+        cpu_ms = cpu_per_message(cpu_before, cpu_seconds(stack), len(burst))
         last = max(
             (t for o in settled_["outcomes"].values() for t in o.results.values()), default=started
         )
@@ -400,6 +431,8 @@ async def saturation(
             "model_ceiling_per_s": ceiling[family],
             "pipeline_vs_ceiling": round(throughput / ceiling[family], 3),
             "first_sent": min(sent.values()).isoformat(),
+            # Includes the idle polling of the services this burst does not use.
+            "cpu_ms_per_message": cpu_ms,
         }
     return out
 
@@ -534,6 +567,12 @@ def throughput(stack: local_stack.Stack) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "by_family": table,
         "null_model_monitoring_per_s": null["monitoring"]["pipeline_per_s"],
+        # The platform alone (null model): CPU per vital-sign set, by component, and the
+        # cores it would take to carry 1,000 sets a second at that cost.
+        "platform_cpu_ms_per_message": null["monitoring"]["cpu_ms_per_message"],
+        "platform_cores_per_1000_per_s": round(
+            null["monitoring"]["cpu_ms_per_message"]["total"], 1
+        ),
         "saturation": real,
         "null_model": null,
         "sustained_minutes": minutes,
@@ -543,7 +582,17 @@ def throughput(stack: local_stack.Stack) -> None:
     (RESULTS / "e2e-throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     print(
         json.dumps(
-            {k: v for k, v in result.items() if k in ("by_family", "null_model_monitoring_per_s")},
+            {
+                k: v
+                for k, v in result.items()
+                if k
+                in (
+                    "by_family",
+                    "null_model_monitoring_per_s",
+                    "platform_cpu_ms_per_message",
+                    "platform_cores_per_1000_per_s",
+                )
+            },
             indent=2,
         )
     )

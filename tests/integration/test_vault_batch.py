@@ -1,7 +1,8 @@
-"""The vault is read and written once per batch, on the real PostgreSQL and Redis, as
-the deid principal (whose Redis ACL must allow what the batch path sends): one Redis
-round trip and one statement for all offsets, one and two for all writes, with
-duplicates inside a batch and concurrent batches serialised by the primary keys."""
+"""Per batch, on the real PostgreSQL and Redis: deid reads every offset with one Redis
+round trip and one statement and writes every identity with one and two, as the deid
+principal (whose Redis ACL must allow what the batch path sends); results re-links a
+batch in two statements and stores its resources in one. Duplicates inside a batch
+and concurrent batches are serialised by the primary keys."""
 
 from __future__ import annotations
 
@@ -17,10 +18,19 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream.deid.engine import PatientIdentity
-from medstream.deid.vault import OffsetRead, PseudonymVault, RelinkSeal, VaultCipher, VaultWrite
+from medstream.deid.vault import (
+    OffsetRead,
+    PseudonymVault,
+    RelinkRequest,
+    RelinkSeal,
+    VaultCipher,
+    VaultWrite,
+)
 from medstream.platform.identities import redis_user
 from medstream.platform.secrets import development_secret
 from medstream.settings import LOCAL_REDIS_PORT, Settings
+from medstream.writeback.resources import OutboundResource, PatientLink
+from medstream.writeback.store import StoreItem, store_many
 
 
 class CountingRedis:
@@ -186,3 +196,53 @@ async def test_concurrent_batches_for_one_patient_create_it_once_and_keep_both_f
     assert entry is not None
     assert entry.offset_days == 10
     assert {i["value"] for i in entry.identity.identifiers} == {f"MRN-{run}", "A", "B"}
+
+
+async def test_results_relink_a_batch_in_two_statements_and_store_it_in_one(
+    settings: Settings, engine: AsyncEngine, statements: Counter[str]
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    vault = vault_of(settings, None)
+    known = [f"psn-relink-{run}-{i}" for i in range(4)]
+    async with engine.begin() as conn:
+        await vault.record_many(
+            conn,
+            [VaultWrite(p, identity(f"MRN-R-{run}-{i}"), i, "c", p) for i, p in enumerate(known)],
+        )
+    requests = [RelinkRequest(p, "c", f"relink-{p}") for p in [*known, f"psn-relink-{run}-none"]]
+    statements.clear()
+    async with engine.begin() as conn:
+        answers = await vault.relink_many(conn, requests)
+    assert statements["SELECT"] == 2
+    assert [e.identity.ehr_patient_id if e else None for e, _ in answers] == [
+        *(f"MRN-R-{run}-{i}" for i in range(4)),
+        None,
+    ]
+    assert [e.offset_days if e else None for e, _ in answers] == [0, 1, 2, 3, None]
+    assert all(b'"action":"vault.relink"' in event.value for _, event in answers)
+
+    # Two results of one batch for the same inbound message and model: the first one's
+    # resources are stored and published, the second is a duplicate, as one at a time.
+    def item(event_id: str, n: int) -> StoreItem:
+        patient = PatientLink(f"MRN-R-{run}-0", [], 0)
+        resources = [
+            OutboundResource(
+                f"Observation:k{k}",
+                {"resourceType": "Observation", "id": f"{event_id}-{k}", "status": "final"},
+            )
+            for k in range(n)
+        ]
+        return StoreItem(resources, f"in-{run}", "model-x", "1.0.0", patient, "c", event_id)
+
+    first, second = item(f"ev1-{run}", 3), item(f"ev2-{run}", 2)
+    statements.clear()
+    async with engine.begin() as conn:
+        published = await store_many(conn, [first, second])
+    assert statements["INSERT"] == 1
+    assert [len(p) for p in published] == [3, 0]
+    assert {m.message_id for m in published[0]} == {
+        f"fhir:Observation/ev1-{run}-{k}" for k in range(3)
+    }
+    async with engine.begin() as conn:
+        again = await store_many(conn, [first, item(f"ev3-{run}", 4)])
+    assert [len(p) for p in again] == [0, 1]  # only the kind not stored before is new

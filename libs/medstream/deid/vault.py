@@ -179,6 +179,15 @@ class VaultEntry:
 
 
 @dataclass(frozen=True)
+class RelinkRequest:
+    """One result's question at the EHR boundary: who is behind this pseudonym."""
+
+    pseudonym: str
+    correlation_id: str
+    dedupe_key: str
+
+
+@dataclass(frozen=True)
 class OffsetRead:
     """One record's question to the vault: its patient's date offset, with the offset
     derived from the keys to use when none is stored yet."""
@@ -211,50 +220,70 @@ class PseudonymVault:
         self.actor = actor
         self.seal = seal
 
-    async def _stored_offset(self, conn: AsyncConnection, pseudonym: str) -> int | None:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT key_id, offset_nonce, offset_ciphertext FROM pseudonym_vault"
-                    " WHERE pseudonym = :p"
-                ),
-                {"p": pseudonym},
-            )
-        ).first()
-        if row is None:
-            return None
-        plain = self.cipher.open(row.offset_nonce, row.offset_ciphertext, pseudonym, row.key_id)
-        return int(plain)
-
     async def relink(
         self, conn: AsyncConnection, pseudonym: str, *, correlation_id: str, dedupe_key: str
     ) -> tuple[VaultEntry | None, OutboundMessage]:
-        """The real patient behind ``pseudonym``, for the EHR boundary only (the results
-        service, which holds the re-link key), with its ``vault.relink`` audit event.
-        Never cached. The identity is every fragment recorded, merged."""
-        offset = await self._stored_offset(conn, pseudonym)
-        sealed = (
-            await conn.execute(
-                text("SELECT sealed FROM vault_identity WHERE pseudonym = :p ORDER BY created_at"),
-                {"p": pseudonym},
+        """``relink_many`` for one pseudonym (the operator's tools and tests)."""
+        return (
+            await self.relink_many(conn, [RelinkRequest(pseudonym, correlation_id, dedupe_key)])
+        )[0]
+
+    async def relink_many(
+        self, conn: AsyncConnection, requests: Sequence[RelinkRequest]
+    ) -> list[tuple[VaultEntry | None, OutboundMessage]]:
+        """The real patient behind each request's pseudonym, for the EHR boundary only
+        (the results service, which holds the re-link key), with its ``vault.relink``
+        audit event; two statements for a whole batch. Never cached. The identity is
+        every fragment recorded, merged in the order they were recorded."""
+        pseudonyms = sorted({r.pseudonym for r in requests})
+        offsets: dict[str, int] = {}
+        fragments: dict[str, list[dict[str, Any]]] = {}
+        if pseudonyms:
+            rows = await conn.execute(
+                text(
+                    "SELECT pseudonym, key_id, offset_nonce, offset_ciphertext"
+                    " FROM pseudonym_vault WHERE pseudonym = ANY(CAST(:p AS text[]))"
+                ),
+                {"p": pseudonyms},
             )
-        ).scalars()
-        fragments = [json.loads(self.seal.open(item, pseudonym)) for item in sealed]
-        entry = None
-        if offset is not None and fragments:
-            identifiers: list[dict[str, Any]] = []
-            for fragment in fragments:
-                identifiers = _merge(identifiers, fragment["identifiers"])
-            entry = VaultEntry(PatientIdentity(fragments[0]["ehr_patient_id"], identifiers), offset)
-        event = audit_message(
-            actor=self.actor,
-            action="vault.relink",
-            entity=pseudonym,
-            correlation_id=correlation_id,
-            details={"purpose": "ehr-write-back", "found": entry is not None},
-            dedupe_key=dedupe_key,
-        )
-        return entry, event
+            for row in rows:
+                plain = self.cipher.open(
+                    row.offset_nonce, row.offset_ciphertext, row.pseudonym, row.key_id
+                )
+                offsets[row.pseudonym] = int(plain)
+            rows = await conn.execute(
+                text(
+                    "SELECT pseudonym, sealed FROM vault_identity"
+                    " WHERE pseudonym = ANY(CAST(:p AS text[])) ORDER BY pseudonym, created_at"
+                ),
+                {"p": pseudonyms},
+            )
+            for row in rows:
+                fragments.setdefault(row.pseudonym, []).append(
+                    json.loads(self.seal.open(row.sealed, row.pseudonym))
+                )
+        entries: dict[str, VaultEntry] = {}
+        for pseudonym in pseudonyms:
+            found = fragments.get(pseudonym)
+            if pseudonym in offsets and found:
+                identifiers: list[dict[str, Any]] = []
+                for fragment in found:
+                    identifiers = _merge(identifiers, fragment["identifiers"])
+                identity = PatientIdentity(found[0]["ehr_patient_id"], identifiers)
+                entries[pseudonym] = VaultEntry(identity, offsets[pseudonym])
+        answers: list[tuple[VaultEntry | None, OutboundMessage]] = []
+        for request in requests:
+            entry = entries.get(request.pseudonym)
+            event = audit_message(
+                actor=self.actor,
+                action="vault.relink",
+                entity=request.pseudonym,
+                correlation_id=request.correlation_id,
+                details={"purpose": "ehr-write-back", "found": entry is not None},
+                dedupe_key=request.dedupe_key,
+            )
+            answers.append((entry, event))
+        return answers
 
     async def offsets(
         self, conn: AsyncConnection, reads: Sequence[OffsetRead]
