@@ -65,12 +65,14 @@ def start_services(stack: local_stack.Stack, env: dict[str, str], replicas: int 
     local_stack.up_services(stack, local_stack.replicated(entry_points, replicas), _report, env)
 
 
-@pytest.fixture(scope="module")
-def services(settings: Settings) -> Iterator[local_stack.Stack]:
-    """Every service under the supervisor, with FAULT_ENV; stopped afterwards."""
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-replica", "2-replicas"])
+def services(settings: Settings, request: pytest.FixtureRequest) -> Iterator[local_stack.Stack]:
+    """Every service under the supervisor, with FAULT_ENV, stopped afterwards: once with
+    one process each and once with two in the same consumer groups (issue 16), so
+    every fault test runs both ways. The tests address each service's first replica."""
     stack = local_stack.Stack(settings.state_dir)
     local_stack.down_services(stack, _report)
-    start_services(stack, FAULT_ENV)
+    start_services(stack, FAULT_ENV, replicas=request.param)
     yield stack
     local_stack.down_services(stack, _report)
 

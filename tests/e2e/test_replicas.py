@@ -49,3 +49,23 @@ async def test_a_replica_killed_mid_batch_loses_and_duplicates_nothing(
         await asyncio.sleep(1.5)
     await sending
     await ledger_check(settings, engine, run, timeout_s=420)
+
+
+async def test_a_replica_killed_inside_a_full_batch_loses_and_duplicates_nothing(
+    settings: Settings, replicas: local_stack.Stack, engine: AsyncEngine
+) -> None:
+    """A burst of 300-odd messages at once fills the batches (ingestion takes up to 100
+    records a fetch, deid 32, results 64); each second replica is killed while the burst
+    is being worked through, so most likely inside a full batch: before its commit,
+    or between its commit and its offset commit."""
+    log_dir = replicas.state_dir / "services"
+    await settled_assignments(log_dir, ["ingestion", f"ingestion-{REPLICAS}", "deid"])
+    burst = feed(patients=24, hours=4, malformed=10)
+    assert len(burst.messages) >= 300
+    run, sending = flowing(settings, burst, seconds=2)
+    await asyncio.sleep(2.5)  # the whole burst is on the topics: batches are full
+    for name in (f"ingestion-{REPLICAS}", f"deid-{REPLICAS}", f"results-{REPLICAS}"):
+        os.kill(_pid(replicas, name), signal.SIGKILL)
+        await asyncio.sleep(1.0)
+    await sending
+    await ledger_check(settings, engine, run, timeout_s=600)

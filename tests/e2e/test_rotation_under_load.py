@@ -16,6 +16,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +62,8 @@ async def _key_ids(engine: AsyncEngine) -> dict[str, int]:
         return {row[0]: row[1] for row in rows}
 
 
+# One process of each service: the test restarts them with the rotation's keys.
+@pytest.mark.parametrize("services", [1], indirect=True, ids=["1-replica"])
 async def test_rotation_under_load_loses_nothing_and_relinks_every_result(
     settings: Settings, services: local_stack.Stack, engine: AsyncEngine
 ) -> None:

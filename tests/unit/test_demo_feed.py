@@ -57,3 +57,21 @@ def test_the_feed_is_complete_and_every_message_is_what_it_says() -> None:
         SourceFormat.FHIR,
         SourceFormat.HL7V2,
     }
+
+
+def test_a_vital_signs_message_expects_a_result_exactly_when_it_holds_something_charted() -> None:
+    """Before a patient's first charting the feed's message holds no observation:
+    ingestion acknowledges it as unused, so the feed must not expect a result (24
+    patients include such a start, which the replica test's burst met)."""
+    feed = hospital_feed(patients=24, hours=4, every_minutes=15, seed=1, run="chk")
+    vitals = [m for m in feed.messages if m.kind == "vitals"]
+    assert any(m.unused for m in vitals)
+    for message in vitals:
+        ingested = ingest(
+            FORMAT_OF_TOPIC[message.topic],
+            message.value,
+            message_id=message.message_id,
+            dicom_max_bytes=10**8,
+        )
+        assert bool(ingested.records) == (message.family == "monitoring"), message.message_id
+        assert message.unused == (not ingested.records), message.message_id

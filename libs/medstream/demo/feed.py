@@ -118,8 +118,13 @@ def hospital_feed(
                 else _vitals_oru(mrn, name, when, observation, message_id)
             )
             topic = EHR_INBOUND_FHIR.name if as_fhir else EHR_INBOUND_HL7V2.name
+            # Before the first charting nothing is recorded: the message is valid and
+            # holds nothing for a model (acknowledged as unused, no result).
+            charted = bool(_values(observation)) or observation.consciousness is not None
             per_slot[slot].append(
                 FeedMessage(topic, value, mrn, message_id, family="monitoring", kind="vitals")
+                if charted or observation.on_oxygen
+                else FeedMessage(topic, value, mrn, message_id, kind="vitals", unused=True)
             )
         if not documents:
             continue
