@@ -220,6 +220,22 @@ class PseudonymVault:
         self.actor = actor
         self.seal = seal
 
+    async def _stored_offsets(self, conn: AsyncConnection, pseudonyms: list[str]) -> dict[str, int]:
+        """The stored date offsets of ``pseudonyms`` (those that have one), in one query."""
+        rows = await conn.execute(
+            text(
+                "SELECT pseudonym, key_id, offset_nonce, offset_ciphertext"
+                " FROM pseudonym_vault WHERE pseudonym = ANY(CAST(:p AS text[]))"
+            ),
+            {"p": pseudonyms},
+        )
+        return {
+            row.pseudonym: int(
+                self.cipher.open(row.offset_nonce, row.offset_ciphertext, row.pseudonym, row.key_id)
+            )
+            for row in rows
+        }
+
     async def relink(
         self, conn: AsyncConnection, pseudonym: str, *, correlation_id: str, dedupe_key: str
     ) -> tuple[VaultEntry | None, OutboundMessage]:
@@ -239,18 +255,7 @@ class PseudonymVault:
         offsets: dict[str, int] = {}
         fragments: dict[str, list[dict[str, Any]]] = {}
         if pseudonyms:
-            rows = await conn.execute(
-                text(
-                    "SELECT pseudonym, key_id, offset_nonce, offset_ciphertext"
-                    " FROM pseudonym_vault WHERE pseudonym = ANY(CAST(:p AS text[]))"
-                ),
-                {"p": pseudonyms},
-            )
-            for row in rows:
-                plain = self.cipher.open(
-                    row.offset_nonce, row.offset_ciphertext, row.pseudonym, row.key_id
-                )
-                offsets[row.pseudonym] = int(plain)
+            offsets = await self._stored_offsets(conn, pseudonyms)
             rows = await conn.execute(
                 text(
                     "SELECT pseudonym, sealed FROM vault_identity"
@@ -297,18 +302,7 @@ class PseudonymVault:
         missing = [p for p in pseudonyms if p not in known]
         stored: dict[str, int] = {}
         if missing:
-            rows = await conn.execute(
-                text(
-                    "SELECT pseudonym, key_id, offset_nonce, offset_ciphertext"
-                    " FROM pseudonym_vault WHERE pseudonym = ANY(CAST(:p AS text[]))"
-                ),
-                {"p": missing},
-            )
-            for row in rows:
-                plain = self.cipher.open(
-                    row.offset_nonce, row.offset_ciphertext, row.pseudonym, row.key_id
-                )
-                stored[row.pseudonym] = int(plain)
+            stored = await self._stored_offsets(conn, missing)
             await self._cache_set_many(
                 {f"vault:offset:{p}": (str(v), p) for p, v in stored.items()}
             )
