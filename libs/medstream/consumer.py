@@ -41,7 +41,7 @@ from medstream.deadletter import (
     InvalidMessage,
 )
 from medstream.events import AuditOutcome
-from medstream.failures import ENVIRONMENT_ERRORS, is_data_error
+from medstream.failures import ENVIRONMENT_ERRORS, is_data_error, is_lost_connection
 from medstream.kafka import make_consumer
 from medstream.outbox import InboxOutcome, OutboundMessage, Seen
 from medstream.received import (
@@ -175,6 +175,9 @@ class ExactlyOnceProcessor:
         except RetryLater:
             raise
         except Exception as exc:  # noqa: BLE001  (a bug must not wedge the partition)
+            if is_lost_connection(exc):
+                await self._pause(_coordinates(records[0]), exc, count=False)
+                raise RetryLater(type(exc).__name__) from None
             if len(records) == 1:
                 return [await self._failed_alone(records[0], exc)]
             middle = len(records) // 2

@@ -26,6 +26,14 @@ ENVIRONMENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_lost_connection(error: BaseException) -> bool:
+    """Whether SQLAlchemy found that the database connection was lost under this error
+    (``connection_invalidated``): the server restarted or ended the session. The
+    driver may report that as any class (asyncpg has raised ``InternalClientError``),
+    so it is the environment's fault whatever the class."""
+    return getattr(error, "connection_invalidated", False) is True
+
+
 def is_data_error(error: BaseException) -> bool:
     """Whether PostgreSQL (or asyncpg, before sending) refused a *value*: SQLSTATE class
     22, data exception (a NUL byte, an invalid character, a value too long for its

@@ -31,7 +31,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 from prometheus_client import Counter
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from medstream.events import AuditOutcome
@@ -228,7 +228,13 @@ def wake_on_commit(engine: AsyncEngine, wake: Callable[[], None]) -> Callable[[]
     """
 
     def rolled_back(conn: Any) -> None:
-        conn.info.pop(_WRITTEN, None)
+        # A connection lost mid-transaction is invalidated, and reading its ``info``
+        # would raise over the original error (which must reach the caller as the
+        # environment error it is); its pooled record is discarded with the flag.
+        if conn.invalidated:
+            return
+        with contextlib.suppress(exc.SQLAlchemyError):
+            conn.info.pop(_WRITTEN, None)
 
     def checked_in(dbapi_connection: Any, record: Any) -> None:
         if record is not None and record.info.pop(_WRITTEN, False):

@@ -141,7 +141,8 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
             )
             for event, output in succeeded
         ]
-        written = iter(await vault.record_many(conn, writes))
+        recorded = await vault.record_many(conn, writes)
+        written = iter(recorded.events)
         results: list[Effects | InvalidMessage] = []
         for item in done:
             if isinstance(item, InvalidMessage):
@@ -151,12 +152,17 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
             audit = offset_of[id(event)][1] + next(written)
             results.append(effects_of(event, output, pseudonyms[id(event)], audit))
         if writes:
+            refreshed = False
 
             async def refresh_cache() -> None:
-                await vault.after_commit(writes)
+                nonlocal refreshed
+                if not refreshed:  # once per batch, whichever of its records committed
+                    refreshed = True
+                    await vault.after_commit(writes, recorded.created)
 
-            # Once per batch: the processor runs it after the commit.
-            next(r for r in results if isinstance(r, Effects)).after_commit.append(refresh_cache)
+            for result in results:
+                if isinstance(result, Effects):
+                    result.after_commit.append(refresh_cache)
         return results
 
     return handle

@@ -54,7 +54,7 @@ async def test_a_replica_killed_mid_batch_loses_and_duplicates_nothing(
 async def test_a_replica_killed_inside_a_full_batch_loses_and_duplicates_nothing(
     settings: Settings, replicas: local_stack.Stack, engine: AsyncEngine
 ) -> None:
-    """A burst of 300-odd messages at once fills the batches (ingestion takes up to 100
+    """A burst of 490 messages at once fills the batches (ingestion takes up to 100
     records a fetch, deid 32, results 64); each second replica is killed while the burst
     is being worked through, so most likely inside a full batch: before its commit,
     or between its commit and its offset commit."""

@@ -7,10 +7,13 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import outbox
+from medstream.failures import is_lost_connection
 from medstream.kafka import ensure_topics, make_producer
 from medstream.outbox import OutboundMessage, OutboxRelay
 from medstream.settings import Settings
@@ -70,6 +73,42 @@ async def test_a_commit_wakes_the_relay_and_a_rollback_does_not(
             await asyncio.sleep(0.05)
         assert calls > idle_calls
         assert not await sent(engine, f"{topic}-rolled-back")
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+        await producer.stop()
+
+
+async def lose_the_connection_mid_transaction(engine: AsyncEngine, topic: str) -> None:
+    """Enqueue a row, then have the server end the session before the commit."""
+    async with engine.begin() as conn:
+        await outbox.enqueue(conn, OutboundMessage(topic, b"x", f"{topic}-1"))
+        pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        async with engine.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        await conn.execute(text("SELECT 1"))
+
+
+async def test_a_connection_lost_mid_transaction_still_raises_the_environment_error(
+    settings: Settings, engine: AsyncEngine, unique: Callable[[str], str]
+) -> None:
+    """With the relay listening, a transaction whose server connection dies reports
+    the disconnect (an environment error the processor retries), not an error of the
+    listener's own (which the processor would count against the record)."""
+    topic = unique("proof.lost")
+    stop = asyncio.Event()
+    producer = make_producer(settings)
+    await producer.start()
+    running = asyncio.create_task(OutboxRelay(engine, producer, 50).run(stop, POLL_S))
+    try:
+        await asyncio.sleep(0.5)
+        with pytest.raises(DBAPIError) as raised:
+            await lose_the_connection_mid_transaction(engine, topic)
+        # The disconnect itself, not the listener's PendingRollbackError; the processor
+        # treats it as the environment's fault and retries.
+        assert raised.value.connection_invalidated
+        assert is_lost_connection(raised.value)
+        assert not await sent(engine, f"{topic}-1")
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=30)

@@ -112,10 +112,11 @@ async def test_a_batch_reads_and_writes_the_vault_in_one_round_trip_each(
     ]
     statements.clear()
     async with engine.begin() as conn:
-        events = await vault.record_many(conn, writes)
+        recorded = await vault.record_many(conn, writes)
     assert statements["INSERT"] == 2
     assert redis.calls["mget"] == 1
-    first, second = events[:6], events[6:]
+    assert recorded.created == {p: 10 + i for i, p in enumerate(pseudonyms)}
+    first, second = recorded.events[:6], recorded.events[6:]
     assert [len(e) for e in first] == [1] * 6
     for written in first:
         assert written[0].value.count(b'"created":true') == 1
@@ -124,12 +125,9 @@ async def test_a_batch_reads_and_writes_the_vault_in_one_round_trip_each(
     assert b'"identity_added":true' in second[0][0].value
     assert second[1:] == [[]] * 5
 
-    redis.calls.clear()
-    await vault.after_commit(writes)
-    assert redis.calls["pipeline"] == 2  # the invalidations, then the seen marks
-
-    # Offsets: nothing cached yet, so one MGET and one SELECT for the whole batch, and
-    # an audited read for each record; an unknown patient gets its derived offset.
+    # Offsets before the cache is refreshed: one MGET and one SELECT for the whole
+    # batch, and an audited read for each record; an unknown patient gets its derived
+    # offset.
     unknown = f"psn-batch-{run}-unknown"
     reads = [OffsetRead(p, 99, "c", f"r-{run}-{i}") for i, p in enumerate(pseudonyms)]
     reads.append(OffsetRead(unknown, 42, "c", f"r-{run}-u"))
@@ -143,8 +141,12 @@ async def test_a_batch_reads_and_writes_the_vault_in_one_round_trip_each(
     assert all(len(audit) == 1 for _, audit in answers)
     assert b'"found":false' in answers[-1][1][0].value
 
-    # Again: the stored offsets now come from Redis (no audit, no read of the row);
-    # only the unknown patient still goes to PostgreSQL.
+    # After the commit: one pipelined round trip marks the fragments seen and caches
+    # the offsets the batch created. The stored offsets then come from Redis (no audit,
+    # no read of the row); only the unknown patient still goes to PostgreSQL.
+    redis.calls.clear()
+    await vault.after_commit(writes, recorded.created)
+    assert redis.calls["pipeline"] == 1
     statements.clear()
     async with engine.begin() as conn:
         again = await vault.offsets(conn, reads)
@@ -155,7 +157,7 @@ async def test_a_batch_reads_and_writes_the_vault_in_one_round_trip_each(
     # The same writes again: all seen in the cache, so nothing is written.
     statements.clear()
     async with engine.begin() as conn:
-        assert await vault.record_many(conn, writes) == [[]] * 12
+        assert (await vault.record_many(conn, writes)).events == [[]] * 12
     assert statements["INSERT"] == 0
 
     # Both fragments of the first patient are merged at re-link.
@@ -177,7 +179,7 @@ async def test_concurrent_batches_for_one_patient_create_it_once_and_keep_both_f
     async def batch(fragment: str, offset: int, hold: bool) -> list[list[Any]]:
         write = VaultWrite(pseudonym, identity(f"MRN-{run}", fragment), offset, "c", fragment)
         async with engine.begin() as conn:
-            events = await vault.record_many(conn, [write])
+            events = (await vault.record_many(conn, [write])).events
             if hold:
                 started.set()
                 await asyncio.sleep(0.5)  # the other batch waits on the primary key

@@ -18,7 +18,7 @@ from medstream.platform.identities import TableGrant, postgres_grant_statements
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = REPO_ROOT / "libs/medstream/migrations/versions"
-ROLE_IN_STATEMENT = re.compile(r"\b(?:TO|FROM)\s+(medstream\w*)")
+ROLE_LIST = re.compile(r"\b(?:TO|FROM)\s+(medstream\w*(?:\s*,\s*medstream\w*)*)")
 GUARDED = re.compile(r"IF EXISTS \(SELECT FROM pg_roles WHERE rolname = '(\w+)'\)")
 
 
@@ -54,7 +54,8 @@ def executed_statements(module: ModuleType) -> list[str]:
 
 def unguarded_roles(statement: str) -> set[str]:
     guarded = set(GUARDED.findall(statement))
-    return {role for role in ROLE_IN_STATEMENT.findall(statement) if role not in guarded}
+    named = {role.strip() for found in ROLE_LIST.findall(statement) for role in found.split(",")}
+    return named - guarded
 
 
 def test_every_role_a_migration_names_unguarded_is_created_by_init_roles() -> None:

@@ -12,8 +12,9 @@ Every ciphertext binds its pseudonym as associated data, so it cannot be moved t
 another patient.
 - PostgreSQL is the source of truth.
 - Redis caches the date offset (encrypted the same way) and which identity fragments
-  are already recorded. A change to a row deletes its cache entries after the
-  transaction commits.
+  are already recorded, once the transaction that read or wrote them has committed.
+  A stored offset never changes (the first writer wins; re-keying keeps the value),
+  so an entry is never stale.
 - deid asks for a whole batch at once: one Redis round trip and one statement for the
   offsets, one Redis round trip and two statements for the writes.
 - Every read of a row returns an audit event, which the caller writes to its outbox in
@@ -28,7 +29,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,14 @@ class VaultEntry:
 
 
 @dataclass(frozen=True)
+class VaultRecorded:
+    """What ``record_many`` did: each write's audit events, and the offsets it created."""
+
+    events: list[list[OutboundMessage]]
+    created: dict[str, int]
+
+
+@dataclass(frozen=True)
 class RelinkRequest:
     """One result's question at the EHR boundary: who is behind this pseudonym."""
 
@@ -325,34 +334,41 @@ class PseudonymVault:
 
     async def record(self, conn: AsyncConnection, write: VaultWrite) -> list[OutboundMessage]:
         """``record_many`` for one write (the operator's tools and tests)."""
-        return (await self.record_many(conn, [write]))[0]
+        return (await self.record_many(conn, [write])).events[0]
 
     async def record_many(
         self, conn: AsyncConnection, writes: Sequence[VaultWrite]
-    ) -> list[list[OutboundMessage]]:
+    ) -> VaultRecorded:
         """Record each patient's offset (first writer wins) and each identity fragment
         (once: its keyed fingerprint is the key), without reading any identity back, for
         a whole batch in one Redis round trip and two PostgreSQL statements; return each
-        write's audit event when it added something.
+        write's audit event when it added something, and the offsets this call created.
 
         Concurrent writers are serialised by the primary keys (``ON CONFLICT DO
         NOTHING``): of two batches adding the same patient, one creates the row and the
         other finds it, and identity fragments only ever accumulate (``relink`` merges
-        them), so no merge is lost."""
+        them), so no merge is lost. Rows are inserted in key order, so two batches that
+        share patients take their row locks in the same order and cannot deadlock."""
         fingerprints = [self.cipher.fingerprint(w.identity) for w in writes]
         seen_keys = [
             f"vault:seen:{w.pseudonym}:{f}" for w, f in zip(writes, fingerprints, strict=True)
         ]
         seen = await self._cache_get_many(seen_keys, [w.pseudonym for w in writes])
-        offsets: dict[str, tuple[bytes, bytes]] = {}
+        offsets: dict[str, tuple[int, bytes, bytes]] = {}
         identities: dict[tuple[str, str], bytes] = {}
-        for write, fragment, cached in zip(writes, fingerprints, seen, strict=True):
+        first_of: dict[str, int] = {}  # the write that would create each patient's row
+        first_with: dict[tuple[str, str], int] = {}  # ... and add each fragment
+        for index, (write, fragment, cached) in enumerate(
+            zip(writes, fingerprints, seen, strict=True)
+        ):
             if cached is not None or (write.pseudonym, fragment) in identities:
                 continue
             if write.pseudonym not in offsets:
-                offsets[write.pseudonym] = self.cipher.seal(
+                nonce, ciphertext = self.cipher.seal(
                     str(write.offset_days).encode(), write.pseudonym
                 )
+                offsets[write.pseudonym] = (write.offset_days, nonce, ciphertext)
+                first_of[write.pseudonym] = index
             plaintext = json.dumps(
                 {
                     "ehr_patient_id": write.identity.ehr_patient_id,
@@ -361,9 +377,11 @@ class PseudonymVault:
                 sort_keys=True,
             ).encode()
             identities[(write.pseudonym, fragment)] = self.seal.seal(plaintext, write.pseudonym)
+            first_with[(write.pseudonym, fragment)] = index
         created: set[str] = set()
         added: set[tuple[str, str]] = set()
         if offsets:
+            patients = sorted(offsets)
             rows = await conn.execute(
                 text(
                     "INSERT INTO pseudonym_vault (pseudonym, key_id, offset_nonce,"
@@ -373,12 +391,13 @@ class PseudonymVault:
                 ),
                 {
                     "k": self.cipher.key_id,
-                    "p": list(offsets),
-                    "n": [n for n, _ in offsets.values()],
-                    "c": [c for _, c in offsets.values()],
+                    "p": patients,
+                    "n": [offsets[p][1] for p in patients],
+                    "c": [offsets[p][2] for p in patients],
                 },
             )
             created = {row[0] for row in rows}
+            fragments = sorted(identities)
             rows = await conn.execute(
                 text(
                     "INSERT INTO vault_identity (pseudonym, fingerprint, sealed)"
@@ -388,19 +407,18 @@ class PseudonymVault:
                     " RETURNING pseudonym, fingerprint"
                 ),
                 {
-                    "p": [p for p, _ in identities],
-                    "f": [f for _, f in identities],
-                    "s": list(identities.values()),
+                    "p": [p for p, _ in fragments],
+                    "f": [f for _, f in fragments],
+                    "s": [identities[key] for key in fragments],
                 },
             )
             added = {(row[0], row[1]) for row in rows}
         events: list[list[OutboundMessage]] = []
-        for write, fragment in zip(writes, fingerprints, strict=True):
-            # The first write of a batch to add a row reports it; later ones add nothing.
-            was_created = write.pseudonym in created
-            was_added = (write.pseudonym, fragment) in added
-            created.discard(write.pseudonym)
-            added.discard((write.pseudonym, fragment))
+        for index, (write, fragment) in enumerate(zip(writes, fingerprints, strict=True)):
+            # Only the write that brought a row reports it; the others added nothing.
+            was_created = write.pseudonym in created and first_of.get(write.pseudonym) == index
+            key = (write.pseudonym, fragment)
+            was_added = key in added and first_with.get(key) == index
             if not (was_created or was_added):
                 events.append([])
                 continue
@@ -416,27 +434,23 @@ class PseudonymVault:
                     )
                 ]
             )
-        return events
+        return VaultRecorded(events, {p: offsets[p][0] for p in created})
 
-    async def after_commit(self, writes: Sequence[VaultWrite]) -> None:
-        """Refresh the cache once the transaction that changed the vault has committed:
-        one Redis round trip for the batch."""
-        if self.redis is None or not writes:
-            return
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for write in writes:
-                    pipe.delete(f"vault:offset:{write.pseudonym}")
-                await pipe.execute()
-        except RedisError:
-            log.warning("vault cache unavailable; not invalidated", extra={"component": "vault"})
+    async def after_commit(self, writes: Sequence[VaultWrite], created: Mapping[str, int]) -> None:
+        """Once the transaction that changed the vault has committed, in one Redis round
+        trip: mark each identity fragment recorded, and cache the offsets this batch
+        created (a stored offset never changes: the first writer wins, and re-keying
+        keeps the value)."""
         await self._cache_set_many(
             {
-                f"vault:seen:{w.pseudonym}:{self.cipher.fingerprint(w.identity)}": (
-                    "1",
-                    w.pseudonym,
-                )
-                for w in writes
+                **{
+                    f"vault:seen:{w.pseudonym}:{self.cipher.fingerprint(w.identity)}": (
+                        "1",
+                        w.pseudonym,
+                    )
+                    for w in writes
+                },
+                **{f"vault:offset:{p}": (str(days), p) for p, days in created.items()},
             }
         )
 
