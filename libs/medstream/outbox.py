@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -295,6 +295,9 @@ class OutboxRelay:
         self._engine = engine
         self._producer = producer
         self._batch_size = batch_size
+        # Rows Kafka acknowledged whose "sent" mark has not committed yet (PostgreSQL
+        # went away in between): marked, never sent again, by this relay.
+        self._acknowledged: set[int] = set()
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
         """Hand ``row`` to the producer; a record it refuses before sending comes back
@@ -330,12 +333,19 @@ class OutboxRelay:
             if not rows:
                 return 0
             # Send the whole batch, then await every acknowledgement: the idempotent
-            # producer keeps per-partition order while requests are in flight.
-            pending = [await self._send(row) for row in rows]
+            # producer keeps per-partition order while requests are in flight. Rows
+            # this relay already had acknowledged are only marked.
+            to_send = [row for row in rows if row.id not in self._acknowledged]
+            pending = [await self._send(row) for row in to_send]
             errors = await asyncio.gather(*pending, return_exceptions=True)
+            self._remember(
+                row.id
+                for row, error in zip(to_send, errors, strict=True)
+                if not isinstance(error, BaseException)
+            )
             refused = [
                 row
-                for row, error in zip(rows, errors, strict=True)
+                for row, error in zip(to_send, errors, strict=True)
                 if isinstance(error, BaseException) and refusal_code(error) is not None
             ]
             for error in errors:
@@ -366,8 +376,17 @@ class OutboxRelay:
             )
             for row, code in quarantined:
                 await self._quarantine(conn, row, code)
+        self._acknowledged.difference_update(row.id for row in rows)
         log.debug("outbox batch relayed", extra={"count": len(rows)})
         return len(rows)
+
+    def _remember(self, ids: Iterable[int]) -> None:
+        """Note rows Kafka acknowledged, until their mark commits. Bounded: an id whose
+        mark committed while its commit raised (rare) is never selected again, and the
+        set is dropped past a limit, at the worst costing one duplicate on the wire."""
+        if len(self._acknowledged) > 100_000:
+            self._acknowledged.clear()
+        self._acknowledged.update(ids)
 
     async def _quarantine(self, conn: AsyncConnection, row: Any, code: str) -> None:
         """Set ``row`` aside with its reason, count it and audit it (by ids, never the

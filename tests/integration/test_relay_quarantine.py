@@ -8,7 +8,9 @@ import json
 import os
 from collections.abc import Callable
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import outbox
@@ -107,3 +109,39 @@ async def test_a_refused_record_is_quarantined_and_the_relay_goes_on(
     assert audit is not None, "the quarantine was not audited"
     assert audit.message_id == "in-1"
     assert "kafka.record_too_large" in json.dumps(audit.resource)
+
+
+async def test_rows_kafka_acknowledged_are_not_sent_again_when_their_mark_fails(
+    settings: Settings, engine: AsyncEngine, unique: Callable[[str], str]
+) -> None:
+    """PostgreSQL goes away between Kafka's acknowledgement and the "sent" mark: the
+    relay marks those rows at its next pass and does not publish them a second time
+    (the restart test saw results published twice on ehr.outbound.fhir)."""
+    topic = unique("proof.mark")
+    await ensure_topics(settings, [Topic(topic, "test", "application/octet-stream", 1, 3_600_000)])
+    messages = [OutboundMessage(topic, f"m{i}".encode(), f"{topic}-{i}") for i in range(5)]
+    async with engine.begin() as conn:
+        await outbox.enqueue_many(conn, messages)
+    ids = [m.message_id for m in messages]
+
+    def fail_the_mark(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.startswith("UPDATE outbox SET sent_at"):
+            raise OperationalError(statement, {}, ConnectionError("simulated outage"))
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        relay = OutboxRelay(engine, producer, batch_size=50)
+        event.listen(engine.sync_engine, "before_cursor_execute", fail_the_mark)
+        try:
+            with pytest.raises(OperationalError):
+                await relay.relay_once()
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", fail_the_mark)
+        assert not any(r["sent_at"] for r in (await rows(engine, ids)).values())
+        assert await relay.relay_once() >= len(messages)  # other unsent rows may come too
+        assert all(r["sent_at"] for r in (await rows(engine, ids)).values())
+    finally:
+        await producer.stop()
+    delivered = await read_all(settings, topic, expect=len(messages))
+    assert sorted(r.value for r in delivered) == sorted(m.value for m in messages)
