@@ -35,6 +35,13 @@ def _pid(stack: local_stack.Stack, name: str) -> int:
     return int((stack.state_dir / "services" / f"{name}.pid").read_text())
 
 
+async def kill_second_replicas(stack: local_stack.Stack, pause_s: float) -> None:
+    """SIGKILL the second process of ingestion, deid and results, one after another."""
+    for name in (f"ingestion-{REPLICAS}", f"deid-{REPLICAS}", f"results-{REPLICAS}"):
+        os.kill(_pid(stack, name), signal.SIGKILL)
+        await asyncio.sleep(pause_s)
+
+
 async def test_a_replica_killed_mid_batch_loses_and_duplicates_nothing(
     settings: Settings, replicas: local_stack.Stack, engine: AsyncEngine
 ) -> None:
@@ -44,9 +51,7 @@ async def test_a_replica_killed_mid_batch_loses_and_duplicates_nothing(
     await settled_assignments(log_dir, ["ingestion", f"ingestion-{REPLICAS}", "deid"])
     run, sending = flowing(settings, feed(patients=6, hours=4, malformed=20), seconds=20)
     await asyncio.sleep(4)  # the stream is flowing: the replicas are between batches or in one
-    for name in (f"ingestion-{REPLICAS}", f"deid-{REPLICAS}", f"results-{REPLICAS}"):
-        os.kill(_pid(replicas, name), signal.SIGKILL)
-        await asyncio.sleep(1.5)
+    await kill_second_replicas(replicas, pause_s=1.5)
     await sending
     await ledger_check(settings, engine, run, timeout_s=420)
 
@@ -64,8 +69,6 @@ async def test_a_replica_killed_inside_a_full_batch_loses_and_duplicates_nothing
     assert len(burst.messages) >= 300
     run, sending = flowing(settings, burst, seconds=2)
     await asyncio.sleep(2.5)  # the whole burst is on the topics: batches are full
-    for name in (f"ingestion-{REPLICAS}", f"deid-{REPLICAS}", f"results-{REPLICAS}"):
-        os.kill(_pid(replicas, name), signal.SIGKILL)
-        await asyncio.sleep(1.0)
+    await kill_second_replicas(replicas, pause_s=1.0)
     await sending
     await ledger_check(settings, engine, run, timeout_s=600)

@@ -288,16 +288,31 @@ class PseudonymVault:
         answers: list[tuple[VaultEntry | None, OutboundMessage]] = []
         for request in requests:
             entry = entries.get(request.pseudonym)
-            event = audit_message(
-                actor=self.actor,
-                action="vault.relink",
-                entity=request.pseudonym,
-                correlation_id=request.correlation_id,
-                details={"purpose": "ehr-write-back", "found": entry is not None},
-                dedupe_key=request.dedupe_key,
-            )
+            event = self._read_event(
+                "vault.relink", "ehr-write-back", request.pseudonym, entry is not None,
+                request.correlation_id, request.dedupe_key,
+            )  # fmt: skip
             answers.append((entry, event))
         return answers
+
+    def _read_event(
+        self,
+        action: str,
+        purpose: str,
+        pseudonym: str,
+        found: bool,
+        correlation_id: str,
+        dedupe_key: str,
+    ) -> OutboundMessage:
+        """The audit event of one read of the vault."""
+        return audit_message(
+            actor=self.actor,
+            action=action,
+            entity=pseudonym,
+            correlation_id=correlation_id,
+            details={"purpose": purpose, "found": found},
+            dedupe_key=dedupe_key,
+        )
 
     async def offsets(
         self, conn: AsyncConnection, reads: Sequence[OffsetRead]
@@ -321,14 +336,10 @@ class PseudonymVault:
                 answers.append((known[read.pseudonym], []))
                 continue
             found = stored.get(read.pseudonym)
-            event = audit_message(
-                actor=self.actor,
-                action="vault.read",
-                entity=read.pseudonym,
-                correlation_id=read.correlation_id,
-                details={"purpose": "date-offset", "found": found is not None},
-                dedupe_key=read.dedupe_key,
-            )
+            event = self._read_event(
+                "vault.read", "date-offset", read.pseudonym, found is not None,
+                read.correlation_id, read.dedupe_key,
+            )  # fmt: skip
             answers.append((read.derived if found is None else found, [event]))
         return answers
 
