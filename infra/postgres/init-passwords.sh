@@ -13,7 +13,7 @@ set_password() {  # role, secret name
   echo "ALTER ROLE :\"role\" PASSWORD :'password';" | psql -v ON_ERROR_STOP=1 \
     -U postgres -d medstream -v role="$1" -v password="$password"
 }
-for principal in ingestion deid monitoring imaging notes results audit auditor; do
+for principal in ingestion deid monitoring imaging notes results audit gateway auditor; do
   set_password "medstream_$principal" "pg_${principal}_password"
 done
 set_password medstream_owner pg_owner_password

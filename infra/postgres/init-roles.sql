@@ -35,6 +35,9 @@ GRANT CONNECT ON DATABASE medstream TO medstream_results;
 SELECT 'CREATE ROLE medstream_audit LOGIN'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_audit') \gexec
 GRANT CONNECT ON DATABASE medstream TO medstream_audit;
+SELECT 'CREATE ROLE medstream_gateway LOGIN'
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_gateway') \gexec
+GRANT CONNECT ON DATABASE medstream TO medstream_gateway;
 SELECT 'CREATE ROLE medstream_auditor LOGIN'
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_auditor') \gexec
 GRANT CONNECT ON DATABASE medstream TO medstream_auditor;

@@ -149,6 +149,7 @@ def files() -> dict[str, str]:
         "relink_private_key": DEVELOPMENT_KEYS[2],
         "relink_public_key": DEVELOPMENT_KEYS[3],
         "audit_anchor_key": "dev-audit-anchor-key-for-docker-compose-only",
+        "gateway_token_key": "dev-gateway-token-key-for-docker-compose-only",
         "database_admin_url": (
             f"postgresql+asyncpg://medstream_owner:{pg_password('owner')}@postgres:5432/medstream"
         ),

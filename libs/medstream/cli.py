@@ -34,7 +34,7 @@ from medstream.deadletter import InvalidMessage
 from medstream.deid.engine import DeidEngine
 from medstream.deid.files import deidentify_file
 from medstream.deid.vault import VaultCipher, rotate_batch
-from medstream.deployment import SERVICES
+from medstream.deployment import CONSUMER_GROUPS, SERVICES
 from medstream.failures import ENVIRONMENT_ERRORS
 from medstream.kafka import consumer_lag, ensure_acls, ensure_topics, make_producer
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
@@ -183,7 +183,7 @@ async def _pipeline_state() -> list[tuple[str, str]]:
     a service can be running while its partition goes nowhere, or its output is held."""
     settings = get_settings()
     rows: list[tuple[str, str]] = []
-    groups = tuple(f"medstream-{s.name}" for s in SERVICES)
+    groups = CONSUMER_GROUPS
     with contextlib.suppress(Exception):  # the table above already says what is down
         lag = await asyncio.wait_for(consumer_lag(settings, groups), 10)
         for group, waiting in lag.items():

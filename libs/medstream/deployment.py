@@ -13,6 +13,9 @@ class ServiceSpec:
     name: str
     entry_point: str
     description: str
+    # Whether it consumes Kafka (in the group ``medstream-<name>``); the gateway only
+    # produces.
+    consumes: bool = True
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
@@ -27,4 +30,12 @@ SERVICES: tuple[ServiceSpec, ...] = (
         "results", "medstream-results", "Writes results back as FHIR R4 for the real patient."
     ),
     ServiceSpec("audit", "medstream-audit", "Appends audit events to the hash-chained trail."),
+    ServiceSpec(
+        "gateway",
+        "medstream-gateway",
+        "MLLP, DICOM, DICOMweb and FHIR REST in; acknowledges only what Kafka holds.",
+        consumes=False,
+    ),
 )
+# The consumer groups of the services that consume.
+CONSUMER_GROUPS = tuple(f"medstream-{s.name}" for s in SERVICES if s.consumes)

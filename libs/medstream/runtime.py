@@ -116,14 +116,23 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
 
-def run(name: str, wire: Wiring) -> None:
-    """The entry point body of a service: logging, then ``serve`` until stopped."""
+def prepare(name: str) -> Settings:
+    """What every service process does first: logging, and a refusal to start on
+    settings unfit for its environment. Returns the service's settings."""
     _limit_malloc_arenas()
     settings = get_settings()
     configure_logging(name, settings.log_level, settings.log_format)
+    named = settings.model_copy(update={"service_name": name})
     try:
-        secrets.enforce(settings.model_copy(update={"service_name": name}))
+        secrets.enforce(named)
     except secrets.InsecureSettings as refused:
         logging.getLogger(f"medstream.{name}").critical("%s", refused)
         raise SystemExit(2) from None
+    return named
+
+
+def run(name: str, wire: Wiring) -> None:
+    """The entry point body of a consuming service: ``prepare``, then ``serve`` until
+    stopped."""
+    prepare(name)
     asyncio.run(serve(name, wire))

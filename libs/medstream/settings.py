@@ -175,6 +175,37 @@ class Settings(BaseSettings):
     audit_anchor_interval_s: float = Field(default=60.0, gt=0)
     audit_anchor_path: Path | None = None
 
+    # Gateways (docs/gateways.md): the hospital's own protocols, each acknowledging only
+    # what Kafka holds. Ports are the CONTRACT's local defaults; production uses 2575,
+    # 104 or 11112, and 443.
+    gateway_host: str = "127.0.0.1"
+    mllp_port: int = Field(default=12575, ge=0, le=65535)
+    dicom_port: int = Field(default=11112, ge=0, le=65535)
+    http_port: int = Field(default=18080, ge=0, le=65535)
+    dicom_ae_title: str = Field(default="MEDSTREAM", pattern=r"^[ -~]{1,16}$")
+    # Calling AE titles whose associations are accepted, comma-separated; every other
+    # is rejected and audited. The default names the common test tools' titles.
+    dicom_calling_ae_titles: str = "STORESCU,ECHOSCU,PYNETDICOM,MEDSTREAM-DEMO"
+    # Concurrent connections per protocol (more wait: TCP backpressure), and how long
+    # an idle connection is kept.
+    gateway_max_connections: int = Field(default=64, ge=1, le=10_000)
+    gateway_idle_timeout_s: float = Field(default=60.0, gt=0)
+    # How long a message may wait for Kafka's acknowledgement before the sender is told
+    # to retry (MLLP AE, DICOM A700, HTTP 503).
+    gateway_ack_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # TLS for MLLP (IHE ATNA) and HTTPS: a PEM certificate chain and its key; unset:
+    # plain TCP (local stack).
+    gateway_tls_cert_file: Path | None = None
+    gateway_tls_key_file: Path | None = None
+    # SMART Backend Services: registered clients (JSON: client id -> public key PEM and
+    # allowed scopes; default <state_dir>/gateway/clients.json), the key that signs
+    # access tokens (unset in dev: generated), their lifetime, and the public base URL
+    # that client assertions name as their audience (default http://HOST:HTTP_PORT).
+    gateway_clients_file: Path | None = None
+    gateway_token_key: SecretStr | None = None
+    gateway_token_lifetime_s: int = Field(default=300, ge=30, le=3600)
+    gateway_public_url: str = ""
+
     @classmethod
     def settings_customise_sources(
         cls,

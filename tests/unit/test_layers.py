@@ -50,8 +50,9 @@ def test_the_check_would_catch_a_violation(tmp_path: Path) -> None:
 # packages nor the operations code above it.
 ABOVE_THE_PLATFORM = {
     "formats", "deid", "imaging", "monitoring", "notes", "writeback", "audit", "models",
-    "stack", "supervisor", "demo", "cli",
+    "stack", "supervisor", "demo", "cli", "ops",
 }  # fmt: skip
+DOMAIN = ("formats", "deid", "imaging", "monitoring", "notes", "writeback", "audit", "models")
 
 
 def medstream_modules(folder: Path) -> set[str]:
@@ -73,3 +74,14 @@ def test_the_platform_imports_nothing_above_it() -> None:
     imported = medstream_modules(REPO_ROOT / "libs" / "medstream" / "platform")
     assert imported, "the check found no imports to judge"
     assert not imported & ABOVE_THE_PLATFORM
+
+
+@pytest.mark.parametrize("package", DOMAIN)
+def test_the_domain_never_imports_the_operations_floor(package: str) -> None:
+    """medstream.ops (the gateways) sits above the domain packages: none imports it."""
+    assert "ops" not in medstream_modules(REPO_ROOT / "libs" / "medstream" / package)
+
+
+def test_the_operations_floor_is_checked() -> None:
+    imported = medstream_modules(REPO_ROOT / "libs" / "medstream" / "ops")
+    assert {"formats", "platform"} & imported or "ingest" in imported

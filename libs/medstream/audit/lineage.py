@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from medstream.audit.trail import AuditFilter, query
 
 # The order of the stages, for steps recorded at the same instant.
-STAGE_ORDER = ("message.received", "vault", "deid", "model", "result")
+STAGE_ORDER = ("gateway", "message.received", "vault", "deid", "model", "result")
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from medstream.audit.trail import ChainReport, verify
 from medstream.demo.feed import Feed, FeedMessage
 from medstream.demo.ledger import Outcome, outcomes
-from medstream.deployment import SERVICES
+from medstream.deployment import CONSUMER_GROUPS
 from medstream.kafka import consumer_lag, make_producer
 from medstream.received import MESSAGE_ID_HEADER, SOURCE_SYSTEM_HEADER
 from medstream.settings import Settings
 
-GROUPS = tuple(f"medstream-{s.name}" for s in SERVICES)
+GROUPS = CONSUMER_GROUPS
 Advance = Callable[[int], None]
 
 

@@ -143,6 +143,9 @@ POSTGRES_GRANTS: dict[str, tuple[TableGrant, ...]] = {
         TableGrant("audit_event", ("SELECT", "INSERT")),
         TableGrant("audit_chain_head", ("SELECT",)),
     ),
+    # The gateway serves the FHIR read API: it reads stored results and nothing else.
+    # It has no inbox or outbox: what it accepts is durable once Kafka acknowledged it.
+    "gateway": (TableGrant("fhir_resource", ("SELECT",)),),
     AUDITOR: (TableGrant("audit_event", ("SELECT",)), TableGrant("audit_chain_head", ("SELECT",))),
 }
 
@@ -271,6 +274,9 @@ def _kafka_grants() -> dict[str, KafkaGrant]:
             writes=(t.AUDIT_ANCHORS.name, audit, *_dead_letters(audit)),
             groups=("medstream-audit",),
         ),
+        # The network edge: it writes what it accepts to the inbound topics, what it
+        # refuses to their dead-letter topics, and audits both. It reads nothing.
+        "gateway": KafkaGrant(writes=(*inbound, *_dead_letters(*inbound), audit)),
         EHR: KafkaGrant(writes=inbound),
     }
 

@@ -150,6 +150,16 @@ def anchor_key(settings: Settings) -> bytes:
     return development_secret(settings.state_dir, "audit-anchor-key").encode()
 
 
+def gateway_token_key(settings: Settings) -> bytes:
+    """The key that signs the gateway's access tokens (HMAC): the one set, or in dev
+    the generated one. Every gateway replica must hold the same key."""
+    if settings.gateway_token_key is not None:
+        return settings.gateway_token_key.get_secret_value().encode()
+    if settings.env != DEVELOPMENT:
+        raise InsecureSettings("MEDSTREAM_GATEWAY_TOKEN_KEY is not set")
+    return development_secret(settings.state_dir, "gateway-token-key").encode()
+
+
 def anchor_file(settings: Settings) -> Path:
     """Where the signed anchors are appended."""
     return settings.audit_anchor_path or settings.state_dir / "audit" / "anchors.jsonl"
@@ -186,6 +196,11 @@ def problems(settings: Settings) -> list[str]:
     if principal in ("audit", OPERATOR):
         secret = settings.audit_anchor_key.get_secret_value() if settings.audit_anchor_key else None
         found += _password_problems("audit_anchor_key", secret, minimum=MIN_KEY_BYTES)
+    if principal == "gateway":
+        secret = (
+            settings.gateway_token_key.get_secret_value() if settings.gateway_token_key else None
+        )
+        found += _password_problems("gateway_token_key", secret, minimum=MIN_KEY_BYTES)
     if principal in REDIS_USERS:
         secret = settings.redis_password.get_secret_value() if settings.redis_password else None
         found += _password_problems("redis_password", secret)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from medstream.platform.identities import postgres_grant_statements
+from medstream.platform.identities import POSTGRES_GRANTS, postgres_grant_statements
 
 revision = "0009"
 down_revision = "0008"
@@ -95,7 +95,13 @@ def upgrade() -> None:
         "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'medstream_relay')"
         " THEN EXECUTE 'REVOKE ALL ON outbox FROM medstream_relay'; END IF; END $$"
     )
-    for statement in postgres_grant_statements():
+    # The principals of this revision only (the gateway's role came with 0010).
+    at_this_revision = {
+        principal: grants
+        for principal, grants in POSTGRES_GRANTS.items()
+        if f"medstream_{principal}" in (*SERVICE_ROLES_AT_THIS_REVISION, "medstream_auditor")
+    }
+    for statement in postgres_grant_statements(at_this_revision):
         op.execute(statement)
 
 

@@ -1,0 +1,1 @@
+"""The gateway service: MLLP, DICOM DIMSE, DICOMweb and FHIR REST listeners."""
