@@ -18,6 +18,18 @@ step "contracts: schemas/ match the code"
 "$BIN/medstream" schemas check || exit 1
 [ "${LINT_ONLY:-0}" = 1 ] && exit 0
 
+# The gateway tests drive dcmtk's DICOM clients (storescu, echoscu), a Debian package.
+if ! command -v storescu >/dev/null 2>&1; then
+  step "installing the test tools: dcmtk"
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null || exit 1
+  else
+    echo "dcmtk is missing: sudo apt-get install -y dcmtk" >&2
+    exit 1
+  fi
+fi
+
 started=0
 if ! "$BIN/medstream" status >/dev/null 2>&1; then
   step "starting the local stack"

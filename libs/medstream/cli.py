@@ -700,8 +700,14 @@ def demo(
     seed: int = typer.Option(2026, help="Seeds the feed."),
     keep: bool = typer.Option(True, help="Keep the stack running afterwards (--no-keep stops it)."),
     timeout: int = typer.Option(3600, help="Seconds to wait for every outcome."),
+    via: str = typer.Option(
+        "kafka",
+        help="kafka: publish to the inbound topics; gateways: send over MLLP, DICOM and HTTP.",
+    ),
 ) -> None:
     """Start everything, replay a synthetic hospital, wait for every outcome, summarise."""
+    if via not in ("kafka", "gateways"):
+        raise _fail("--via takes kafka or gateways")
     from medstream.demo.feed import hospital_feed  # noqa: PLC0415  (torch, MONAI)
     from medstream.demo.run import run_demo  # noqa: PLC0415
 
@@ -713,7 +719,15 @@ def demo(
         patients=patients, hours=hours, every_minutes=every, malformed=malformed, seed=seed, run=run
     )
     try:
-        ok = asyncio.run(run_demo(get_settings(), feed, timeout_s=timeout, console=console))
+        ok = asyncio.run(
+            run_demo(
+                get_settings(),
+                feed,
+                timeout_s=timeout,
+                console=console,
+                via_gateways=via == "gateways",
+            )
+        )
         record_command("admin.demo", {"messages": len(feed.messages), "ok": ok})
     finally:
         if not keep:

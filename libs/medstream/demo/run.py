@@ -224,9 +224,12 @@ async def _top_risk(conn: Any, patients: list[str], n: int = 10) -> list[dict[st
     return sorted(latest, key=lambda r: -r["risk"])[:n]
 
 
-async def run_demo(settings: Settings, feed: Feed, *, timeout_s: float, console: Any) -> bool:
-    """Replay ``feed`` with progress bars, wait for every outcome, print the summary;
-    True when every message ended as expected, the lag is 0 and the audit verifies."""
+async def run_demo(
+    settings: Settings, feed: Feed, *, timeout_s: float, console: Any, via_gateways: bool = False
+) -> bool:
+    """Replay ``feed`` with progress bars (to the inbound topics, or ``via_gateways``:
+    over MLLP, DICOM and HTTP), wait for every outcome, print the summary; True when
+    every message ended as expected, the lag is 0 and the audit verifies."""
     from rich.progress import (  # noqa: PLC0415  (the CLI's dependency, not the services')
         BarColumn,
         MofNCompleteColumn,
@@ -237,6 +240,10 @@ async def run_demo(settings: Settings, feed: Feed, *, timeout_s: float, console:
 
     from medstream.db import make_engine  # noqa: PLC0415
 
+    if via_gateways:
+        from medstream.demo.via_gateways import rekeyed  # noqa: PLC0415
+
+        feed = rekeyed(feed)
     engine = make_engine(settings)
     columns = (TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn())
     try:
@@ -251,7 +258,13 @@ async def run_demo(settings: Settings, feed: Feed, *, timeout_s: float, console:
                     advance=lambda n: progress.advance(settle, n),
                 )
             )
-            sent = await publish(settings, feed.messages, lambda n: progress.advance(replay, n))
+            advance = lambda n: progress.advance(replay, n)  # noqa: E731
+            if via_gateways:
+                from medstream.demo.via_gateways import send_via_gateways  # noqa: PLC0415
+
+                sent = (await send_via_gateways(settings, feed.messages, advance)).at
+            else:
+                sent = await publish(settings, feed.messages, advance)
             found = await waiting
         for _ in range(30):  # the last commits of each group land a moment after the effect
             if not any((await consumer_lag(settings, GROUPS)).values()):

@@ -33,7 +33,6 @@ from medstream.ops.gateways.edge import (
     ACK_LATENCY,
     CONNECTIONS,
     CONNECTIONS_TOTAL,
-    TOO_LARGE,
     EdgePublisher,
     KafkaUnavailable,
 )
@@ -137,8 +136,9 @@ class DicomListener:
                 await self._edge.refuse(
                     SourceFormat.DICOM, raw, error, protocol=PROTOCOL, peer=peer
                 )
-                status = OUT_OF_RESOURCES if error.code in (TOO_LARGE,) else CANNOT_UNDERSTAND
-                return status, error.code
+                # Final: resending the same instance cannot succeed (A7xx would say
+                # "retry", and senders would, forever).
+                return CANNOT_UNDERSTAND, error.code
             await self._edge.accept(SourceFormat.DICOM, raw, checked, protocol=PROTOCOL, peer=peer)
         except KafkaUnavailable as unavailable:
             return OUT_OF_RESOURCES, unavailable.code

@@ -157,8 +157,9 @@ class EdgePublisher:
         id. Raises KafkaUnavailable (the sender must then retry, not give up)."""
         topic = TOPIC_OF_FORMAT[source_format]
         message_id = self.message_id(source_format, raw)
+        # The action every stage's rejections share, so the ledger and lineage see it.
         audit = self._audit(
-            "gateway.refused",
+            "message.rejected",
             message_id,
             {"protocol": protocol, "topic": topic, "code": error.code, "peer": peer},
             failed=True,
@@ -182,12 +183,12 @@ class EdgePublisher:
         )
         return message_id
 
-    async def audit_refusal(self, protocol: str, peer: str, code: str) -> None:
+    async def audit_refusal(
+        self, protocol: str, peer: str, code: str, action: str = "gateway.connection_refused"
+    ) -> None:
         """Audit a refusal with no message to dead-letter: an association or connection
-        turned away, or a frame larger than any topic can hold."""
-        audit = self._audit(
-            "gateway.refused", None, {"protocol": protocol, "peer": peer, "code": code}, True
-        )
+        turned away, or (``message.rejected``) a frame larger than any topic holds."""
+        audit = self._audit(action, None, {"protocol": protocol, "peer": peer, "code": code}, True)
         REFUSALS.labels(protocol, code).inc()
         await self._send((audit.topic, audit.value, audit.key, _headers(audit)))
 

@@ -150,6 +150,16 @@ class GatewayApi:
             ACK_LATENCY.labels(protocol).observe(time.monotonic() - started)
         return checked.message_id, None
 
+    async def refuse(
+        self, raw: bytes, error: InvalidMessage, client: str, peer: str
+    ) -> JSONResponse:
+        """A post refused before its checks ran: dead-lettered and audited like any."""
+        try:
+            await self.edge.refuse(SourceFormat.FHIR, raw, error, protocol=PROTOCOL_FHIR, peer=peer)
+        except KafkaUnavailable as unavailable:
+            return _refused(unavailable)
+        return _refused(error)
+
     async def metadata(self) -> JSONResponse:
         return JSONResponse(
             capability_statement(self.base, self.issuer.token_endpoint), media_type=FHIR_JSON
@@ -184,9 +194,12 @@ class GatewayApi:
             return client
         try:
             raw = await _body(request, MAX_MESSAGE_BYTES)
+        except InvalidMessage as error:
+            return outcome(413, error.code, error.reason)
+        try:
             bundle_type = _bundle_type(raw)
         except InvalidMessage as error:
-            return outcome(400 if error.code != TOO_LARGE else 413, error.code, error.reason)
+            return await self.refuse(raw, error, client, _peer(request))
         message_id, refused = await self.publish(
             SourceFormat.FHIR, raw, PROTOCOL_FHIR, client, _peer(request)
         )
@@ -208,13 +221,14 @@ class GatewayApi:
             raw = await _body(request, MAX_MESSAGE_BYTES)
         except InvalidMessage as error:
             return outcome(413, error.code, error.reason)
-        if _resource_type(raw) != resource_type:
-            return outcome(
-                400,
+        posted = _resource_type(raw)
+        if posted is not None and posted != resource_type:
+            mismatch = InvalidMessage(
                 "fhir.type_mismatch",
                 f"POST /fhir/{resource_type[:40]} takes a {resource_type[:40]} resource; "
                 "post a Bundle to /fhir",
             )
+            return await self.refuse(raw, mismatch, client, _peer(request))
         message_id, refused = await self.publish(
             SourceFormat.FHIR, raw, PROTOCOL_FHIR, client, _peer(request)
         )
@@ -250,9 +264,7 @@ class GatewayApi:
                 unavailable += 1
                 status, code = stow.OUT_OF_RESOURCES, refused.code
             elif refused is not None:
-                too_large = refused.code in (TOO_LARGE, "dicom.too_large")
-                status = stow.OUT_OF_RESOURCES if too_large else stow.CANNOT_UNDERSTAND
-                code = refused.code
+                status, code = stow.CANNOT_UNDERSTAND, refused.code
             else:
                 status, code = 0, None
             instances.append(stow.StoredInstance(sop_class, sop_instance, status, code))

@@ -286,7 +286,7 @@ class MllpListener:
             "inbound topics; split the message.",
         )
         try:
-            await self._edge.audit_refusal(PROTOCOL, peer, TOO_LARGE)
+            await self._edge.audit_refusal(PROTOCOL, peer, TOO_LARGE, "message.rejected")
         except KafkaUnavailable as unavailable:
             return acknowledgement(MessageHeader(), "AE", unavailable)
         return acknowledgement(MessageHeader(), "AR", error)

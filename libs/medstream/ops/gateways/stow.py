@@ -14,8 +14,8 @@ from typing import Any
 
 DICOM_TYPE = "application/dicom"
 # Status codes a failed instance is listed with (PS3.4 Annex B, PS3.18 Table 10.5.3-1).
-CANNOT_UNDERSTAND = 0xC000
-OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000  # final: the same instance would fail again
+OUT_OF_RESOURCES = 0xA700  # Kafka unavailable: the sender should retry
 
 
 class NotStowBody(ValueError):
