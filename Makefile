@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security bench-profile bench-throughput bench-wakeup clean
+.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security bench-profile bench-throughput bench-wakeup bench-gateways clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -78,6 +78,10 @@ bench-security: setup  ## Kafka's TLS and SCRAM cost: plaintext, SCRAM and SCRAM
 bench-wakeup: setup  ## Outbox relay wake-up: polling, LISTEN/NOTIFY and in-process, side by side.
 	$(BIN)/medstream up --no-services
 	$(BIN)/python bench/e2e/relay_wakeup.py
+
+bench-gateways: setup  ## The gateways against their limits: MLLP vs the raw producer, C-STORE vs dcmtk storescp.
+	$(BIN)/medstream up
+	$(BIN)/python bench/gateways/throughput.py
 
 clean: down  ## Stop the stack and delete its state (data, logs, jars) and both virtualenvs.
 	rm -rf .state $(VENV) .venv-bench

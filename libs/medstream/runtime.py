@@ -53,16 +53,23 @@ class ServiceRuntime:
 Wiring = Callable[[ServiceRuntime], Awaitable[None]]
 
 
-async def serve(name: str, wire: Wiring) -> None:
-    """Start the connections, let ``wire`` register subscriptions, run until SIGTERM."""
-    settings = get_settings().model_copy(update={"service_name": name})
-    log = logging.getLogger(f"medstream.{name}")
+def stop_on_signals(settings: Settings) -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT; also starts the process's Prometheus
+    endpoint (MEDSTREAM_METRICS_PORT). Call it from the running event loop."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="127.0.0.1")
+    return stop
+
+
+async def serve(name: str, wire: Wiring) -> None:
+    """Start the connections, let ``wire`` register subscriptions, run until SIGTERM."""
+    settings = get_settings().model_copy(update={"service_name": name})
+    log = logging.getLogger(f"medstream.{name}")
+    stop = stop_on_signals(settings)
     runtime = ServiceRuntime(
         name=name,
         settings=settings,

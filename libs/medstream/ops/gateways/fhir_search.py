@@ -221,6 +221,10 @@ def capability_statement(base: str, token_endpoint: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                "documentation": "Reads and searches serve MedStream's stored results. "
+                "POST /fhir takes a transaction or batch Bundle and POST /fhir/{type} any "
+                "resource, for processing: both answer 202 once the input is on "
+                "ehr.inbound.fhir; nothing posted is stored or readable here.",
                 "security": {
                     "service": [
                         {

@@ -188,14 +188,23 @@ class GatewayApi:
                 status_code=refused.status,
             )
 
-    async def transaction(self, request: Request) -> Response:
-        client = await self.authorise(request, "system/Bundle.write", PROTOCOL_FHIR)
+    async def posted(
+        self, request: Request, wanted: str, protocol: str, limit: int
+    ) -> tuple[str, bytes] | Response:
+        """The client and body of an authorised post, or the response refusing it."""
+        client = await self.authorise(request, wanted, protocol)
         if isinstance(client, Response):
             return client
         try:
-            raw = await _body(request, MAX_MESSAGE_BYTES)
+            return client, await _body(request, limit)
         except InvalidMessage as error:
             return outcome(413, error.code, error.reason)
+
+    async def transaction(self, request: Request) -> Response:
+        posted = await self.posted(request, "system/Bundle.write", PROTOCOL_FHIR, MAX_MESSAGE_BYTES)
+        if isinstance(posted, Response):
+            return posted
+        client, raw = posted
         try:
             bundle_type = _bundle_type(raw)
         except InvalidMessage as error:
@@ -214,15 +223,14 @@ class GatewayApi:
         return JSONResponse(body, media_type=FHIR_JSON, headers={"X-Message-Id": str(message_id)})
 
     async def create(self, resource_type: str, request: Request) -> Response:
-        client = await self.authorise(request, f"system/{resource_type}.write", PROTOCOL_FHIR)
-        if isinstance(client, Response):
-            return client
-        try:
-            raw = await _body(request, MAX_MESSAGE_BYTES)
-        except InvalidMessage as error:
-            return outcome(413, error.code, error.reason)
-        posted = _resource_type(raw)
-        if posted is not None and posted != resource_type:
+        posted = await self.posted(
+            request, f"system/{resource_type}.write", PROTOCOL_FHIR, MAX_MESSAGE_BYTES
+        )
+        if isinstance(posted, Response):
+            return posted
+        client, raw = posted
+        kind = _resource_type(raw)
+        if kind is not None and kind != resource_type:
             mismatch = InvalidMessage(
                 "fhir.type_mismatch",
                 f"POST /fhir/{resource_type[:40]} takes a {resource_type[:40]} resource; "
@@ -244,14 +252,14 @@ class GatewayApi:
         return accepted
 
     async def store_instances(self, request: Request) -> Response:
-        client = await self.authorise(request, "system/ImagingStudy.write", PROTOCOL_STOW)
-        if isinstance(client, Response):
-            return client
+        posted = await self.posted(
+            request, "system/ImagingStudy.write", PROTOCOL_STOW, MAX_STOW_BYTES
+        )
+        if isinstance(posted, Response):
+            return posted
+        client, raw = posted
         try:
-            raw = await _body(request, MAX_STOW_BYTES)
             parts = stow.dicom_parts(request.headers.get("content-type", ""), raw)
-        except InvalidMessage as error:
-            return outcome(413, error.code, error.reason)
         except stow.NotStowBody as error:
             return outcome(415, "stow.media_type", str(error))
         instances, unavailable = [], 0
