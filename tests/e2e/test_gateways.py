@@ -396,6 +396,33 @@ async def test_fhirpy_posts_bundles_and_pages_through_the_results(
     assert any(link["relation"] == "next" for link in first["link"])
     one = await client.reference("RiskAssessment", found[0]["id"]).to_resource()
     assert one["id"] == found[0]["id"]
+    coding = one["code"]["coding"][0]
+    same_code = client.resources("RiskAssessment").search(
+        subject=f"Patient/{patient}", code=f"{coding['system']}|{coding['code']}"
+    )
+    assert len(await same_code.fetch_all()) == 3
+    since = one["meta"]["lastUpdated"][:10]
+    assert (
+        len(
+            await client.resources("RiskAssessment")
+            .search(subject=f"Patient/{patient}", _lastUpdated__ge=since)
+            .fetch_all()
+        )
+        == 3
+    )
+    assert (
+        not await client.resources("RiskAssessment")
+        .search(subject=f"Patient/{patient}", _lastUpdated__lt=since)
+        .fetch_all()
+    )
+    # Lineage starts at the network edge: the gateway's acceptance is its first step.
+    lineage = subprocess.run(
+        [str(BIN / "medstream"), "lineage", f"RiskAssessment/{one['id']}"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert b"gateway.accepted" in lineage.stdout
     statement = await client.execute("metadata", method="get")
     assert statement["resourceType"] == "CapabilityStatement"
 

@@ -6,17 +6,21 @@ timeouts, oversized frames, and AE when Kafka does not answer."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from medstream.clinical import SourceFormat
 from medstream.errors import InvalidMessage
 from medstream.ops.gateways import mllp
 from medstream.ops.gateways.edge import Checked, KafkaUnavailable
 from medstream.ops.gateways.mllp import END_BLOCK, MllpListener, frame
+from medstream.platform.tls import ensure_local_ca
 from medstream.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -139,3 +143,45 @@ async def test_an_idle_connection_is_closed() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the gateway
         writer.close()
+
+
+async def test_mllp_over_tls(tmp_path: Path) -> None:
+    """IHE ATNA's secure transport: the same listener behind TLS (a certificate from a
+    throwaway CA, the way the stack makes the brokers')."""
+    files = ensure_local_ca(tmp_path / "tls")
+    edge = FakeEdge()
+    settings = {
+        "gateway_tls_cert_file": files.broker_keystore,
+        "gateway_tls_key_file": files.broker_keystore,
+    }
+    async with listening(edge, **settings) as port:
+        client = ssl.create_default_context(cafile=str(files.ca_cert))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(frame(message("TLS1")))
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.readuntil(END_BLOCK), 10)
+        writer.close()
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await send(port, frame(message("PLAIN")))  # a plain client gets nothing
+    assert b"MSA|AA|TLS1" in reply
+    assert edge.accepted == [message("TLS1")]
+
+
+async def test_connections_and_acknowledgement_latency_are_measured() -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"protocol": "mllp"}) or 0.0
+
+    before = (
+        sample("medstream_gateway_connections_total"),
+        sample("medstream_gateway_ack_seconds_count"),
+    )
+    edge = FakeEdge()
+    async with listening(edge) as port:
+        await send(port, frame(message("M1")), frame(message("M2")))
+    assert sample("medstream_gateway_connections_total") == before[0] + 1
+    assert sample("medstream_gateway_ack_seconds_count") == before[1] + 2
+    for _ in range(40):  # the handler sees the client's close a moment later
+        if sample("medstream_gateway_open_connections") == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert sample("medstream_gateway_open_connections") == 0
