@@ -130,7 +130,9 @@ class EdgePublisher:
         acknowledged both, or raise KafkaUnavailable."""
         topic = TOPIC_OF_FORMAT[source_format]
         headers = [(MESSAGE_ID_HEADER, checked.message_id.encode())]
-        if source_system:
+        # Only a header ingestion will read as it is: a sending application's name in
+        # odd bytes must not make an accepted message fail its header checks later.
+        if source_system and source_system.isascii() and source_system.isprintable():
             headers.append((SOURCE_SYSTEM_HEADER, source_system[:128].encode()))
         audit = self._audit(
             "gateway.accepted",

@@ -58,6 +58,7 @@ PROTOCOL_FHIR, PROTOCOL_STOW = "fhir", "stow"
 # A STOW-RS request may carry many instances; each must still fit one record.
 MAX_STOW_BYTES = 8 * MAX_MESSAGE_BYTES
 RETRY_AFTER_S = "5"
+MAX_TOKEN_REQUEST_BYTES = 64 * 1024
 
 
 def outcome(status: int, code: str, diagnostics: str, severity: str = "error") -> JSONResponse:
@@ -178,7 +179,13 @@ class GatewayApi:
         )
 
     async def token(self, request: Request) -> JSONResponse:
-        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        try:
+            raw = await _body(request, MAX_TOKEN_REQUEST_BYTES)
+        except InvalidMessage as error:
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": error.reason}, 413
+            )
+        form = dict(parse_qsl(raw.decode("utf-8", "replace")))
         try:
             return JSONResponse(self.issuer.issue(form), headers={"Cache-Control": "no-store"})
         except AuthError as refused:
@@ -364,7 +371,7 @@ def _refused(refused: InvalidMessage | KafkaUnavailable) -> JSONResponse:
 def _resource_type(raw: bytes) -> str | None:
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # ingestion's checks will say which
         return None
     found = data.get("resourceType") if isinstance(data, dict) else None
     return found if isinstance(found, str) else None
@@ -374,6 +381,8 @@ def _bundle_type(raw: bytes) -> str:
     """The type of a posted Bundle: transaction or batch (InvalidMessage otherwise)."""
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise InvalidMessage("fhir.too_deep", "The JSON is nested too deeply.") from None
     except ValueError:
         raise InvalidMessage("fhir.not_json", "The body is not JSON.") from None
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
