@@ -48,7 +48,7 @@ async def test_a_refused_record_is_quarantined_and_the_relay_goes_on(
     )  # fmt: skip
     messages = [
         OutboundMessage(flowing, b"before", f"{flowing}-a"),
-        # Random bytes: lz4 cannot shrink them under the topic's limit.
+        # Random bytes: compression cannot shrink them under the topic's limit.
         OutboundMessage(
             small, os.urandom(8192), f"{small}-big", headers={"inbound-message-id": "in-1"}
         ),
