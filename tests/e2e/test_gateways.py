@@ -518,3 +518,30 @@ async def test_the_demo_feed_through_the_gateways_with_the_gateway_killed(
             {"ids": [m.message_id for m in feed.messages]},
         )  # fmt: skip
     assert accepted >= sum(1 for m in feed.messages if m.expect_code is None)
+
+
+def test_compressed_transfer_syntaxes_are_accepted(
+    settings: Settings, gateway_stack: local_stack.Stack, tmp_path: Path
+) -> None:
+    """JPEG 2000, JPEG lossless and RLE are negotiated, and a JPEG 2000 CR film (from
+    pydicom-data) is stored."""
+    from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless  # noqa: PLC0415
+    from pynetdicom import AE  # noqa: PLC0415
+
+    film = pydicom.dcmread(get_testdata_file("RG1_J2KR.dcm"))
+    film.SOPInstanceUID = pydicom.uid.generate_uid()
+    film.file_meta.MediaStorageSOPInstanceUID = film.SOPInstanceUID
+    film.PatientID = f"J2K{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "j2k.dcm"
+    film.save_as(path, enforce_file_format=True)
+    ae = AE(ae_title="PYNETDICOM")
+    for syntax in (JPEG2000Lossless, JPEGLosslessSV1, RLELossless):
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.1.1", [syntax])
+    assoc = ae.associate("127.0.0.1", settings.dicom_port, ae_title=settings.dicom_ae_title)
+    assert assoc.is_established
+    try:
+        accepted = {c.transfer_syntax[0] for c in assoc.accepted_contexts}
+        assert accepted == {JPEG2000Lossless, JPEGLosslessSV1, RLELossless}
+        assert int(assoc.send_c_store(path).Status) == 0
+    finally:
+        assoc.release()
