@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # an idle connection is kept.
     gateway_max_connections: int = Field(default=64, ge=1, le=10_000)
     gateway_idle_timeout_s: float = Field(default=60.0, gt=0)
+    # The largest HL7 v2 message over MLLP: each connection may buffer about twice this,
+    # so it bounds the gateway's memory (with the connection limit).
+    mllp_max_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=31 * 1024 * 1024)
     # How long a message may wait for Kafka's acknowledgement before the sender is told
     # to retry (MLLP AE, DICOM A700, HTTP 503).
     gateway_ack_timeout_s: float = Field(default=10.0, gt=0, le=120)

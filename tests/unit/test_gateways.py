@@ -334,3 +334,38 @@ def test_scope_matching_follows_smart_v1_and_v2() -> None:
     assert not scope_allows("system/Observation.read", "system/RiskAssessment.read")
     assert not scope_allows("patient/*.read", "system/Observation.read")
     assert not scope_allows("system/*.read", "system/Bundle.write")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("_count", "²")],
+        [("_offset", "99999999999999999999")],
+        [("_lastUpdated", "9999-12-31")],
+        [("_lastUpdated", "gt9999-12-31T23:59:59.999999Z")],
+        [("_lastUpdated", "not-a-date")],
+    ],
+)
+def test_hostile_search_values_are_400s_not_500s(params: list[tuple[str, str]]) -> None:
+    with pytest.raises(SearchError):
+        parse_search("Observation", [("subject", "1"), *params])
+
+
+def test_last_updated_covers_its_precision() -> None:
+    minute = parse_search("Observation", [("subject", "1"), ("_lastUpdated", "2026-11-30T10:15Z")])
+    values = minute.parameters()
+    start = next(v for k, v in values.items() if k.startswith("start"))
+    end = next(v for k, v in values.items() if k.startswith("end"))
+    assert (end - start).total_seconds() == 60
+    second = parse_search(
+        "Observation", [("subject", "1"), ("_lastUpdated", "2026-11-30T10:15:07+01:00")]
+    )
+    values = second.parameters()
+    start = next(v for k, v in values.items() if k.startswith("start"))
+    end = next(v for k, v in values.items() if k.startswith("end"))
+    assert (end - start).total_seconds() == 1
+
+
+def test_search_only_or_read_only_scopes_do_not_cover_reads_and_searches() -> None:
+    assert not scope_allows("system/Observation.s", "system/Observation.read")
+    assert not scope_allows("system/Observation.r", "system/Observation.read")

@@ -17,7 +17,6 @@ from prometheus_client import REGISTRY
 
 from medstream.clinical import SourceFormat
 from medstream.errors import InvalidMessage
-from medstream.ops.gateways import mllp
 from medstream.ops.gateways.edge import Checked, KafkaUnavailable
 from medstream.ops.gateways.mllp import END_BLOCK, MllpListener, frame
 from medstream.platform.tls import ensure_local_ca
@@ -109,13 +108,41 @@ async def test_kafka_unavailable_is_ae_and_never_aa() -> None:
     assert b"gateway.kafka_unavailable" in reply
 
 
-async def test_an_oversized_frame_is_refused_and_the_connection_goes_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(mllp, "MAX_MESSAGE_BYTES", 4096)
+async def test_after_an_ae_the_connection_closes_so_pipelined_frames_keep_their_order() -> None:
     edge = FakeEdge()
+    edge.kafka_down = True
     async with listening(edge) as port:
-        big = frame(message("BIG") + b"OBX|" + b"x" * 20_000 + b"\r")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(frame(message("P1")) + frame(message("P2")))
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(END_BLOCK), 10)
+        rest = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    assert b"MSA|AE|P1" in first
+    assert rest == b"", "P2 must not be answered (or published) before P1 is resent"
+
+
+async def test_past_the_waiting_limit_a_connection_is_turned_away() -> None:
+    edge = FakeEdge()
+    edge.release.clear()
+    async with listening(edge, gateway_max_connections=1) as port:
+        holding = asyncio.create_task(send(port, frame(message("HOLD"))))
+        await asyncio.sleep(0.3)
+        waiting = await asyncio.open_connection("127.0.0.1", port)  # waits for the slot
+        await asyncio.sleep(0.3)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once
+        writer.close()
+        waiting[1].close()
+        edge.release.set()
+        await holding
+    assert "mllp.busy" in edge.refused
+
+
+async def test_an_oversized_frame_is_refused_and_the_connection_goes_on() -> None:
+    edge = FakeEdge()
+    async with listening(edge, mllp_max_bytes=64 * 1024) as port:
+        big = frame(message("BIG") + b"OBX|" + b"x" * 300_000 + b"\r")
         replies = await send(port, big, frame(message("AFTER")))
     assert b"MSA|AR|" in replies[0]
     assert b"gateway.too_large" in replies[0]

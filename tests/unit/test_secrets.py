@@ -261,3 +261,19 @@ def test_outside_dev_kafka_needs_a_password_tls_and_a_ca() -> None:
 def test_the_benchmarks_null_model_is_refused_outside_dev() -> None:
     found = policy.problems(production(service_name="monitoring", worker_null_model=True))
     assert any("MEDSTREAM_WORKER_NULL_MODEL" in problem for problem in found)
+
+
+def test_the_gateway_needs_its_token_key_and_a_real_ae_allow_list() -> None:
+    problems = " ".join(policy.problems(production(service_name="gateway")))
+    assert "MEDSTREAM_GATEWAY_TOKEN_KEY" in problems
+    assert "MEDSTREAM_DICOM_CALLING_AE_TITLES" in problems
+    assert (
+        policy.problems(
+            production(
+                service_name="gateway",
+                gateway_token_key="t" * 48,
+                dicom_calling_ae_titles="CR_ROOM_1,PACS",
+            )
+        )
+        == []
+    )

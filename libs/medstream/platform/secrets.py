@@ -201,6 +201,13 @@ def problems(settings: Settings) -> list[str]:
             settings.gateway_token_key.get_secret_value() if settings.gateway_token_key else None
         )
         found += _password_problems("gateway_token_key", secret, minimum=MIN_KEY_BYTES)
+        default_titles = type(settings).model_fields["dicom_calling_ae_titles"].default
+        if settings.dicom_calling_ae_titles == default_titles:
+            # The common tools' default titles keep almost no one out.
+            found.append(
+                "MEDSTREAM_DICOM_CALLING_AE_TITLES is the development list: name the "
+                "modalities and archives that may send"
+            )
     if principal in REDIS_USERS:
         secret = settings.redis_password.get_secret_value() if settings.redis_password else None
         found += _password_problems("redis_password", secret)

@@ -4,9 +4,10 @@ Kafka holds.
 Each instance is checked as ingestion will check it and published to
 ``ehr.inbound.dicom`` before the C-STORE response is sent. The status is success
 (0x0000) only once Kafka acknowledged; a refused instance gets 0xC000 (cannot
-understand) with our stable code in Error Comment, and its bytes are dead-lettered;
-one over the record limit, or sent while Kafka is unavailable, gets 0xA700 (out of
-resources), which senders retry. Associations from a calling AE title outside the
+understand) with our stable code in Error Comment, and its bytes are dead-lettered
+(one over the record limit is refused with ``gateway.too_large`` and audited, without
+being read); one sent while Kafka is unavailable gets 0xA700 (out of resources), which
+senders retry. Associations from a calling AE title outside the
 allow-list are rejected and audited.
 
 pynetdicom serves each association on a thread of its own; the publishing runs on
@@ -23,7 +24,7 @@ from threading import Thread
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -33,6 +34,8 @@ from medstream.ops.gateways.edge import (
     ACK_LATENCY,
     CONNECTIONS,
     CONNECTIONS_TOTAL,
+    MAX_RECORD_BYTES,
+    TOO_LARGE,
     EdgePublisher,
     KafkaUnavailable,
 )
@@ -44,7 +47,8 @@ PROTOCOL = "dicom"
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
-UNKNOWN_CALLING_AE = "dicom.unknown_calling_ae"
+# An association refused: a calling AE title off the allow-list, or past the limit.
+ASSOCIATION_REJECTED = "dicom.association_rejected"
 
 
 class _ReusePortServer(ThreadedAssociationServer):
@@ -70,12 +74,16 @@ class DicomListener:
         self._settings = settings
         self._loop = loop
         self._server: ThreadedAssociationServer | None = None
+        self._established: set[int] = set()
 
     def start(self) -> None:
         """Bind and serve on a background thread."""
         settings = self._settings
         # pynetdicom logs every association at INFO: only its warnings are kept.
         logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+        # Received data sets go to a temporary file, not memory (pynetdicom deletes it
+        # after the handler): an instance is read only once its size is known to fit.
+        _config.STORE_RECV_CHUNKED_DATASET = True
         ae = AE(ae_title=settings.dicom_ae_title)
         ae.require_calling_aet = calling_titles(settings)
         ae.maximum_associations = settings.gateway_max_connections
@@ -115,9 +123,15 @@ class DicomListener:
 
     def _store(self, event: evt.Event) -> Dataset | int:
         peer = str(event.assoc.requestor.address)
-        raw = event.encoded_dataset(include_meta=True)
+        path = event.dataset_path
         try:
-            status, comment = self._wait(self.store(raw, peer))
+            if path.stat().st_size > MAX_RECORD_BYTES:
+                self._wait(self._edge.audit_refusal(PROTOCOL, peer, TOO_LARGE, "message.rejected"))
+                status, comment = CANNOT_UNDERSTAND, TOO_LARGE
+            else:
+                status, comment = self._wait(self.store(path.read_bytes(), peer))
+        except KafkaUnavailable as unavailable:
+            status, comment = OUT_OF_RESOURCES, unavailable.code
         except FutureTimeout:
             status, comment = OUT_OF_RESOURCES, "gateway.timeout"
         response = Dataset()
@@ -132,6 +146,9 @@ class DicomListener:
         try:
             try:
                 checked = await self._edge.check(SourceFormat.DICOM, raw)
+                await self._edge.accept(
+                    SourceFormat.DICOM, raw, checked, protocol=PROTOCOL, peer=peer
+                )
             except InvalidMessage as error:
                 await self._edge.refuse(
                     SourceFormat.DICOM, raw, error, protocol=PROTOCOL, peer=peer
@@ -139,7 +156,6 @@ class DicomListener:
                 # Final: resending the same instance cannot succeed (A7xx would say
                 # "retry", and senders would, forever).
                 return CANNOT_UNDERSTAND, error.code
-            await self._edge.accept(SourceFormat.DICOM, raw, checked, protocol=PROTOCOL, peer=peer)
         except KafkaUnavailable as unavailable:
             return OUT_OF_RESOURCES, unavailable.code
         finally:
@@ -152,9 +168,13 @@ class DicomListener:
     def _opened(self, event: evt.Event) -> None:
         CONNECTIONS.labels(PROTOCOL).inc()
         CONNECTIONS_TOTAL.labels(PROTOCOL).inc()
+        self._established.add(id(event.assoc))
 
     def _closed(self, event: evt.Event) -> None:
-        CONNECTIONS.labels(PROTOCOL).dec()
+        # An association aborted before it was established was never counted.
+        if id(event.assoc) in self._established:
+            self._established.discard(id(event.assoc))
+            CONNECTIONS.labels(PROTOCOL).dec()
 
     def _rejected(self, event: evt.Event) -> None:
         requestor = event.assoc.requestor
@@ -162,6 +182,6 @@ class DicomListener:
         peer = f"{requestor.address} AE {requestor.ae_title}"
         log.warning("DICOM association rejected", extra={"peer": peer})
         try:
-            self._wait(self._edge.audit_refusal(PROTOCOL, peer, UNKNOWN_CALLING_AE))
+            self._wait(self._edge.audit_refusal(PROTOCOL, peer, ASSOCIATION_REJECTED))
         except (KafkaUnavailable, FutureTimeout):
             log.warning("the rejected association could not be audited: Kafka is unavailable")

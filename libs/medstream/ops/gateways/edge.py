@@ -30,7 +30,7 @@ from medstream.clinical import SourceFormat
 from medstream.errors import InvalidMessage
 from medstream.events import AuditOutcome
 from medstream.ingest import DERIVE_ID, ingest
-from medstream.outbox import OutboundMessage
+from medstream.outbox import OutboundMessage, refusal_code
 from medstream.received import MESSAGE_ID_HEADER, SOURCE_SYSTEM_HEADER, message_id_for
 from medstream.replay import TOPIC_OF_FORMAT
 from medstream.settings import Settings
@@ -61,18 +61,30 @@ KAFKA_UNAVAILABLE = "gateway.kafka_unavailable"
 # topic, value, key, headers
 Record = tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]
 TOO_LARGE = "gateway.too_large"
+# The inbound topics take records of up to MAX_MESSAGE_BYTES, headers and batch framing
+# included: a message must leave room for them.
+MAX_RECORD_BYTES = MAX_MESSAGE_BYTES - 256 * 1024
 
 
 class KafkaUnavailable(Exception):
     """Kafka did not acknowledge in time: the sender must retry (never told success)."""
 
     code = KAFKA_UNAVAILABLE
+    reason = (
+        "Kafka did not acknowledge the message in time; nothing was accepted. "
+        "Retry: a message that did land is not processed twice."
+    )
 
     def __init__(self) -> None:
-        super().__init__(
-            "Kafka did not acknowledge the message in time; nothing was accepted. "
-            "Retry: a message that did land is not processed twice."
-        )
+        super().__init__(self.reason)
+
+
+class Busy(KafkaUnavailable):
+    """The gateway could not check the message in its budget: retry later, as when
+    Kafka is unavailable (MLLP AE, DICOM 0xA700, HTTP 503)."""
+
+    code = "gateway.busy"
+    reason = "The gateway is busy and could not check the message in time; retry later."
 
 
 @dataclass(frozen=True)
@@ -90,31 +102,40 @@ class EdgePublisher:
         self._producer = producer
         self._settings = settings
 
-    def message_id(self, source_format: SourceFormat, raw: bytes) -> str:
-        """The id ingestion will give ``raw`` (the CONTRACT's derivation)."""
-        return message_id_for(raw, (), DERIVE_ID[source_format])
+    async def message_id(self, source_format: SourceFormat, raw: bytes) -> str:
+        """The id ingestion will give ``raw`` (the CONTRACT's derivation), worked out
+        off the event loop: it parses JSON or DICOM headers."""
+        return await asyncio.to_thread(message_id_for, raw, (), DERIVE_ID[source_format])
 
     async def check(self, source_format: SourceFormat, raw: bytes) -> Checked:
         """Run ingestion's checks on ``raw``, off the event loop and under the message
-        budget; raise InvalidMessage (with its stable code) if ingestion would refuse."""
-        if len(raw) > MAX_MESSAGE_BYTES:
+        budget; raise InvalidMessage (with its stable code) if ingestion would refuse,
+        or Busy when the checks could not finish in their budget (retryable: that says
+        more about the gateway's load than about the message)."""
+        if len(raw) > MAX_RECORD_BYTES:
             raise InvalidMessage(
                 TOO_LARGE,
-                f"The message is {len(raw)} bytes, over the {MAX_MESSAGE_BYTES}-byte "
+                f"The message is {len(raw)} bytes, over the {MAX_RECORD_BYTES}-byte "
                 "record limit of the inbound topics.",
             )
-        message_id = self.message_id(source_format, raw)
-        result = await offload(
-            ACTOR,
-            self._settings.message_budget_s,
-            ingest,
-            source_format,
-            raw,
-            message_id=message_id,
-            dicom_max_bytes=self._settings.dicom_max_bytes,
-        )
-        key = result.records[0].ehr_patient_id.encode() if result.records else None
-        return Checked(message_id, key)
+
+        def checked() -> Checked:
+            message_id = message_id_for(raw, (), DERIVE_ID[source_format])
+            result = ingest(
+                source_format,
+                raw,
+                message_id=message_id,
+                dicom_max_bytes=self._settings.dicom_max_bytes,
+            )
+            key = result.records[0].ehr_patient_id.encode() if result.records else None
+            return Checked(message_id, key)
+
+        try:
+            return await offload(ACTOR, self._settings.message_budget_s, checked)
+        except InvalidMessage as error:
+            if error.code.endswith(".too_costly"):
+                raise Busy from None
+            raise
 
     async def accept(
         self,
@@ -158,7 +179,7 @@ class EdgePublisher:
         """Dead-letter ``raw`` with ``error`` and audit the refusal; return the message
         id. Raises KafkaUnavailable (the sender must then retry, not give up)."""
         topic = TOPIC_OF_FORMAT[source_format]
-        message_id = self.message_id(source_format, raw)
+        message_id = await self.message_id(source_format, raw)
         # The action every stage's rejections share, so the ledger and lineage see it.
         audit = self._audit(
             "message.rejected",
@@ -167,7 +188,7 @@ class EdgePublisher:
             failed=True,
         )
         letters = []
-        if len(raw) <= MAX_MESSAGE_BYTES:  # a larger one no topic can hold
+        if len(raw) <= MAX_RECORD_BYTES:  # a larger one no topic can hold
             letters.append(
                 (
                     dead_letter_topic(topic),
@@ -234,6 +255,11 @@ class EdgePublisher:
             # send() itself waits for metadata when no broker answers: bounded too.
             await asyncio.wait_for(publish_all(), timeout=self._settings.gateway_ack_timeout_s)
         except (KafkaError, TimeoutError, OSError) as exc:
+            code = refusal_code(exc)
+            if code is not None:  # refused for good (too large...): a retry cannot help
+                raise InvalidMessage(
+                    code, "Kafka refused the record for good; it cannot be accepted."
+                ) from None
             log.warning(
                 "Kafka did not acknowledge; the sender is told to retry",
                 extra={"error_class": type(exc).__name__},

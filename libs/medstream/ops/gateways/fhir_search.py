@@ -19,6 +19,7 @@ PATIENT_PARAMS = ("subject", "patient")
 # Per type: its search parameters beyond the patient ones and _lastUpdated.
 CODED = {"DiagnosticReport", "Observation", "RiskAssessment"}
 DEFAULT_COUNT, MAX_COUNT = 20, 100
+MAX_OFFSET = 100_000
 # Result parameters that change nothing we return.
 IGNORED = {"_format", "_pretty"}
 PREFIXES = {"eq", "gt", "lt", "ge", "le"}
@@ -68,6 +69,11 @@ class Search:
         }
 
 
+def _whole(value: str) -> bool:
+    """ASCII digits only ("²".isdigit() is true), and not absurdly long."""
+    return value.isascii() and value.isdigit() and len(value) <= 9
+
+
 def patient_reference(value: str) -> str:
     """``Patient/ID`` from ``ID``, ``Patient/ID`` or an absolute URL ending so."""
     parts = value.strip().rstrip("/").split("/")
@@ -79,19 +85,28 @@ def patient_reference(value: str) -> str:
 
 
 def _instant(value: str) -> tuple[datetime, datetime]:
-    """The range a FHIR date or dateTime covers (a day, or one instant)."""
+    """The range a FHIR date or dateTime covers, to its precision: a day, a minute, a
+    second, or an instant."""
     try:
         if len(value) == 10:
             start = datetime.fromisoformat(value).replace(tzinfo=UTC)
             return start, start + timedelta(days=1)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        clock = value[11:].split("+", maxsplit=1)[0].split("-", maxsplit=1)[0].rstrip("Z")
+        width = (
+            timedelta(minutes=1)
+            if clock.count(":") == 1
+            else timedelta(seconds=1)
+            if "." not in clock
+            else timedelta(microseconds=1)
+        )
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment, moment + width
+    except (ValueError, OverflowError):
         raise SearchError(
             f"_lastUpdated needs a FHIR date or dateTime (2026-11-30 or "
-            f"2026-11-30T10:00:00Z), not {value[:40]!r}"
+            f"2026-11-30T10:00:00Z) before 9999, not {value[:40]!r}"
         ) from None
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment, moment + timedelta(microseconds=1)
 
 
 def parse_search(resource_type: str, params: list[tuple[str, str]]) -> Search:
@@ -101,13 +116,13 @@ def parse_search(resource_type: str, params: list[tuple[str, str]]) -> Search:
         if name in IGNORED:
             continue
         if name == "_count":
-            if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+            if not _whole(value) or not 1 <= int(value) <= MAX_COUNT:
                 raise SearchError(f"_count must be a whole number from 1 to {MAX_COUNT}")
             search.count = int(value)
             continue
         if name == "_offset":
-            if not value.isdigit():
-                raise SearchError("_offset must be a whole number")
+            if not _whole(value) or int(value) > MAX_OFFSET:
+                raise SearchError(f"_offset must be a whole number up to {MAX_OFFSET}")
             search.offset = int(value)
             continue
         search.query.append((name, value))

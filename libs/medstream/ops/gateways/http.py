@@ -59,6 +59,9 @@ PROTOCOL_FHIR, PROTOCOL_STOW = "fhir", "stow"
 MAX_STOW_BYTES = 8 * MAX_MESSAGE_BYTES
 RETRY_AFTER_S = "5"
 MAX_TOKEN_REQUEST_BYTES = 64 * 1024
+# Each part costs a check, a publish and an audit event: a bound on the work of one
+# request.
+MAX_STOW_PARTS = 1000
 
 
 def outcome(status: int, code: str, diagnostics: str, severity: str = "error") -> JSONResponse:
@@ -118,10 +121,11 @@ class GatewayApi:
         except AuthError as refused:
             REFUSALS.labels(protocol, refused.error).inc()
             with contextlib.suppress(KafkaUnavailable):
+                # The scope asked for, not the path: a path may name a patient.
                 await self.edge.audit_access(
                     "gateway.access_refused",
                     "unknown",
-                    {"protocol": protocol, "path": request.url.path, "code": refused.error},
+                    {"protocol": protocol, "scope": wanted[:80], "code": refused.error},
                     failed=True,
                 )
             return outcome(refused.status, refused.error, refused.description)
@@ -134,17 +138,17 @@ class GatewayApi:
         try:
             try:
                 checked = await self.edge.check(source_format, raw)
+                await self.edge.accept(
+                    source_format,
+                    raw,
+                    checked,
+                    protocol=protocol,
+                    peer=peer,
+                    source_system=f"client:{client}",
+                )
             except InvalidMessage as error:
                 await self.edge.refuse(source_format, raw, error, protocol=protocol, peer=peer)
                 return None, error
-            await self.edge.accept(
-                source_format,
-                raw,
-                checked,
-                protocol=protocol,
-                peer=peer,
-                source_system=f"client:{client}",
-            )
         except KafkaUnavailable as unavailable:
             return None, unavailable
         finally:
@@ -190,6 +194,13 @@ class GatewayApi:
             return JSONResponse(self.issuer.issue(form), headers={"Cache-Control": "no-store"})
         except AuthError as refused:
             REFUSALS.labels("auth", refused.error).inc()
+            with contextlib.suppress(KafkaUnavailable):
+                await self.edge.audit_access(
+                    "gateway.access_refused",
+                    "unknown",
+                    {"protocol": "auth", "code": refused.error},
+                    failed=True,
+                )
             return JSONResponse(
                 {"error": refused.error, "error_description": refused.description},
                 status_code=refused.status,
@@ -205,6 +216,10 @@ class GatewayApi:
         try:
             return client, await _body(request, limit)
         except InvalidMessage as error:
+            with contextlib.suppress(KafkaUnavailable):
+                await self.edge.audit_refusal(
+                    protocol, _peer(request), error.code, "message.rejected"
+                )
             return outcome(413, error.code, error.reason)
 
     async def transaction(self, request: Request) -> Response:
@@ -213,7 +228,7 @@ class GatewayApi:
             return posted
         client, raw = posted
         try:
-            bundle_type = _bundle_type(raw)
+            bundle_type, entries = await asyncio.to_thread(_bundle_type, raw)
         except InvalidMessage as error:
             return await self.refuse(raw, error, client, _peer(request))
         message_id, refused = await self.publish(
@@ -221,11 +236,10 @@ class GatewayApi:
         )
         if refused is not None:
             return _refused(refused)
-        entries = json.loads(raw).get("entry") or []
         body = {
             "resourceType": "Bundle",
             "type": f"{bundle_type}-response",
-            "entry": [{"response": {"status": "202 Accepted"}} for _ in entries],
+            "entry": [{"response": {"status": "202 Accepted"}} for _ in range(entries)],
         }
         return JSONResponse(body, media_type=FHIR_JSON, headers={"X-Message-Id": str(message_id)})
 
@@ -236,7 +250,7 @@ class GatewayApi:
         if isinstance(posted, Response):
             return posted
         client, raw = posted
-        kind = _resource_type(raw)
+        kind = await asyncio.to_thread(_resource_type, raw)
         if kind is not None and kind != resource_type:
             mismatch = InvalidMessage(
                 "fhir.type_mismatch",
@@ -268,10 +282,18 @@ class GatewayApi:
         try:
             parts = stow.dicom_parts(request.headers.get("content-type", ""), raw)
         except stow.NotStowBody as error:
+            with contextlib.suppress(KafkaUnavailable):
+                await self.edge.audit_refusal(
+                    PROTOCOL_STOW, _peer(request), "stow.media_type", "message.rejected"
+                )
             return outcome(415, "stow.media_type", str(error))
+        if len(parts) > MAX_STOW_PARTS:
+            return outcome(
+                413, "stow.too_many_parts", f"At most {MAX_STOW_PARTS} instances a request."
+            )
         instances, unavailable = [], 0
         for part in parts:
-            sop_class, sop_instance = _uids(part)
+            sop_class, sop_instance = await asyncio.to_thread(_uids, part)
             _, refused = await self.publish(
                 SourceFormat.DICOM, part, PROTOCOL_STOW, client, _peer(request)
             )
@@ -377,8 +399,9 @@ def _resource_type(raw: bytes) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _bundle_type(raw: bytes) -> str:
-    """The type of a posted Bundle: transaction or batch (InvalidMessage otherwise)."""
+def _bundle_type(raw: bytes) -> tuple[str, int]:
+    """The type of a posted Bundle (transaction or batch) and its number of entries;
+    InvalidMessage otherwise."""
     try:
         data = json.loads(raw)
     except RecursionError:
@@ -393,7 +416,8 @@ def _bundle_type(raw: bytes) -> str:
         raise InvalidMessage(
             "fhir.bundle_type", "POST /fhir takes a Bundle of type transaction or batch."
         )
-    return str(data["type"])
+    entries = data.get("entry")
+    return str(data["type"]), len(entries) if isinstance(entries, list) else 0
 
 
 def _uids(raw: bytes) -> tuple[str | None, str | None]:

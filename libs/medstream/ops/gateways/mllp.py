@@ -36,7 +36,6 @@ from medstream.ops.gateways.edge import (
     KafkaUnavailable,
 )
 from medstream.settings import Settings
-from medstream.topics import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +173,9 @@ class MllpListener:
         self._edge = edge
         self._settings = settings
         self._slots = asyncio.Semaphore(settings.gateway_max_connections)
+        # Connections waiting for a slot, at most as many again as the slots: past
+        # that a new connection is closed at once (and audited).
+        self._waiting = 0
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -183,7 +185,7 @@ class MllpListener:
             self._settings.gateway_host,
             self._settings.mllp_port,
             reuse_port=True,
-            limit=MAX_MESSAGE_BYTES + len(END_BLOCK),
+            limit=self._settings.mllp_max_bytes + len(END_BLOCK),
             ssl=tls_context(self._settings),
         )
 
@@ -197,15 +199,23 @@ class MllpListener:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
         idle = self._settings.gateway_idle_timeout_s
+        if self._slots.locked():
+            if self._waiting >= self._settings.gateway_max_connections:
+                await self._turn_away(writer, peer)
+                return
+            # Over the limit, a connection waits for a slot and is not read meanwhile
+            # (its transport is paused): the sender sees TCP backpressure, then a
+            # close if no slot frees in time.
+            writer.transport.pause_reading()  # type: ignore[attr-defined]
+        self._waiting += 1
         try:
-            # Over the limit, a connection waits for a slot and is not read meanwhile:
-            # the sender sees TCP backpressure, then a close if none frees in time.
             await asyncio.wait_for(self._slots.acquire(), idle)
         except TimeoutError:
-            with contextlib.suppress(KafkaUnavailable):
-                await self._edge.audit_refusal(PROTOCOL, peer, BUSY)
-            writer.close()
+            await self._turn_away(writer, peer)
             return
+        finally:
+            self._waiting -= 1
+        writer.transport.resume_reading()  # type: ignore[attr-defined]
         CONNECTIONS.labels(PROTOCOL).inc()
         CONNECTIONS_TOTAL.labels(PROTOCOL).inc()
         try:
@@ -218,6 +228,11 @@ class MllpListener:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _turn_away(self, writer: asyncio.StreamWriter, peer: str) -> None:
+        writer.close()
+        with contextlib.suppress(KafkaUnavailable):
+            await self._edge.audit_refusal(PROTOCOL, peer, BUSY)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, idle: float
@@ -243,6 +258,10 @@ class MllpListener:
                 writer.write(frame(reply))
                 await writer.drain()
             ACK_LATENCY.labels(PROTOCOL).observe(time.monotonic() - started)
+            if reply is not None and (b"MSA|AE|" in reply or b"MSA|CE|" in reply):
+                # Frames the sender pipelined behind the one it must resend would
+                # otherwise overtake it: close, so it resends them all, in order.
+                return
 
     async def handle(self, block: bytes, peer: str) -> bytes | None:
         """The reply to one block (the bytes before an end block), or None when the
@@ -254,9 +273,6 @@ class MllpListener:
         header = MessageHeader.of(raw)
         try:
             checked = await self._edge.check(SourceFormat.HL7V2, raw)
-        except InvalidMessage as error:
-            return await self._refuse(raw, header, error, peer)
-        try:
             await self._edge.accept(
                 SourceFormat.HL7V2,
                 raw,
@@ -265,6 +281,8 @@ class MllpListener:
                 peer=peer,
                 source_system=header.source_system,
             )
+        except InvalidMessage as error:
+            return await self._refuse(raw, header, error, peer)
         except KafkaUnavailable as unavailable:
             return acknowledgement(header, "AE", unavailable)
         return acknowledgement(header, "AA") if replies(header, True) else None
@@ -282,8 +300,8 @@ class MllpListener:
     async def _too_large(self, peer: str) -> bytes:
         error = InvalidMessage(
             TOO_LARGE,
-            f"The MLLP frame is over the {MAX_MESSAGE_BYTES}-byte record limit of the "
-            "inbound topics; split the message.",
+            f"The MLLP frame is over the {self._settings.mllp_max_bytes}-byte limit "
+            "(MEDSTREAM_MLLP_MAX_BYTES); split the message.",
         )
         try:
             await self._edge.audit_refusal(PROTOCOL, peer, TOO_LARGE, "message.rejected")

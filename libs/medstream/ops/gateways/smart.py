@@ -85,7 +85,7 @@ def register_client(
 
 def scope_allows(granted: str, wanted: str) -> bool:
     """Whether scope ``granted`` covers ``wanted`` (both ``system/TYPE.ACCESS``):
-    ``*`` covers every type; ``*`` access, ``read``/``rs`` and ``write``/``cud``
+    ``*`` covers every type; ``*`` access, ``read``/``rs`` and ``write``/``cud``/``c``
     (SMART v1 and v2 spellings) cover their kind."""
     try:
         g_context, g_rest = granted.split("/", 1)
@@ -96,7 +96,9 @@ def scope_allows(granted: str, wanted: str) -> bool:
         return False
     if g_context != "system" or w_context != "system" or g_type not in ("*", w_type):
         return False
-    kinds = {"read": {"read", "rs", "r", "s"}, "write": {"write", "cud", "c"}}
+    # Reads here are reads and searches alike: v2's "rs" covers them, "r" or "s"
+    # alone does not.
+    kinds = {"read": {"read", "rs"}, "write": {"write", "cud", "c"}}
     return g_access == "*" or g_access in kinds.get(w_access, {w_access})
 
 
