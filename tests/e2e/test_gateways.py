@@ -117,6 +117,19 @@ def _mllp_send(settings: Settings, path: Path) -> list[str]:
     ]
 
 
+def _pynetdicom_store(settings: Settings, path: Path) -> subprocess.CompletedProcess[bytes]:
+    """pynetdicom's storescu app, verbose (it prints each response's status)."""
+    return subprocess.run(
+        [
+            sys.executable, "-m", "pynetdicom", "storescu", "127.0.0.1",
+            str(settings.dicom_port), str(path), "-aet", "STORESCU", "-aec", "MEDSTREAM", "-v",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
 def _hl7_file(tmp_path: Path, messages: list[bytes]) -> Path:
     path = tmp_path / "messages.hl7"
     path.write_bytes(b"\n".join(m.replace(b"\r", b"\n") for m in messages))
@@ -232,23 +245,7 @@ async def test_storescu_from_dcmtk_and_pynetdicom_store_real_films(
         check=False,
     )
     assert dcmtk.returncode == 0, dcmtk.stderr.decode()[-500:]
-    pynet = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pynetdicom",
-            "storescu",
-            "127.0.0.1",
-            str(settings.dicom_port),
-            str(films[1]),
-            "-aec",
-            "MEDSTREAM",
-            "-v",
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    pynet = _pynetdicom_store(settings, films[1])
     assert pynet.returncode == 0, (pynet.stdout + pynet.stderr).decode()[-500:]
     assert b"Status: 0x0000" in pynet.stdout + pynet.stderr
     messages = [
@@ -289,27 +286,11 @@ async def test_with_kafka_stopped_nothing_is_acknowledged_and_the_retry_complete
     film = next(m for m in feed.messages if m.topic == EHR_INBOUND_DICOM.name)
     path = tmp_path / "film.dcm"
     path.write_bytes(film.value)
-    store = [
-        sys.executable,
-        "-m",
-        "pynetdicom",
-        "storescu",
-        "127.0.0.1",
-        str(settings.dicom_port),
-        str(path),
-        "-aet",
-        "STORESCU",
-        "-aec",
-        "MEDSTREAM",
-        "-v",
-    ]
     async with kafka_stopped(gateway_stack):
         codes = await asyncio.to_thread(
             _mllp_send, settings, _hl7_file(tmp_path, [m.value for m in hl7])
         )
-        stored = await asyncio.to_thread(
-            subprocess.run, store, capture_output=True, timeout=120, check=False
-        )
+        stored = await asyncio.to_thread(_pynetdicom_store, settings, path)
     assert codes == ["AE"], "a message was acknowledged while Kafka was stopped"
     assert b"0xA700" in stored.stdout + stored.stderr
     # The senders' retries, once Kafka is back.
@@ -321,9 +302,7 @@ async def test_with_kafka_stopped_nothing_is_acknowledged_and_the_retry_complete
     ) != ["AA"]:
         assert time.monotonic() < deadline, codes
         await asyncio.sleep(2)
-    stored = await asyncio.to_thread(
-        subprocess.run, store, capture_output=True, timeout=120, check=False
-    )
+    stored = await asyncio.to_thread(_pynetdicom_store, settings, path)
     assert stored.returncode == 0
     await _settle(engine, Feed([*hl7, film], feed.patients))
 

@@ -54,6 +54,17 @@ class FakeEdge:
         self.refused.append(error.code)
         return "x"
 
+    async def submit(
+        self, source_format: SourceFormat, raw: bytes, **where: Any
+    ) -> str | InvalidMessage:
+        try:
+            checked = await self.check(source_format, raw)
+            await self.accept(source_format, raw, checked, **where)
+        except InvalidMessage as error:
+            await self.refuse(source_format, raw, error, **where)
+            return error
+        return checked.message_id
+
     async def audit_refusal(self, protocol: str, peer: str, code: str, action: str = "") -> None:
         self.refused.append(code)
 

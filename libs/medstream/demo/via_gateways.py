@@ -237,8 +237,37 @@ def _dimse_can_send(path: Path) -> bool:
     return True
 
 
+def _post_until_answered(
+    settings: Settings,
+    message: FeedMessage,
+    path: str,
+    body: bytes,
+    content_type: str,
+    sent: Sent,
+    deadline: float,
+    token: str | None = None,
+) -> str | None:
+    """POST ``body`` until the gateway answers for good (2xx, or a final 4xx): a new
+    token after a 401, a resend after a 5xx or no answer. Returns the token in use, for
+    the next message."""
+    while time.monotonic() < deadline:
+        try:
+            token = token or demo_token(settings)
+            status, _ = http_call(settings, "POST", path, body, content_type, token)
+        except (OSError, RuntimeError, http.client.HTTPException):
+            status = 0
+        if status == 401:
+            token = None  # expired: a new one, then resend
+        elif status and status < 500:
+            sent.at[message.message_id] = datetime.now(UTC)
+            return token
+        sent.resends += 1
+        time.sleep(RETRY_S)
+    raise TimeoutError(f"POST {path}: {message.message_id} was never answered")
+
+
 def _stow_send(settings: Settings, message: FeedMessage, sent: Sent, deadline: float) -> None:
-    """POST one instance by STOW-RS until the gateway answers for good (not 5xx)."""
+    """One instance by STOW-RS."""
     boundary = uuid.uuid4().hex
     body = (
         f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
@@ -246,46 +275,19 @@ def _stow_send(settings: Settings, message: FeedMessage, sent: Sent, deadline: f
         + f"\r\n--{boundary}--\r\n".encode()
     )
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
-    token = None
-    while time.monotonic() < deadline:
-        try:
-            token = token or demo_token(settings)
-            status, _ = http_call(settings, "POST", "/studies", body, content_type, token)
-        except (OSError, RuntimeError, http.client.HTTPException):
-            status = 0
-        if status == 401:
-            token = None
-        elif status and status < 500:
-            sent.at[message.message_id] = datetime.now(UTC)
-            return
-        sent.resends += 1
-        time.sleep(RETRY_S)
-    raise TimeoutError(f"STOW-RS: {message.message_id} was never answered")
+    _post_until_answered(settings, message, "/studies", body, content_type, sent, deadline)
 
 
 def _fhir_send(
     settings: Settings, messages: Sequence[FeedMessage], sent: Sent, deadline: float
 ) -> None:
-    """POST each resource or Bundle until 2xx or a final 4xx."""
+    """Each resource or Bundle, in order, on one token while it lasts."""
     token = None
     for message in messages:
-        while True:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"FHIR: {message.message_id} was never accepted")
-            status = 0
-            try:
-                token = token or demo_token(settings)
-                path = _fhir_path(message.value)
-                status, _ = http_call(settings, "POST", path, message.value, token=token)
-            except (OSError, RuntimeError, http.client.HTTPException):
-                status = 0
-            if status == 401:
-                token = None  # expired: a new one, then resend
-            elif status and status < 500:
-                sent.at[message.message_id] = datetime.now(UTC)
-                break
-            sent.resends += 1
-            time.sleep(RETRY_S)
+        path = _fhir_path(message.value)
+        token = _post_until_answered(
+            settings, message, path, message.value, "application/fhir+json", sent, deadline, token
+        )
 
 
 def _fhir_path(value: bytes) -> str:

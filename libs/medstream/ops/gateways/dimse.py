@@ -144,22 +144,15 @@ class DicomListener:
         """The C-STORE status of one Part 10 instance, and the Error Comment."""
         started = self._loop.time()
         try:
-            try:
-                checked = await self._edge.check(SourceFormat.DICOM, raw)
-                await self._edge.accept(
-                    SourceFormat.DICOM, raw, checked, protocol=PROTOCOL, peer=peer
-                )
-            except InvalidMessage as error:
-                await self._edge.refuse(
-                    SourceFormat.DICOM, raw, error, protocol=PROTOCOL, peer=peer
-                )
-                # Final: resending the same instance cannot succeed (A7xx would say
-                # "retry", and senders would, forever).
-                return CANNOT_UNDERSTAND, error.code
+            outcome = await self._edge.submit(SourceFormat.DICOM, raw, protocol=PROTOCOL, peer=peer)
         except KafkaUnavailable as unavailable:
             return OUT_OF_RESOURCES, unavailable.code
         finally:
             ACK_LATENCY.labels(PROTOCOL).observe(self._loop.time() - started)
+        if isinstance(outcome, InvalidMessage):
+            # Final: resending the same instance cannot succeed (A7xx would say "retry",
+            # and senders would, forever).
+            return CANNOT_UNDERSTAND, outcome.code
         return SUCCESS, None
 
     def _echo(self, event: evt.Event) -> int:

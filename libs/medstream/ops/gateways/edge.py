@@ -102,11 +102,6 @@ class EdgePublisher:
         self._producer = producer
         self._settings = settings
 
-    async def message_id(self, source_format: SourceFormat, raw: bytes) -> str:
-        """The id ingestion will give ``raw`` (the CONTRACT's derivation), worked out
-        off the event loop: it parses JSON or DICOM headers."""
-        return await asyncio.to_thread(message_id_for, raw, (), DERIVE_ID[source_format])
-
     async def check(self, source_format: SourceFormat, raw: bytes) -> Checked:
         """Run ingestion's checks on ``raw``, off the event loop and under the message
         budget; raise InvalidMessage (with its stable code) if ingestion would refuse,
@@ -136,6 +131,33 @@ class EdgePublisher:
             if error.code.endswith(".too_costly"):
                 raise Busy from None
             raise
+
+    async def submit(
+        self,
+        source_format: SourceFormat,
+        raw: bytes,
+        *,
+        protocol: str,
+        peer: str,
+        source_system: str | None = None,
+    ) -> str | InvalidMessage:
+        """What every listener does with a message: check it, then accept it (its id is
+        returned) or refuse it (its dead letter acknowledged, the refusal returned).
+        Raises KafkaUnavailable (or Busy) when the sender must retry."""
+        try:
+            checked = await self.check(source_format, raw)
+            await self.accept(
+                source_format,
+                raw,
+                checked,
+                protocol=protocol,
+                peer=peer,
+                source_system=source_system,
+            )
+        except InvalidMessage as error:
+            await self.refuse(source_format, raw, error, protocol=protocol, peer=peer)
+            return error
+        return checked.message_id
 
     async def accept(
         self,
@@ -179,7 +201,8 @@ class EdgePublisher:
         """Dead-letter ``raw`` with ``error`` and audit the refusal; return the message
         id. Raises KafkaUnavailable (the sender must then retry, not give up)."""
         topic = TOPIC_OF_FORMAT[source_format]
-        message_id = await self.message_id(source_format, raw)
+        # Off the event loop: the id parses JSON or DICOM headers.
+        message_id = await asyncio.to_thread(message_id_for, raw, (), DERIVE_ID[source_format])
         # The action every stage's rejections share, so the ledger and lineage see it.
         audit = self._audit(
             "message.rejected",

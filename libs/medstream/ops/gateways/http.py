@@ -133,27 +133,19 @@ class GatewayApi:
     async def publish(
         self, source_format: SourceFormat, raw: bytes, protocol: str, client: str, peer: str
     ) -> tuple[str | None, InvalidMessage | KafkaUnavailable | None]:
-        """Check, publish and audit one message: its id, or the refusal."""
+        """Submit one message: its id, or the refusal."""
         started = time.monotonic()
         try:
-            try:
-                checked = await self.edge.check(source_format, raw)
-                await self.edge.accept(
-                    source_format,
-                    raw,
-                    checked,
-                    protocol=protocol,
-                    peer=peer,
-                    source_system=f"client:{client}",
-                )
-            except InvalidMessage as error:
-                await self.edge.refuse(source_format, raw, error, protocol=protocol, peer=peer)
-                return None, error
+            outcome = await self.edge.submit(
+                source_format, raw, protocol=protocol, peer=peer, source_system=f"client:{client}"
+            )
         except KafkaUnavailable as unavailable:
             return None, unavailable
         finally:
             ACK_LATENCY.labels(protocol).observe(time.monotonic() - started)
-        return checked.message_id, None
+        if isinstance(outcome, InvalidMessage):
+            return None, outcome
+        return outcome, None
 
     async def refuse(
         self, raw: bytes, error: InvalidMessage, client: str, peer: str

@@ -272,19 +272,17 @@ class MllpListener:
             return await self._refuse(block, MessageHeader.of(block), error, peer)
         header = MessageHeader.of(raw)
         try:
-            checked = await self._edge.check(SourceFormat.HL7V2, raw)
-            await self._edge.accept(
+            outcome = await self._edge.submit(
                 SourceFormat.HL7V2,
                 raw,
-                checked,
                 protocol=PROTOCOL,
                 peer=peer,
                 source_system=header.source_system,
             )
-        except InvalidMessage as error:
-            return await self._refuse(raw, header, error, peer)
         except KafkaUnavailable as unavailable:
             return acknowledgement(header, "AE", unavailable)
+        if isinstance(outcome, InvalidMessage):
+            return acknowledgement(header, "AR", outcome) if replies(header, False) else None
         return acknowledgement(header, "AA") if replies(header, True) else None
 
     async def _refuse(
