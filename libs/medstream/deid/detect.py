@@ -25,14 +25,15 @@ Every span says which detectors found it (``source``), for ``medstream deid text
 from __future__ import annotations
 
 import csv
+import gzip
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-from medstream.deid.text import PhiType, Span, TextDetector, merge
+from medstream.deid.text import STATE_CODES, PhiType, Span, TextDetector, dictionaries, merge
 from medstream.models.package import latest
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -48,10 +49,31 @@ GUARDED = {
     PhiType.ID,
 }
 CONFIDENT = 0.9
+# Below this the tagger is unsure, and an English word is taken for a word.
+UNSURE = 0.5
 # How sure the tagger must be that a bare m/d is a date when no cue says so.
 MODEL_DATE = 0.8
 # A bare m/d that might be a fraction: a date only with a date's context.
 _BARE = re.compile(r"^\d{1,2}[/.]\d{1,2}$")
+# A bare d-d is a range ("4-6 wks", "10-15 units") unless a strong date cue says otherwise.
+_BARE_RANGE = re.compile(r"^\d{1,2}-\d{1,2}$")
+# What follows a fraction, a count or a range, never a date: "2/3 of", "1/2 tab",
+# "2/18 LN +", "6/12 history", "4-6 wks".
+_QUANTITY_AFTER = re.compile(
+    r"(?i:^\s*(?:of|days?|d|wks?|weeks?|mos?|months?|yrs?|years?|hrs?|hours?|h|mins?|minutes?|"
+    r"secs?|tabs?|tablets?|caps?|capsules?|puffs?|doses?|units?|portions?|majority|strength|"
+    r"ns|ln|nodes?|cores?|bottles?|sets?|times|x|history|hx|business|cups?|pos|positive|"
+    r"neg|negative|ratio|split|dilution|\+|%)(?![a-z]))"
+)
+# A date's strong cues: what can stand before a date and not before a score ("on 4/5"
+# but "from 2/5 to 4/5" is a strength that improved).
+_STRONG_DATE_CUE_BEFORE = re.compile(
+    r"(?i:\b(?:on|in|since|dated?|dos|seen|adm(?:itted)?|d/?c(?:'?d)?|discharged|returned|"
+    r"started|stopped|began|due|appt|visit|f/u|follow[- ]?up|last|next|mon|tue|wed|thu|fri|"
+    r"sat|sun|tues|weds|thur|thurs|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+    r"as of|effective|"
+    r"expires?|exp|dob|born)\s*[:#]?\s*)$"
+)
 _MIXED = re.compile(r"\d[.]\d+/|/\d+[.]\d")  # 7.28/45: a blood gas, never a date
 # Digits only, with no four-digit year: what a row of scores can look like too.
 _SHORT_NUMERIC = re.compile(r"^\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{1,2})?$")
@@ -60,17 +82,22 @@ _DECIMAL_RANGE = re.compile(r"^\d{1,2}([/.-])\d{1,2}(?!\1)[/.-]\d{2,4}$")
 _DATE_CUE_BEFORE = re.compile(
     r"(?i:\b(?:on|since|from|until|till|thru|through|by|dated?|dos|seen|adm(?:itted)?|"
     r"d/?c(?:'?d)?|discharged|returned|started|stopped|began|due|appt|visit|f/u|follow[- ]?up|"
-    r"last|next|mon|tue|wed|thu|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|"
+    r"last|next|mon|tue|wed|thu|fri|sat|sun|tues|weds|thur|thurs|monday|tuesday|wednesday|"
+    r"thursday|friday|"
     r"saturday|sunday|between|and|to|of|as of|effective|expires?|exp|dob|born)"
     r"\s*[:#]?\s*)$"
 )
 # British notes write durations as fractions of a week or year: "review in 6/12".
 _DURATION_BEFORE = re.compile(r"(?i:\b(?:in|for|over|after|within|x)\s*)$")
-_DATE_CUE_AFTER = re.compile(r"^(?:\s*(?:@|at)?\s*\d{1,2}:\d{2}|\s*-\s*\d{1,2}/\d{1,2}\b)")
+_DATE_CUE_AFTER = re.compile(
+    r"^(?:\s*(?:@|at)?\s*\d{1,2}:\d{2}|\s*-\s*\d{1,2}/\d{1,2}\b|\s*[AP]M\b|"
+    r"\s+(?:[01]\d|2[0-3])[0-5]\d\b(?![.,]\d|\s*(?:mg|ml|units?|cc)\b)|:\s)"
+)
 _SCORE_CUE_BEFORE = re.compile(
     r"(?i:\b(?:strength|power|motor|mmt|tone|reflexes|dtrs?|pulses|sensation|pain|score|"
-    r"scores|scale|gcs|apgars?|bp|sbp|dbp|pressure|abg|vbg|gas|sats?|ratio|dilution|titer|titre|"
-    r"va|acuity|vision|iop|grade|x|ii|iii|iv|tab|tabs|of|dose|doses)\s*[:=]?\s*"
+    r"scores|scale|gcs|apgars?|bp|sbp|dbp|pressure|abg|vbg|gas|ratio|dilution|titer|titre|"
+    r"va|acuity|vision|iop|grade|x|ii|iii|iv|tab|tabs|of|bipap|cpap|bilevel|ipap|"
+    r"epap|peep|vent|settings|simv|psv|prvc|avaps|ps|ac)\s*[:=]?\s*"
     # "pain now 6/10", "strength is 4/5": a filler word between the cue and the score
     r"(?:(?:now|currently|is|was|remains|still|today|rated|at)\s+)?)$"
 )
@@ -81,7 +108,21 @@ _SCORE_NEARBY = re.compile(
 )
 _NAME_CUE_BEFORE = re.compile(
     r"(?i:\b(?:dr|drs|mr|mrs|ms|miss|mx|prof|sister|nurse|rev|dear|wife|husband|son|"
-    r"daughter|mother|father|brother|partner|patient|pt|name|signed|by|per)\.?\s*[:,]?\s*)$"
+    r"daughter|mother|father|brother|partner|patient|pt|name|signed|by|per|aka|a\.k\.a|"
+    r"goes by|prefers|nicknamed|known as|called|re)\.?\s*[:,]?\s*[\"'\u201c]?)$"
+)
+# A clinical code right after a term: "Montreal A2L3B2p", "Ann Arbor IIIB".
+_CODE_AFTER = re.compile(
+    r"^\s*\(?(?:A[1-3]L[1-4]B[1-3]p?|[IV]{1,4}[A-E]?|[cpy]?T[0-4][a-d]?N[0-3])\b"
+)
+# Cues that stand as often before a method or a test as before a person ("by Simpson's").
+_WEAK_CUE = re.compile(r"(?i:\b(?:by|per)\s*)$")
+# Name cues that also stand before ordinary words ("pt clear she does not want…").
+_WEAK_NAME_CUE = re.compile(r"(?i:\b(?:pt|patient|by|per|name|signed|re)\.?\s*[:,]?\s*)$")
+_TITLE_BEFORE = re.compile(r"(?i:\b(?:dr|mr|mrs|ms|mx|miss|prof)\.?\s+)$")
+_CREDENTIAL_AFTER = re.compile(
+    r"^\s*,?\s*(?:RN|MD|DO|NP|PA|PA-C|PhD|LPN|CNA|RRT|MSW|LCSW|PharmD|RPh|CNM|CRNA|FNP|"
+    r"APRN|DPT|OTR|SLP|MBBS|FRCP|FRCS|MRCP)\b"
 )
 _CLINICAL_HEAD_AFTER = re.compile(
     r"(?i:^(?:'s|s'|')?\s*(?:sign|signs|test|tests|maneuver|manoeuvre|criteria|score|scale|"
@@ -89,9 +130,23 @@ _CLINICAL_HEAD_AFTER = re.compile(
     r"fracture|position|point|law|node|nodes|ulcer|lines|disorder|sarcoma|lymphoma|tumou?r|"
     r"catheter|tube|drain|procedure|operation|repair|incision|stain|equation|formula|rule|"
     r"respirations?|breathing|respiration|positive|negative|neg|pos|equivocal|present|"
-    r"absent|\+|-)\b|^(?:'s)?\s*[+-])"
+    r"absent|coma|limb|loop|anastomosis|pouch|flap|fashion|type|variant|lesion|hernia|cyst|"
+    r"gland|duct|space|zone|cells?|bodies|body|membrane|pentad|biplane|method|block|"
+    r"[a-z]+(?:itis|osis|opathy|emia|aemia|oma|ectomy|plasty|otomy|ostomy|algia|plegia)|"
+    r"\+|-)\b|^(?:'s)?\s*[+-](?!\s*[A-Za-z]{2}))"
 )
 _WORDS = re.compile("[\\w'\u2019-]+")
+# A grade, a class or a count beside a term: "Clark IV", "Child-Pugh A", "Bishop 7".
+_GRADE = re.compile(r"^(?:[IVX]{1,4}|[A-Za-z]|\d{1,3}(?:\.\d)?|[A-D]\d?)$")
+# A score after an eponym: "Wells (PE) 6.0", "Glasgow 15", "Clark IV".
+_SCORE_AFTER = re.compile(r"^(?:\s*\([A-Za-z ]{1,12}\))?\s*[:=]?\s*(?:\d|[IVX]{1,4}\b|[A-D]\b)")
+# What stands before an eponym used as a disease, a procedure or a sign.
+_CLINICAL_BEFORE = re.compile(
+    r"(?i:\b(?:s/p|h/o|hx|hx of|history of|had|has|with known|known|possible|probable|"
+    r"suspected|likely|no|not|c/w|consistent with|r/o|rule out|neg|negative|pos|positive|"
+    r"modified|laparoscopic|lap|open|robotic|redo|prior|classic|pylorus-preserving|"
+    r"standard|planned)\s*[:(]?\s*|[+-]\s*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +159,14 @@ class Lexicon:
     def load(cls, path: Path = DATA / "clinical_lexicon.tsv") -> Lexicon:
         with path.open(newline="") as handle:
             rows = [r for r in csv.reader(handle, delimiter="\t") if r and not r[0].startswith("#")]
-        return cls({row[0].lower(): row[1] for row in rows})
+        terms = {row[0].lower(): row[1] for row in rows}
+        # A term that is also a first name or a city ("Brooke", "Montreal") is protected
+        # only in a clinical context, whatever its row says.
+        first, _, cities, _ = dictionaries()
+        for term, category in terms.items():
+            if category == "eponym" and (term in first or term in cities):
+                terms[term] = "eponym_in_context"
+        return cls(terms)
 
     def _category(self, word: str) -> str | None:
         word = word.lower().rstrip(".")
@@ -113,18 +175,54 @@ class Lexicon:
                 return self.terms[form]
         return None
 
-    def clinical(self, text: str, start: int, end: int) -> bool:
+    def _word(self, word: str) -> str | None:
+        """A word's category, or a hyphenated word's ("Kussmaul-type", "LIMA-LAD",
+        "Roux-en-Y"): a term with only terms, grades or short lower-case joiners beside it."""
+        category = self._category(word)
+        if category is not None or "-" not in word.strip("-"):
+            return category
+        parts = [p for p in re.split(r"[-/]", word) if p]
+        found = [c for p in parts if (c := self._category(p)) is not None]
+        if found and all(
+            self._category(p) is not None or _GRADE.match(p) or (p.islower() and len(p) <= 6)
+            for p in parts
+        ):
+            return "eponym_in_context" if "eponym_in_context" in found else found[0]
+        return None
+
+    def clinical(
+        self, text: str, start: int, end: int, filler: Callable[[str], bool] | None = None
+    ) -> bool:
         """Whether ``text[start:end]`` reads as clinical vocabulary, not an identifier:
-        every word is a term, and an eponym that is also a common surname is followed by
-        a clinical word (sign, test, criteria, disease, +, -…)."""
+        a term of the lexicon, with nothing beside it but terms, grades ("Clark IV",
+        "Child-Pugh A", "Bishop 7") and lower-case words that are no name ("Nissen
+        fundoplication"); and an eponym that is also a common surname stands in a
+        clinical context (a clinical word or a score after it, "s/p", "hx of", "had"
+        before it)."""
         words = _WORDS.findall(text[start:end])
         if not words:
             return False
-        categories = [self._category(w) for w in words]
-        if any(c is None for c in categories):
+        categories = [None if len(w) == 1 else self._word(w) for w in words]
+        if all(c is None for c in categories):
             return False
+        for word, category in zip(words, categories, strict=True):
+            if category is None and not (
+                _GRADE.match(word) or (filler is not None and word.islower() and filler(word))
+            ):
+                return False
         if "eponym_in_context" in categories:
-            return bool(_CLINICAL_HEAD_AFTER.match(text[end : end + 24]))
+            inside = any(
+                c is None and (w.isdigit() or (len(w) > 1 and (w.islower() or _GRADE.match(w))))
+                for w, c in zip(words, categories, strict=True)
+            )
+            return (
+                inside
+                or bool(_CLINICAL_HEAD_AFTER.match(text[end : end + 24]))
+                or bool(_SCORE_AFTER.match(text[end : end + 16]))
+                or bool(_CODE_AFTER.match(text[end : end + 16]))  # "Montreal A2L3B2p"
+                or bool(_CLINICAL_BEFORE.search(text[max(0, start - 24) : start]))
+                or text[start] in "+-"  # "+McMurray", "-Homans"
+            )
         return True
 
     def term(self, value: str) -> bool:
@@ -132,35 +230,88 @@ class Lexicon:
         return self._category(value) is not None
 
 
-def name_cue(text: str, start: int) -> bool:
-    """A title, a kinship word or a label right before ``start``, on the same line."""
+_ROOM_BEFORE = re.compile(
+    r"(?i:\b(?:rm|room|bed|bay|cubicle|cube|station|ward|unit|pod|suite|box)\.?\s*#?\s*)$"
+)
+
+
+def room(text: str, span: Span) -> bool:
+    """A room, bed or bay number ("rm 394", "Bed 868B"): a place, i2b2's ROOM."""
+    return span.type is PhiType.LOCATION and bool(
+        _ROOM_BEFORE.search(text[max(0, span.start - 12) : span.start])
+    )
+
+
+def title(text: str, start: int) -> bool:
+    """A title right before ``start`` ("Mr. Homans", "Dr Crohn"): a person, whatever
+    the word."""
+    return bool(_TITLE_BEFORE.search(text[max(0, start - 8) : start]))
+
+
+def name_cue(text: str, start: int, end: int | None = None) -> bool:
+    """A title, a kinship word, a label or a nickname's cue right before ``start``, on
+    the same line; or a credential right after ``end`` ("j. park, RN")."""
     before = text[max(0, start - 24) : start].rsplit("\n", maxsplit=1)[-1]
-    return bool(_NAME_CUE_BEFORE.search(before))
+    if _NAME_CUE_BEFORE.search(before):
+        return True
+    quoted = re.search('["\u201c]$', before) and re.match('["\u201d]', text[end or 0 :][:1])
+    if end is not None and quoted:
+        return True  # a nickname in quotes: Nasiru "NL" Lawal
+    return end is not None and bool(_CREDENTIAL_AFTER.match(text[end : end + 12]))
 
 
 def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     """Whether a date-shaped span can be a date here. Full dates (a month name, a year,
     ISO) always can; a number mixing ``.`` and ``/`` (a blood gas) never; a bare ``m/d``
-    never after a score's cue (strength, pain, GCS…), and otherwise with a date's
-    context (on, since, seen…, a time after it, the start of a line) or when the
-    tagger, reading the whole sentence, is confident (``confidence``) it is a date."""
+    never after a score's cue (strength, pain, GCS…) or before a quantity's word
+    ("2/3 of", "2/18 LN"), and otherwise with a date's context (on, since, seen…, a time
+    after it, the start of a line) or when the tagger, reading the whole sentence, is
+    confident (``confidence``) it is a date. A value that reads as a score or a count
+    ("4/5", "2/2", "3/10") or a range ("4-6") needs a strong date cue: the tagger's
+    confidence is not enough."""
     value = text[start:end].strip()
+    leading = _LEADING_FRACTION.match(value)
+    if leading and not _MONTH_NEAR.search(value):
+        # the tagger's span ran on past the number ("3/4 of the"): judge the number
+        start = text.index(value, start)
+        end = start + leading.end()
+        value = leading.group()
     if _MIXED.search(value) or _DECIMAL_RANGE.match(value):
         return False
     line_start = text.rfind("\n", 0, start) + 1
     before = text[line_start:start]
+    after = text[end : end + 16]
     if _SHORT_NUMERIC.match(value) and _SCORE_CUE_BEFORE.search(before):
         return False  # "Apgars 8/9/10", "reflexes 2/2/1": scores in a row, not a date
-    if not _BARE.match(value):
+    if not month_word_date(text, start, end):
+        return False
+    if _ORDINAL.match(value):
+        return ordinal_date(text, start, end)
+    ranged = bool(_BARE_RANGE.match(value))
+    if not (_BARE.match(value) or ranged):
         return True
     if "." in value:
         return False  # 4.5 is a number: a bare day and month are written with a slash
-    first, second = (int(n) for n in re.split(r"[/.]", value))
+    parts = re.split(r"[/.-]", value)
+    first, second = (int(n) for n in parts)
     if not ((1 <= first <= 12 and 1 <= second <= 31) or (1 <= second <= 12 and 1 <= first <= 31)):
         return False  # 16/18 is no month and day either way round
     if _SCORE_CUE_BEFORE.search(before) or (second in (7, 12) and _DURATION_BEFORE.search(before)):
         return False
-    if _DATE_CUE_BEFORE.search(before) or _DATE_CUE_AFTER.match(text[end : end + 12]):
+    if _QUANTITY_AFTER.match(after):
+        return False
+    strong = bool(_STRONG_DATE_CUE_BEFORE.search(before))
+    if not ranged and any(p.startswith("0") for p in parts):
+        return True  # "3/04", "1/08": no score is written with a leading zero
+    score_like = first == second or (first <= second and second in _SCORE_SCALES)
+    if ranged or score_like:
+        # "in" dates a month ("in 3/24") but not a count ("GNR in 1/2")
+        strong = strong and not re.search(r"(?i:\bin\s*)$", before)
+        # a range, "x of x" or a score out of ten or less: only a strong cue makes a date
+        if first == second and re.search(r"(?i:\bin\s*)$", before):
+            return False  # "in 2/2 bottles": a count, whatever follows
+        return strong or bool(_DATE_CUE_AFTER.match(after))
+    if strong or _DATE_CUE_BEFORE.search(before) or _DATE_CUE_AFTER.match(after[:12]):
         return True
     if _SCORE_NEARBY.search(before[-40:]):
         return False  # "pain now 6/10, was 9/10": a second score in the same breath
@@ -168,6 +319,61 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     if not before.strip(" -*•\t") and re.match(r"\s*[:\-]?\s*[A-Za-z]", text[end:]):
         return True
     return confidence >= MODEL_DATE
+
+
+_LEADING_FRACTION = re.compile(r"^\d{1,2}[/.-]\d{1,2}(?=\s+[A-Za-z])")
+# What scores and fractions are out of: strength /5, pain /10, reflexes /4, murmurs /6.
+_SCORE_SCALES = {2, 3, 4, 5, 6, 10}
+_ORDINAL = re.compile(r"(?i)^\d{1,2}(?:st|nd|rd|th)$")
+_MONTH_NEAR = re.compile(r"(?i:\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b)")
+
+
+def ordinal_date(text: str, start: int, end: int) -> bool:
+    """A lone ordinal ("21st") is a date only as one: "on the 21st", "since the 3rd",
+    "the 3rd of May", "May 3rd". Before the noun it counts it is an ordinal ("3rd
+    admission", "4th dose", "2nd floor")."""
+    before = text[max(0, start - 12) : start]
+    after = text[end : end + 16]
+    following = after.strip().removeprefix("of").strip()
+    if _MONTH_NEAR.search(before[-6:]) or _MONTH_NEAR.match(following):
+        return True
+    if _COUNTED_AFTER.match(after):
+        return False
+    if re.match(r"\s+of\b", after):
+        return True
+    return bool(re.search(r"(?i:\b(?:on|the|by|until|till|since|from|before|after)\s*)$", before))
+
+
+# What an ordinal counts when it is no date: "3rd admission", "2nd floor", "4th dose".
+_COUNTED_AFTER = re.compile(
+    r"(?i:^[\s-]*(?:floor|dose|admission|adm|time|times|day|visit|grade|degree|line|rib|toe|"
+    r"finger|digit|trimester|percentile|cycle|round|attempt|episode|generation|year|week|"
+    r"month|ics|intercostal|place|birthday|child|pregnancy|session|fraction|infusion|"
+    r"cranial|nerve|decade|level|order|opinion|shift|party|tier|stage|course|lumbar|"
+    r"metatarsal|metacarpal|ray|web|compartment|sound|heart|hs|st|ave|avenue|street)\b)"
+)
+
+
+_AMBIGUOUS_MONTHS = {"may", "march"}
+
+
+def month_word_date(text: str, start: int, end: int) -> bool:
+    """A month written alone, with no number, where the word has another reading ("may
+    eat", "march", "Jan" the name) is a date only with a number or a date's preposition
+    beside it."""
+    value = text[start:end].strip().rstrip(".")
+    if value.lower() not in _AMBIGUOUS_MONTHS:
+        return True
+    near = text[max(0, start - 14) : start] + " " + text[end : end + 8]
+    if re.search(r"\d", near):
+        return True
+    return bool(
+        re.search(
+            r"(?i:\b(?:in|since|by|until|till|of|early|late|mid|last|next|dob|born|birth|"
+            r"discharged|admitted|seen|dated|from|to|through)\s*:?\s*)$",
+            text[max(0, start - 14) : start],
+        )
+    )
 
 
 @cache
@@ -230,20 +436,199 @@ class PhiDetector:
     def _keep(self, text: str, span: Span) -> bool:
         if span.source == "known":
             return True  # the record's own identifier: redacted wherever it stands
-        if not shaped(text[span.start : span.end], span.type):
+        value = text[span.start : span.end]
+        if not shaped(value, span.type) and not room(text, span):
             return False
+        if _CLINICAL_CODE.match(value.strip()):
+            return False  # "E4V4M6", "cT2cN0", "G2P1", "L5/S1": clinical codes
         if span.type in (PhiType.PHONE, PhiType.FAX) and not phone_like(text, span):
             return False
         if span.type is PhiType.DATE:
             confidence = span.confidence if span.source == "model" else 0.0
             return real_date(text, span.start, span.end, confidence)
-        if span.type in GUARDED and self.lexicon.clinical(*token_around(text, span)):
-            return span.confidence >= CONFIDENT and name_cue(text, span.start)
+        if (
+            span.source == "model"
+            and span.type in _NUMBERED
+            and _UNIT_AFTER.match(text[span.end : span.end + 12])
+        ):
+            return False  # "levothyroxine 112 mcg", "100%": a dose or a measure
+        if (
+            span.source == "model"
+            and span.type is PhiType.AGE
+            and "/" in (text[span.start - 1 : span.start] + text[span.end : span.end + 1])
+        ):
+            return False  # "carbidopa-levodopa 25/100": a strength
+        if span.type is PhiType.ZIP and _POSTCODE_CUE.search(
+            text[max(0, span.start - 16) : span.start]
+        ):
+            return True  # "post code 3182", "zip: H-7380"
+        if span.type is PhiType.ZIP and self._lab_value(text, span.start):
+            return False  # "NT-proBNP 4120 (from 11800)": a lab value
+        if span.source == "model" and span.type in (PhiType.ADDRESS, PhiType.ZIP):
+            return self._place_number(text, span)
+        cue = name_cue(text, span.start, span.end)
+        # a profession or an organisation is ordinary words by nature ("art therapist",
+        # "murphy clinic"): only terms count
+        filler = None if span.type in (PhiType.PROFESSION, PhiType.ORGANIZATION) else self._filler
+        several = len(value.split()) > 1
+        if (
+            span.type in GUARDED
+            and not (span.type is PhiType.PROFESSION and several)  # "Adult nurse"
+            and self.lexicon.clinical(*token_around(text, span), filler)
+        ):
+            weak = bool(_WEAK_CUE.search(text[max(0, span.start - 8) : span.start]))
+            return title(text, span.start) or (span.confidence >= CONFIDENT and cue and not weak)
+        if span.type in GUARDED and span.source == "model" and dosed(text, span):
+            return cue  # "Velphos 500 mg tid", "Eligard q6 mo": a drug, not a person
         if span.type in (PhiType.NAME, PhiType.LOCATION) and acronym(text, span):
-            return span.confidence >= CONFIDENT or name_cue(text, span.start)
-        if span.type in GUARDED and span.source == "model" and self._plain_word(text, span):
-            return span.confidence >= CONFIDENT or name_cue(text, span.start)
+            if not any(len(w) > 2 and w.lower() in self._names for w in value.split()):
+                # "POA", "IVDU", "VNA": no name is spelt that way, unless a name stands
+                # right before it ("Helfried GNATZ")
+                return (
+                    cue or self._after_name(text, span.start) or self._before_name(text, span.end)
+                )
+            return span.confidence >= CONFIDENT or cue
+        if span.type in GUARDED and span.source == "model":
+            if self._label(text, span):
+                return False  # "Forename(s):", "Sex:": a form's label
+            ordinary = self._ordinary(text, span)
+            # a profession, or an organisation of several words ("mercy hospital"), is
+            # ordinary words by nature
+            named = span.type is PhiType.PROFESSION or (
+                span.type is PhiType.ORGANIZATION and len(value.split()) > 1
+            )
+            if ordinary and not named:
+                # "clear", "bolus": lower-case words, however sure the tagger is, unless
+                # a title or a kinship word names a person ("son bill"); "She", "Physio"
+                # at a line's start: words unless the tagger is sure
+                if ordinary == "opening":
+                    return cue or span.confidence >= CONFIDENT
+                weak = _WEAK_NAME_CUE.search(text[max(0, span.start - 10) : span.start])
+                return cue and not weak
+            lower = value.islower() or bool(ordinary)
+            if lower and not named and span.confidence < UNSURE and self._dictionary(value):
+                return cue  # "tolerated" at 0.12: a word the tagger is unsure of
+            if self._plain_word(text, span):
+                return span.confidence >= CONFIDENT or cue
         return True
+
+    def _lab_value(self, text: str, start: int) -> bool:
+        """Whether a lab's or a measure's abbreviation stands right before a number
+        ("SVR 1450", "BNP 4120 (from 11800)")."""
+        before = text[max(0, start - 40) : start].rsplit("\n", maxsplit=1)[-1]
+        found = re.search(
+            r"([A-Za-z][\w-]*)\s*(?:[:=]|\s)\s*(?:\d[\d.,]*\s*)?(?:\(?\s*(?:from|was|to|of|prev)\s*)?$",
+            before,
+        )
+        return (
+            bool(found)
+            and found.group(1) not in STATE_CODES  # "FL 33127", "CA 90806": a state
+            and self.lexicon._category(found.group(1)) == "abbreviation"
+        )
+
+    def _label(self, text: str, span: Span) -> bool:
+        """A word a form puts before a colon ("Forename(s):", "Sex:", "Numéro :")."""
+        if not re.match(r"\s*(?:\(s\))?\s*:", text[span.end : span.end + 6]):
+            return False
+        return all(
+            self._ordinary_word(w.lower(), strict=True) or self.lexicon.term(w)
+            for w in _WORDS.findall(text[span.start : span.end])
+        )
+
+    def _dictionary(self, value: str) -> bool:
+        """Every word an English word that is no first name, nor a surname unless also a
+        common word."""
+        words = _WORDS.findall(value)
+        return bool(words) and all(self._ordinary_word(w.lower(), strict=True) for w in words)
+
+    def _after_name(self, text: str, start: int) -> bool:
+        """Whether a capitalised word that is no English word stands right before
+        ``start``, on the same line and with only a space between: a given name before
+        a surname written in capitals."""
+        before = re.search(
+            r"(?:^|[ \t])([A-Z][a-z\u00c0-\u024f'-]+)[ \t]$", text[max(0, start - 30) : start]
+        )
+        return bool(before) and not self._ordinary_word(before.group(1).lower(), strict=True)
+
+    def _before_name(self, text: str, end: int) -> bool:
+        """Whether a given name follows ``end``: "OKAFOR, Chidi", "EZE Ngozi"."""
+        after = re.match(r",?[ \t]([A-Z][a-z\u00c0-\u024f'-]+)\b", text[end : end + 30])
+        return bool(after) and not self._ordinary_word(after.group(1).lower(), strict=True)
+
+    def _place_number(self, text: str, span: Span) -> bool:
+        """A street address or a postcode the tagger found must look like one: a number
+        and a word that is no lab or unit abbreviation ("Na 136, K 4" is a lab line),
+        or a postcode's grammar."""
+        value = text[span.start : span.end]
+        if span.type is PhiType.ZIP:
+            if _POSTCODE.match(value.strip()) and not value.strip().isdigit():
+                return True  # "SW1A 1AA", "K1A 0B1": a postcode's own grammar
+            digits = sum(c.isdigit() for c in value)
+            if digits >= 4 and re.search(r"[^\W\d_]{2}", value):
+                return True  # "Zürich 8001": the town is in the span
+            # a number alone is a postcode only after a place ("Bondi NSW 2026")
+            before = re.search(
+                r"([^\W\d_][\w'.-]*)[ \t,]+$", text[max(0, span.start - 30) : span.start]
+            )
+            after = re.match(r"[ \t]+([^\W\d_][\w'-]*)", text[span.end : span.end + 30])
+            places = [m.group(1) for m in (before, after) if m is not None]
+            return digits >= 5 or (
+                digits == 4
+                and bool(places)
+                # a town in any script, capitalised where the writer capitalises
+                and any(not w.islower() or text.islower() for w in places)
+                and not any(self.lexicon.term(w) for w in places)
+            )
+        if re.search(r"\d{1,2}:\d{2}", value):
+            return False  # a time
+        words = [w for w in re.findall(r"[^\W_]+", value) if w.isalpha() and len(w) >= 2]
+        if not words:
+            return False
+        if all(self.lexicon.term(w) or w in _CURRENCIES for w in words):
+            return False  # "Na 136, K 4", "CZK 3": a lab line, an amount
+        number = any(c in "0123456789" for c in value)
+        # one word alone is part of an address unless it is an English word ("warehouse")
+        return number or len(words) >= 2 or not self._dictionary(value)
+
+    def _ordinary(self, text: str, span: Span) -> str | None:
+        """Lower-case ordinary words ("clear", "bolus", "hemiarthroplasty"), in text whose
+        writer capitalises, or one ordinary word capitalised only because a line or a
+        sentence starts with it ("Physio", "She"). English words no first name spells
+        and no surname spells unless it is a common word too; or clinical words by
+        their ending (-ectomy, -itis, -ment…). Says which ("lower", "opening") or None."""
+        words = _WORDS.findall(text[span.start : span.end])
+        if not words or re.search(r"\b\w\.", text[span.start : span.end]):
+            return None  # an initial ("j. park", "l.s."): a name's shape
+        before = text[max(0, span.start - 3) : span.start]
+        opening = len(words) == 1 and (
+            span.start == 0 or bool(re.search(r"(?:^|[\n.!?:;(]\s*|\n\s*[-*•]\s*)$", before))
+        )
+        lower = all(w.islower() for w in words)
+        if not lower and not (opening and words[0][:1].isupper() and words[0][1:].islower()):
+            return None
+        strict = not lower  # a capital at a line's start: no surname either
+        if not all(self._ordinary_word(w.lower(), strict) for w in words):
+            return None
+        if lower:
+            # only a writer who capitalises says something by writing lower case
+            return "lower" if capitalises(text, span) else None
+        return "opening"
+
+    def _ordinary_word(self, word: str, strict: bool = False) -> bool:
+        """An English word (SCOWL) or a clinical one by its ending, and no first name;
+        ``strict``: no surname either, unless it is a common word too."""
+        word = re.sub("(?:'s|\u2019s|')$", "", word)
+        if word in self.patterns.first_names:
+            return False
+        suffix = bool(_CLINICAL_SUFFIX.search(word))
+        if strict and word in self.patterns.last_names and word not in self.patterns.common:
+            return suffix
+        return word in ordinary_words() or suffix
+
+    def _filler(self, word: str) -> bool:
+        """A lower-case word that may stand beside a clinical term ("Nissen
+        fundoplication", "heparin bolus"): an ordinary word that is no first name."""
+        return self._ordinary_word(word.lower())
 
     def _plain_word(self, text: str, span: Span) -> bool:
         """Lower-case words that are no known first name or surname, in text whose
@@ -254,8 +639,102 @@ class PhiDetector:
             return False
         if any(w in self._names for w in words):
             return False
-        window = text[max(0, span.start - 120) : span.end + 120]
-        return any(w[:1].isupper() for w in window.split()[1:])
+        return capitalises(text, span)
+
+
+def capitalises(text: str, span: Span) -> bool:
+    """Whether the writer capitalises: a capital letter starts a word within 120
+    characters of ``span``, the span aside (a window's cut first word aside too)."""
+    start = max(0, span.start - 120)
+    words = list(re.finditer(r"\S+", text[start : span.end + 120]))
+    return any(
+        m.group()[:1].isupper()
+        for m in words
+        if not (start > 0 and m.start() == 0) and not (span.start <= start + m.start() < span.end)
+    )
+
+
+@cache
+def ordinary_words() -> frozenset[str]:
+    """SCOWL's lower-case English words (``data/ordinary_words.txt.gz``, its notice
+    beside it)."""
+    with gzip.open(DATA / "ordinary_words.txt.gz", "rt") as handle:
+        return frozenset(handle.read().split())
+
+
+# Clinical words by their ending: procedures, conditions, drug classes.
+_CLINICAL_SUFFIX = re.compile(
+    r"(?:ectomy|otomy|ostomy|plasty|pexy|rrhaphy|itis|osis|emia|aemia|algia|opathy|ology|"
+    r"oscopy|scopy|graphy|uria|penia|cytosis|megaly|plegia|paresis|rrhea|rrhoea|rrhage|"
+    r"lysis|ectasis|trophy|ement|ation|ization|isation|mab|tinib|pril|sartan|olol|statin|"
+    r"floxacin|mycin|cillin|cycline|azole|tidine|dipine|gliptin|gliflozin|glutide|parin|"
+    r"oxaban|gatran|azepam|azolam|oxetine|triptan|setron|lukast|terol|olone|asone|idine)$"
+)
+_CURRENCIES = frozenset(
+    [
+        "EUR",
+        "USD",
+        "GBP",
+        "CZK",
+        "CHF",
+        "JPY",
+        "CAD",
+        "AUD",
+        "NZD",
+        "INR",
+        "ZAR",
+        "BRL",
+        "PLN",
+        "HUF",
+        "SEK",
+        "NOK",
+        "DKK",
+        "MXN",
+        "CNY",
+    ]
+)
+# Types whose value is a number and can be mistaken for a dose or a measure.
+_NUMBERED = {PhiType.AGE, PhiType.ZIP, PhiType.ID, PhiType.PHONE, PhiType.ADDRESS}
+_UNIT_AFTER = re.compile(
+    r"(?i:^\s*(?:mg|mcg|µg|ug|g|kg|lbs?|ml|l|%|mmhg|bpm|cm|mm|units?|u|iu|meq|mmol|"
+    r"mg/dl|mmol/l|min|mins|hrs?|days?|wks?|k|x10)(?![a-z]))"
+)
+_DOSE_AFTER = re.compile(
+    r"(?i:^\)?(?:\s*\(?\s*\d+(?:[.,]\d+)?\s*(?:mg|mcg|µg|ug|g|ml|units?|u|iu|meq|mmol|%|"
+    r"puffs?|tabs?|caps?|drops?|gtts?)(?![a-z])|\s+(?:po|iv|ivp|ivpb|im|sc|sq|subq|sl|pr|"
+    r"inh|neb|bid|tid|qid|qd|qhs|qam|qpm|prn|q\d+h?|q\d+\s*(?:wk|wks|mo|mos|d|days)|daily|"
+    r"nightly|weekly|monthly|od|bd|tds|qds|nocte|mane|drip|gtt|infusion|patch|"
+    r"ointment|cream|gel|tab|tabs|inj|injection)\b))"
+)
+_POSTCODE = re.compile(
+    r"(?i:^(?:\d{4,6}(?:-\d{3,4})?|\d{2}-\d{3}|\d{3}-\d{4}|\d{3}\s\d{2}|"
+    r"[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|[A-Z]\d[A-Z]\s*\d[A-Z]\d|\d{4}\s?[A-Z]{2}|"
+    r"[A-Z]{1,2}-\d{4,5}|[A-Z]\d[\dW]\s?[A-Z\d]{4})$)"
+)
+_POSTCODE_CUE = re.compile(
+    r"(?i:\b(?:post\s?code|postal\s?code|zip(?:\s?code)?|plz|pin\s?code|c\.?p\.?|cap)\s*[:#]?\s*)$"
+)
+_STREET = re.compile(
+    r"(?i:\b(?:street|st|road|rd|lane|ln|avenue|ave|way|drive|dr|court|ct|boulevard|blvd|"
+    r"place|pl|terrace|crescent|close|highway|hwy|square|sq|parkway|pkwy|strasse|"
+    r"stra\u00dfe|str|rue|via|calle|avenida|weg|gasse|platz|laan|ulica|ul|utca)\b|"
+    r"(?:stra\u00dfe|strasse|weg|gasse|platz|laan)\b)"
+)
+# Clinical codes with the shape of an identifier: GCS, TNM, obstetric history, spine
+# levels, murmur grades, Crohn's Montreal class.
+_CLINICAL_CODE = re.compile(
+    r"^(?:E[1-4]V[1-5T]M[1-6]|[cpyra]{0,2}T[0-4xX](?:is|[a-d])?(?:N[0-3xX][a-c]?)?(?:M[01xX][a-c]?)?"
+    r"|G\d{1,2}P\d{1,2}(?:\d{3})?|[CTLS]\d{1,2}(?:[-/][CTLS]?\d{1,2})?|[IV]{1,3}/VI"
+    r"|A[1-3]L[1-4]B[1-3]p?|[IVX]{1,4})$"
+)
+
+
+def dosed(text: str, span: Span) -> bool:
+    """A word followed by a dose, a route or a frequency ("Velphos 500 mg tid", "Eligard
+    q6 mo"): a drug."""
+    first = re.match(r"\S+", text[span.start : span.end])
+    end = span.start + (first.end() if first else 0)
+    return bool(_DOSE_AFTER.match(text[end : end + 24]))
 
 
 _TOKEN = re.compile(r"\S+")
@@ -297,7 +776,12 @@ def acronym(text: str, span: Span) -> bool:
 def _lone_initial(text: str, span: Span, spans: Sequence[Span]) -> bool:
     """A single letter is a name only as an initial beside one ("J. Park"): alone it is
     a grade, a lead or a category ("cat I")."""
-    if span.type is not PhiType.NAME or span.end - span.start > 1 or span.source == "known":
+    if (
+        span.type is not PhiType.NAME
+        or span.end - span.start > 1
+        or span.source == "known"
+        or not text[span.start].isascii()  # "磊": a whole name in its script
+    ):
         return False
     return not any(
         other is not span
@@ -313,14 +797,23 @@ _PHONE_CUE_BEFORE = re.compile(
 )
 
 
+_STRONG_PHONE_CUE = re.compile(r"(?i)pgr|pager|beeper|bleep|ext|tel|phone|cell|mob|fax|x\b")
+_CLOCK = re.compile(r"^(?:[01]\d|2[0-3])[0-5]\d$")
+
+
 def phone_like(text: str, span: Span) -> bool:
     """A number of fewer than seven digits is a phone only after a phone's cue ("pgr
     4417", "ext 3321"): alone it is a time, a dose or a count."""
-    digits = sum(c.isdigit() for c in text[span.start : span.end])
+    value = text[span.start : span.end]
+    digits = sum(c.isdigit() for c in value)
     if digits >= 7:
         return True
     before = text[max(0, span.start - 16) : span.start].rsplit("\n", maxsplit=1)[-1]
-    return bool(_PHONE_CUE_BEFORE.search(before))
+    cue = _PHONE_CUE_BEFORE.search(before)
+    clock = _CLOCK.match(re.sub(r"\D", "", value))
+    if cue and clock and not _STRONG_PHONE_CUE.search(cue.group()):
+        return False  # "at 0800", "on 1430": a time
+    return bool(cue)
 
 
 def token_around(text: str, span: Span) -> tuple[str, int, int]:
@@ -336,6 +829,10 @@ def token_around(text: str, span: Span) -> tuple[str, int, int]:
     return text, start, end
 
 
+_WEEKDAY = re.compile(
+    r"(?i)^(?:mon|tue|tues|wed|weds|thu|thur|thurs|fri|sat|sun)"
+    r"(?:day|nesday|sday|urday|rsday)?\.?,?\s+"
+)
 _NUMBER_WORDS = re.compile(r"(?i)ninety|hundred")
 _YEAR = re.compile(r"^(?:1[89]|20|21)\d\d$")
 # What a date written in digits looks like: d/m[/y], y-m-d, d.m.y, yyyymmdd, m/yyyy.
@@ -356,21 +853,23 @@ def shaped(value: str, phi_type: PhiType) -> bool:
     letters = sum(c.isalpha() for c in value)
     digits = sum(c.isdigit() for c in value)
     if phi_type in (PhiType.NAME, PhiType.LOCATION, PhiType.ORGANIZATION, PhiType.PROFESSION):
-        return letters > 0
+        # a word of letters alone: "71M", "4B", "POD1", "3L" are ages, beds and doses
+        return any(t.isalpha() for t in re.findall(r"[^\W_]+", value))
     if phi_type is PhiType.ADDRESS:
         return letters > 0
     if phi_type is PhiType.AGE:
         numbers = [int(n) for n in re.findall(r"\d+", value)]
         return any(90 <= n <= 125 for n in numbers) or bool(_NUMBER_WORDS.search(value))
     if phi_type is PhiType.DATE:
-        bare = value.strip()
+        # "23 / 04 / 1975", as forms are filled; "Sat 9/30", "Thurs 2/24"
+        bare = _WEEKDAY.sub("", re.sub(r"\s*([/.-])\s*", r"\1", value.strip()))
         if _YEAR.match(bare):
             return False
         return bool(_MONTH_OR_ORDINAL.search(bare) or _NUMERIC_DATE.match(bare))
     if phi_type in (PhiType.PHONE, PhiType.FAX):
         return digits >= 4
     if phi_type in (PhiType.ID, PhiType.MRN, PhiType.SSN):
-        return digits >= 4 or (digits >= 3 and letters + digits >= 5)
+        return digits >= 4 or (digits >= 2 and letters + digits >= 6)
     if phi_type is PhiType.ZIP:
         return digits > 0
     if phi_type is PhiType.EMAIL:

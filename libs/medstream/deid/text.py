@@ -214,6 +214,58 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         0,
     ),
     (PhiType.PHONE, _rx(r"\b\d{10}(?!\d)(?:\s*(?:x|ext\.?)\s*\d{1,6})?"), 0),
+    # International numbers: "+33 (0)1 45 67 89 10", "+44 20 7946 0958", "+91 98765 43210".
+    (
+        PhiType.PHONE,
+        _rx(
+            r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(0\))?(?:[\s.-]?\(?\d{1,5}\)?){2,6}(?!\d)"
+            r"(?:\s*(?:x|ext\.?|extn|extension)\s*\d{1,6})?",
+            re.I,
+        ),
+        0,
+    ),
+    # A national number after a phone's cue, in any grouping: "Tel: 020 7946 0958",
+    # "mob 07700 900123", "pgr 3302", "ext 2231".
+    (
+        PhiType.PHONE,
+        _rx(
+            r"(?i:\b(?:phone|tel|telephone|cell|mobile|mob|office|pager|pgr|beeper|bleep|"
+            r"contact|call(?:ed)?|ext|extn|extension|whatsapp|landline)\.?\s*(?:number|no\.?|#)?"
+            r"\s*[:#]?\s*)(\(?\d[\d().-]*(?:\s\(?\d[\d().-]*){0,4})"
+        ),
+        1,
+    ),
+    # An extension after a name or a credential: "LCSW x4471", "PharmD x 5-2210".
+    (PhiType.PHONE, _rx(r"(?<![\w.])(?:x|ext\.?)\s?(\d{4,5}|\d-\d{4})\b", re.I), 1),
+    # National numbers in groups of digits: Brazil's CPF "123.456.789-09", and others.
+    (PhiType.ID, _rx(r"\b(?=(?:[.-]?\d){9,})\d{2,4}(?:[.-]\d{2,4}){2,5}\b"), 0),
+    # British number plates: "WX19 KTR".
+    (PhiType.ID, _rx(r"\b[A-Z]{2}\d{2}\s?[A-Z]{3}\b"), 0),
+    # Dates with spaces around their separators, as forms are filled: "23 / 04 / 1975".
+    (PhiType.DATE, _rx(r"\b\d{1,2}\s?[/.-]\s?\d{1,2}\s?[/.-]\s?(?:19|20)\d\d\b"), 0),
+    # Australian postcodes after a state: "Bondi NSW 2026".
+    (PhiType.ZIP, _rx(r"\b(?:NSW|VIC|QLD|SA|WA|TAS|NT|ACT)\s+(\d{4})\b"), 1),
+    # Masked numbers: "xxx-xx-9921", "XXXX XXXX 4821", "**** **** **** 1234".
+    (PhiType.SSN, _rx(r"(?<![\w*])[Xx*#]{3}-[Xx*#]{2}-\d{4}\b"), 0),
+    (PhiType.ID, _rx(r"(?<![\w*])(?:[Xx*#]{4}[ -]){1,3}\d{4}\b"), 0),
+    # International bank account numbers, in any case and grouping.
+    (
+        PhiType.ID,
+        _rx(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?\b", re.I),
+        0,
+    ),
+    # Postcodes with a grammar of their own: British, Canadian, Dutch.
+    (PhiType.ZIP, _rx(r"\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) \d[A-Z]{2}\b"), 0),
+    (PhiType.ZIP, _rx(r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z][ -]\d[ABCEGHJ-NPRSTV-Z]\d\b"), 0),
+    # Any postcode after its cue: "Postcode 8001", "PLZ 10115", "PIN 400 001".
+    (
+        PhiType.ZIP,
+        _rx(
+            r"(?i:\b(?:post ?code|postal code|zip(?: code)?|plz|pin ?code|c\.?p\.?)\s*[:#]?\s*)"
+            r"([A-Z0-9]{2,5}(?:[ -][A-Z0-9]{2,4})?)\b"
+        ),
+        1,
+    ),
     (
         PhiType.PHONE,
         _rx(
@@ -359,7 +411,11 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (PhiType.ORGANIZATION, _rx(rf"\b{_ORG_WORDS}\s+(?:of|at|in)\s+{_CAP}(?:\s+{_CAP}){{0,3}}"), 0),
 ]
 
-_STATE_CODES = frozenset(_STATES.split("|"))
+# A place after a postcode, European style: "Hauptstraße 12, 10115 Berlin", "F-75011 Paris".
+_PLACE_AFTER_POSTCODE = _rx(
+    rf"(?:^|,[ \t]*|\n[ \t]*)(?:[A-Z]{{1,2}}-)?\d{{4,5}}[ \t]+({_CAP}(?:[ -]{_CAP}){{0,2}})", re.M
+)
+STATE_CODES = frozenset(_STATES.split("|"))
 # Name particles: "van Dijk", "de la Cruz", "bin Said".
 _PARTICLES = r"van|von|de|der|den|del|della|di|da|du|dos|das|la|le|ter|ten|bin|al|el|mac"
 _PARTICLE = re.compile(_PARTICLES, re.I)
@@ -416,13 +472,19 @@ class TextDetector:
         dictionaries), merged so that spans never overlap: the baseline the ensemble
         (``medstream.deid.detect``) is measured against."""
         spans = self._patterns(text, frozenset(PhiType))
+        spans += [s for s in self.grammar(text) if s.type is PhiType.LOCATION]
         spans += self._names(text)
         spans += self.known(text, known)
         return merge(spans)
 
     def grammar(self, text: str) -> list[Span]:
-        """The spans of the types that have a grammar (GRAMMAR_TYPES), by pattern."""
-        return self._patterns(text, GRAMMAR_TYPES)
+        """The spans of the types that have a grammar (GRAMMAR_TYPES), by pattern, and a
+        place where an address's grammar puts it, after its postcode."""
+        places = [
+            Span(m.start(1), m.end(1), PhiType.LOCATION)
+            for m in _PLACE_AFTER_POSTCODE.finditer(text)
+        ]
+        return self._patterns(text, GRAMMAR_TYPES) + places
 
     def _patterns(self, text: str, types: frozenset[PhiType]) -> list[Span]:
         spans: list[Span] = []
@@ -440,8 +502,9 @@ class TextDetector:
         if phi_type is PhiType.SSN:
             digits = re.sub(r"\D", "", value)
             # 000, 666 and 9xx areas are never issued, but redact them all the same
-            # unless the shape is clearly a phone fragment or a range.
-            return len(digits) == 9
+            # unless the shape is clearly a phone fragment or a range. A masked one
+            # ("xxx-xx-9921") keeps its last four.
+            return len(digits) == 9 or (len(digits) == 4 and bool(re.match(r"[Xx*#]", value)))
         if phi_type is PhiType.ID and value.isdigit():
             # Long bare numbers are ids unless they are clearly quantities.
             after = text[end : end + 6].lower()
@@ -522,7 +585,7 @@ class TextDetector:
             lower = word.lower()
             if lower not in self.first_names and lower not in self.last_names:
                 continue
-            if word.isupper() and (len(word) < 3 or word in _STATE_CODES):
+            if word.isupper() and (len(word) < 3 or word in STATE_CODES):
                 continue
             ambiguous = lower in self.common or word.isupper()
             following = tokens[index + 1] if index + 1 < len(tokens) else None
