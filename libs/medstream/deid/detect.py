@@ -168,6 +168,10 @@ class Lexicon:
                 terms[term] = "eponym_in_context"
         return cls(terms)
 
+    def category(self, word: str) -> str | None:
+        """A word's category in the lexicon, or None."""
+        return self._category(word)
+
     def _category(self, word: str) -> str | None:
         word = word.lower().rstrip(".")
         for form in (word, re.sub("(?:'s|\u2019s|s'|')$", "", word)):
@@ -470,6 +474,8 @@ class PhiDetector:
         # a profession or an organisation is ordinary words by nature ("art therapist",
         # "murphy clinic"): only terms count
         filler = None if span.type in (PhiType.PROFESSION, PhiType.ORGANIZATION) else self._filler
+        if span.type is PhiType.ORGANIZATION and self._department(value):
+            return False  # "Onc Clinic", "Grade Group": a service or a term, not a place
         several = len(value.split()) > 1
         if (
             span.type in GUARDED
@@ -503,8 +509,8 @@ class PhiDetector:
                 # at a line's start: words unless the tagger is sure
                 if ordinary == "opening":
                     return cue or span.confidence >= CONFIDENT
-                weak = _WEAK_NAME_CUE.search(text[max(0, span.start - 10) : span.start])
-                return cue and not weak
+                loose = _WEAK_NAME_CUE.search(text[max(0, span.start - 10) : span.start])
+                return cue and loose is None
             lower = value.islower() or bool(ordinary)
             if lower and not named and span.confidence < UNSURE and self._dictionary(value):
                 return cue  # "tolerated" at 0.12: a word the tagger is unsure of
@@ -520,11 +526,9 @@ class PhiDetector:
             r"([A-Za-z][\w-]*)\s*(?:[:=]|\s)\s*(?:\d[\d.,]*\s*)?(?:\(?\s*(?:from|was|to|of|prev)\s*)?$",
             before,
         )
-        return (
-            bool(found)
-            and found.group(1) not in STATE_CODES  # "FL 33127", "CA 90806": a state
-            and self.lexicon._category(found.group(1)) == "abbreviation"
-        )
+        if found is None or found.group(1) in STATE_CODES:
+            return False  # "FL 33127", "CA 90806": a state
+        return self.lexicon.category(found.group(1)) == "abbreviation"
 
     def _label(self, text: str, span: Span) -> bool:
         """A word a form puts before a colon ("Forename(s):", "Sex:", "Numéro :")."""
@@ -534,6 +538,12 @@ class PhiDetector:
             self._ordinary_word(w.lower(), strict=True) or self.lexicon.term(w)
             for w in _WORDS.findall(text[span.start : span.end])
         )
+
+    def _department(self, value: str) -> bool:
+        """An organisation's name made of clinical terms and an organisation's word alone
+        ("Heme/Onc Clinic", "Grade Group")."""
+        words = [w for w in re.findall(r"[^\W\d_]+", value) if w.lower() not in _ORG_SUFFIXES]
+        return bool(words) and all(self.lexicon.term(w) for w in words)
 
     def _dictionary(self, value: str) -> bool:
         """Every word an English word that is no first name, nor a surname unless also a
@@ -548,12 +558,12 @@ class PhiDetector:
         before = re.search(
             r"(?:^|[ \t])([A-Z][a-z\u00c0-\u024f'-]+)[ \t]$", text[max(0, start - 30) : start]
         )
-        return bool(before) and not self._ordinary_word(before.group(1).lower(), strict=True)
+        return before is not None and not self._ordinary_word(before.group(1).lower(), strict=True)
 
     def _before_name(self, text: str, end: int) -> bool:
         """Whether a given name follows ``end``: "OKAFOR, Chidi", "EZE Ngozi"."""
         after = re.match(r",?[ \t]([A-Z][a-z\u00c0-\u024f'-]+)\b", text[end : end + 30])
-        return bool(after) and not self._ordinary_word(after.group(1).lower(), strict=True)
+        return after is not None and not self._ordinary_word(after.group(1).lower(), strict=True)
 
     def _place_number(self, text: str, span: Span) -> bool:
         """A street address or a postcode the tagger found must look like one: a number
@@ -670,6 +680,11 @@ _CLINICAL_SUFFIX = re.compile(
     r"floxacin|mycin|cillin|cycline|azole|tidine|dipine|gliptin|gliflozin|glutide|parin|"
     r"oxaban|gatran|azepam|azolam|oxetine|triptan|setron|lukast|terol|olone|asone|idine)$"
 )
+_ORG_SUFFIXES = frozenset({
+    "clinic", "clinics", "hospital", "group", "center", "centre", "practice", "unit",
+    "service", "services", "department", "dept", "associates", "pharmacy", "lab", "labs",
+    "laboratory", "home", "health", "team", "ward",
+})  # fmt: skip
 _CURRENCIES = frozenset(
     [
         "EUR",

@@ -411,6 +411,14 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (PhiType.ORGANIZATION, _rx(rf"\b{_ORG_WORDS}\s+(?:of|at|in)\s+{_CAP}(?:\s+{_CAP}){{0,3}}"), 0),
 ]
 
+# Places and organisations whose name says what they are: capitalised words before
+# "Hospital", "Clinic", "Pharmacy"…, and a place after "lives in", "moved to"…
+_NAMED_PLACES: list[tuple[PhiType, re.Pattern[str], int]] = [
+    entry
+    for entry in _PATTERNS
+    if entry[0] is PhiType.ORGANIZATION
+    or (entry[0] is PhiType.LOCATION and "lives|living" in entry[1].pattern)
+]
 # A place after a postcode, European style: "Hauptstraße 12, 10115 Berlin", "F-75011 Paris".
 _PLACE_AFTER_POSTCODE = _rx(
     rf"(?:^|,[ \t]*|\n[ \t]*)(?:[A-Z]{{1,2}}-)?\d{{4,5}}[ \t]+({_CAP}(?:[ -]{_CAP}){{0,2}})", re.M
@@ -478,13 +486,20 @@ class TextDetector:
         return merge(spans)
 
     def grammar(self, text: str) -> list[Span]:
-        """The spans of the types that have a grammar (GRAMMAR_TYPES), by pattern, and a
-        place where an address's grammar puts it, after its postcode."""
+        """The spans of the types that have a grammar (GRAMMAR_TYPES), by pattern; a
+        place where an address's grammar puts it, after its postcode; and places and
+        organisations whose name says what they are."""
         places = [
             Span(m.start(1), m.end(1), PhiType.LOCATION)
             for m in _PLACE_AFTER_POSTCODE.finditer(text)
         ]
-        return self._patterns(text, GRAMMAR_TYPES) + places
+        named = [
+            Span(*m.span(group), kind)
+            for kind, pattern, group in _NAMED_PLACES
+            for m in pattern.finditer(text)
+            if m.end(group) > m.start(group)
+        ]
+        return self._patterns(text, GRAMMAR_TYPES) + places + named
 
     def _patterns(self, text: str, types: frozenset[PhiType]) -> list[Span]:
         spans: list[Span] = []
