@@ -217,6 +217,16 @@ def card_section(report: dict[str, Any]) -> str:
         "observations by 4 statuses, macro AUROC of P(present), ECE of P(present). "
         "The hand-written sets were never trained, tuned or selected on.",
         "",
+        "**A hybrid of the model and rules.** These figures are the model with "
+        "`medstream.notes.model.with_rules` applied to each mention's distribution: a "
+        'pseudo-negation in the mention\'s clause ("no change in", "has not resolved") '
+        'turns an absent reading present; "no … to suggest X" and "X: none" make X '
+        'absent; a hedge that is never an assertion ("equivocal", "is suspected") '
+        "takes half the mass to uncertain; and where the classifier is unsure (top class "
+        "below 0.9) and the NegEx baseline's triggers call the mention negated or hedged "
+        "(not both), that reading takes half the mass. The rules were written on a "
+        "hand-written development set (`bench/models/notes/dev/`), not on the sets below.",
+        "",
         "| set | reports | labeller | macro F1 | AUROC | ECE |",
         "|---|---|---|---|---|---|",
     ]

@@ -52,6 +52,37 @@ CASES = [
 ]
 
 
+# The rules the hybrid adds (``notes.with_rules``), in sentences written for this test.
+HYBRID_CASES = [
+    ("There is no change in the small right pleural effusion.", {"Pleural Effusion": "present"}),
+    ("Left basilar atelectasis, not significantly changed.", {"Atelectasis": "present"}),
+    ("The left lower lobe pneumonia has not yet resolved.", {"Pneumonia": "present"}),
+    ("The feeding tube has not been removed.", {"Support Devices": "present"}),
+    ("No increased density at the bases to suggest pneumonia.", {"Pneumonia": "absent"}),
+    ("Pneumothorax: none.", {"Pneumothorax": "absent"}),
+    ("A tiny apical pneumothorax is suspected.", {"Pneumothorax": "uncertain"}),
+    ("Equivocal right basilar consolidation.", {"Consolidation": "uncertain"}),
+    ("Compression fracture of T12, age indeterminate.", {"Fracture": "present"}),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), HYBRID_CASES)
+def test_the_hybrid_reads_what_the_rules_know(
+    labeller: notes.Labeller, text: str, expected: dict[str, str]
+) -> None:
+    labels = notes.labels_output(labeller.probabilities([text])[0])
+    for name, status in expected.items():
+        assert labels[name]["status"] == status, (name, labels[name])
+
+
+def test_the_hybrid_only_moves_what_a_rule_governs() -> None:
+    """A confident reading that no rule speaks to is left exactly as it was."""
+    texts = ["Large right pleural effusion."]
+    found = [notes.Found(0, Mention(12, 28, ("Pleural Effusion",)), 0, 1, 3)]
+    probs = np.array([[0.97, 0.01, 0.01, 0.01]])
+    assert np.array_equal(notes.with_rules(texts, found, probs), probs)
+
+
 @pytest.fixture(scope="module")
 def labeller() -> notes.Labeller:
     return notes.Labeller(latest(get_settings().model_registry, notes.NAME))

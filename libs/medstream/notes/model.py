@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -308,6 +309,76 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return np.asarray(e / e.sum(axis=-1, keepdims=True), np.float64)
+
+
+# Where the classifier is unsure (its top class below this), a NegEx trigger decides.
+UNSURE = 0.9
+# Phrases that deny a change, not the finding: "no change in the effusion", "edema, not
+# significantly changed", "the pneumonia has not yet resolved", "the tube has not been
+# removed". NegEx calls them pseudo-negations; the finding they speak of is present.
+PSEUDO_NEGATION = re.compile(
+    r"\b(?:no|without)\s+(?:(?:significant|appreciable|substantial|interval|definite|"
+    r"major|real|further)\s+)*(?:change|increase|progression|improvement)\b"
+    r"|\bnot\s+(?:(?:significantly|substantially|appreciably|markedly|much|yet|been|"
+    r"fully|completely|entirely)\s+)*(?:changed|increased|decreased|improved|resolved|"
+    r"cleared|removed|withdrawn)\b",
+    re.I,
+)
+
+
+def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) -> np.ndarray:
+    """The mention distributions, corrected where a rule knows better (a hybrid, as the
+    card says):
+    - a pseudo-negation in the mention's clause ("no change in", "has not resolved") makes
+      an "absent" reading present: the words deny a change, not the finding;
+    - where the classifier is unsure (top class below UNSURE) and the NegEx baseline's
+      triggers call the mention negated or hedged (not both), that reading takes half
+      the mass, as it does always for a hedge that is never an assertion ("equivocal",
+      "is suspected")."""
+    out = probs.copy()
+    for number, item in enumerate(found):
+        q = out[number]
+        text = texts[item.report]
+        if q.argmax() == ABSENT and PSEUDO_NEGATION.search(_clause(text, item.mention)[0]):
+            out[number] = [q[ABSENT], q[PRESENT], q[UNCERTAIN], q[NONE]]
+            continue
+        if q.argmax() == NONE and not _LABEL_NONE.match(text, item.mention.end):
+            continue
+        triggers = rules.triggers_at(text, item.mention.start, item.mention.end)
+        target = None
+        clause, at = _clause(text, item.mention)
+        if _NO_SIGN_TO_SUGGEST.search(clause[:at]) or _LABEL_NONE.match(text, item.mention.end):
+            target = ABSENT  # "no opacity to suggest pneumonia", "Effusion: none"
+        elif triggers.strongly_hedged and not triggers.negated:
+            target = UNCERTAIN  # "equivocal", "is suspected": never an assertion
+        elif q.max() < UNSURE and triggers.negated != triggers.hedged:
+            target = ABSENT if triggers.negated else UNCERTAIN
+        if target is not None and q.argmax() != target:
+            shifted = q * 0.5
+            shifted[target] += 0.5
+            out[number] = shifted
+    return out
+
+
+# A negation that reaches past a hedge's word: "no focal opacity to suggest pneumonia".
+_NO_SIGN_TO_SUGGEST = re.compile(
+    r"\b(?:no|without)\b[^.;:]*\bto (?:suggest|indicate|support)\s+[\w\s-]{0,30}$", re.I
+)
+# A form's label with its answer: "Effusion: none", "Pneumothorax - negative".
+_LABEL_NONE = re.compile(r"\s*[:-]\s*(?:none|negative|absent|no|nil)\b", re.I)
+
+
+def _clause(text: str, mention: Mention) -> tuple[str, int]:
+    """The mention's clause (its sentence, cut at "but", "however" and semicolons), and
+    where the mention starts in it."""
+    start = max(text.rfind(c, 0, mention.start) for c in ".\n") + 1
+    ends = [i for i in (text.find(c, mention.end) for c in ".\n") if i != -1]
+    sentence = text[start : min(ends, default=len(text))]
+    at, until = mention.start - start, mention.end - start
+    cuts = list(rules.TERMINATION.finditer(sentence))
+    begin = max((m.end() for m in cuts if m.end() <= at), default=0)
+    end = min((m.start() for m in cuts if m.start() >= until), default=len(sentence))
+    return sentence[begin:end], at - begin
 
 
 def aggregate(count: int, items: Sequence[Found], mention_probs: np.ndarray) -> np.ndarray:
@@ -616,7 +687,7 @@ def report_scores(
     package's, or a quantised or pruned copy in the efficiency bench)."""
     read, found = chunks(texts, vocabulary)
     logits = mention_logits(model, read, found, device or torch.device("cpu"))
-    return aggregate(len(texts), found, softmax(logits, temperature))
+    return aggregate(len(texts), found, with_rules(texts, found, softmax(logits, temperature)))
 
 
 def export_onnx(model: MentionClassifier, folder: Path) -> None:
@@ -686,7 +757,8 @@ class Labeller:
             for row, c in enumerate(chosen):
                 chunk = read[c]
                 _add_words(words[chunk.report], texts[chunk.report], chunk, per_token[row])
-        scores = aggregate(len(texts), found, softmax(logits, self.temperature))
+        probs = with_rules(texts, found, softmax(logits, self.temperature))
+        scores = aggregate(len(texts), found, probs)
         return scores, [_top(w, top) for w in words]
 
     def _explain(

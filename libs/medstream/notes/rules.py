@@ -162,6 +162,65 @@ def _scope_before(sentence: str, start: int) -> str:
     return " ".join(words[-SCOPE_WORDS:])
 
 
+@dataclass(frozen=True)
+class Triggers:
+    """Which triggers govern a mention: a negation, a hedge, and a hedge that no reading
+    of the sentence can make an assertion ("equivocal", "is suspected")."""
+
+    negated: bool
+    hedged: bool
+    strongly_hedged: bool
+
+
+# Hedges that are never an assertion, whatever else the sentence says: before the
+# mention ("equivocal consolidation") or right after it ("pneumothorax is suspected").
+STRONG_HEDGE = re.compile(
+    r"\b(?:equivocal|suspected|suspicious for|worrisome for|questionable)\b", re.I
+)
+STRONG_HEDGE_AFTER = re.compile(
+    r"^\s*(?:is|are|was|were)?\s*(?:suspected|equivocal|questionable|not excluded|"
+    r"cannot (?:be )?(?:excluded|ruled out)|can ?not be excluded)\b",
+    re.I,
+)
+
+
+def triggers_at(text: str, start: int, end: int) -> Triggers:
+    """The triggers that govern ``text[start:end]`` (a mention found by any finder) in
+    its sentence, with the same scopes as ``mentions``."""
+    for sentence_match in SENTENCE.finditer(text):
+        if sentence_match.start() <= start < sentence_match.end():
+            offset = sentence_match.start()
+            sentence = sentence_match.group(0)
+            before = _scope_before(sentence, start - offset)
+            after = TERMINATION.split(sentence[min(end, sentence_match.end()) - offset :], 1)[0]
+            return Triggers(
+                negated=bool(NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after)),
+                hedged=bool(UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after)),
+                strongly_hedged=bool(
+                    STRONG_HEDGE.search(before) or STRONG_HEDGE_AFTER.match(after)
+                ),
+            )
+    return Triggers(negated=False, hedged=False, strongly_hedged=False)
+
+
+def status_at(text: str, start: int, end: int) -> Status:
+    """The status the triggers give ``text[start:end]``: hedged beats negated."""
+    found = triggers_at(text, start, end)
+    if found.hedged:
+        return Status.UNCERTAIN
+    return Status.ABSENT if found.negated else Status.PRESENT
+
+
+def _status(sentence: str, start: int, end: int) -> Status:
+    before = _scope_before(sentence, start)
+    after_clause = TERMINATION.split(sentence[end:], maxsplit=1)[0]
+    if UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after_clause):
+        return Status.UNCERTAIN
+    if NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after_clause):
+        return Status.ABSENT
+    return Status.PRESENT
+
+
 def mentions(text: str) -> list[Mention]:
     """Every observation mention in ``text`` with its status."""
     found: list[Mention] = []
@@ -170,15 +229,7 @@ def mentions(text: str) -> list[Mention]:
         offset = sentence_match.start()
         for name, pattern in _COMPILED.items():
             for match in pattern.finditer(sentence):
-                before = _scope_before(sentence, match.start())
-                after = sentence[match.end() :]
-                after_clause = TERMINATION.split(after, maxsplit=1)[0]
-                if UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after_clause):
-                    status = Status.UNCERTAIN
-                elif NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after_clause):
-                    status = Status.ABSENT
-                else:
-                    status = Status.PRESENT
+                status = _status(sentence, match.start(), match.end())
                 found.append(Mention(name, offset + match.start(), offset + match.end(), status))
     return found
 
