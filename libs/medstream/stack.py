@@ -707,15 +707,20 @@ def redis_healthy(stack: Stack) -> bool:
         return False
     user = redis_user(OPERATOR)
     password = development_secret(stack.state_dir, f"redis-{OPERATOR}")
-    with socket.create_connection(("127.0.0.1", LOCAL_REDIS_PORT), timeout=1) as sock:
-        sock.sendall(f"AUTH {user} {password}\r\nPING\r\n".encode())
-        reply = b""
-        while reply.count(b"\r\n") < 2:
-            chunk = sock.recv(256)
-            if not chunk:
-                break
-            reply += chunk
-        return reply.startswith(b"+OK\r\n+PONG")
+    reply = b""
+    try:
+        with socket.create_connection(("127.0.0.1", LOCAL_REDIS_PORT), timeout=1) as sock:
+            sock.sendall(f"AUTH {user} {password}\r\nPING\r\n".encode())
+            while reply.count(b"\r\n") < 2:
+                chunk = sock.recv(256)
+                if not chunk:
+                    break
+                reply += chunk
+    except OSError:
+        # still loading its append-only file (it accepts, then answers only when done),
+        # or restarting: not healthy yet, and the caller waits
+        return False
+    return reply.startswith(b"+OK\r\n+PONG")
 
 
 def write_redis_acl(stack: Stack) -> Path:

@@ -1,7 +1,11 @@
 """The broker configuration the stack writes, for one node and for three."""
 
+import socket
 from pathlib import Path
 
+import pytest
+
+from medstream import stack as local_stack
 from medstream.stack import Stack, _node_properties
 
 
@@ -43,3 +47,18 @@ def test_single_and_cluster_never_share_ports_or_folders(tmp_path: Path) -> None
         n.broker_port for n in cluster.kafka_nodes
     }
     assert single.kafka_dir != cluster.kafka_dir
+
+
+def test_a_redis_still_loading_its_file_is_not_healthy_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis accepts connections before it has loaded its append-only file and answers
+    only afterwards: the health check must say "not yet", not raise a timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        monkeypatch.setattr(local_stack, "LOCAL_REDIS_PORT", listener.getsockname()[1])
+        assert local_stack.redis_healthy(Stack(tmp_path)) is False
+    finally:
+        listener.close()
