@@ -15,8 +15,16 @@ PHI:
   ``7/10`` pain, ``2/2`` (secondary to) and ``7.28/45/62`` are never dates, whereas
   ``on 3/14`` or a line that starts ``3/14:`` is;
 - a term of the clinical lexicon (``data/clinical_lexicon.tsv``: eponyms, drugs,
-  abbreviations, scales, section headers) is never redacted unless the model is
-  confident *and* a name cue stands beside it ("Mr. Foley", "Dr Homans").
+  abbreviations, scales, section headers), with grades or plain words beside it, is
+  never redacted unless a title stands before it ("Mr. Foley", "Dr Homans"), or the
+  model is confident *and* another name cue does;
+- ordinary English words (``data/ordinary_words.txt.gz``, SCOWL) are no names in text
+  whose writer capitalises, unless a title or a kinship word says so;
+- a span must have its type's shape: no dose after a name, no lab line for an address,
+  no clinical code (GCS, TNM, spine levels) for an identifier.
+
+docs/deid.md lists every rule; ``bench/deid/diagnose.py`` shows, on the development set,
+which one decided each span.
 
 Every span says which detectors found it (``source``), for ``medstream deid text
 --explain`` and the de-identification summary.
