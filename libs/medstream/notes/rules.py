@@ -190,35 +190,31 @@ def triggers_at(text: str, start: int, end: int) -> Triggers:
     for sentence_match in SENTENCE.finditer(text):
         if sentence_match.start() <= start < sentence_match.end():
             offset = sentence_match.start()
-            sentence = sentence_match.group(0)
-            before = _scope_before(sentence, start - offset)
-            after = TERMINATION.split(sentence[min(end, sentence_match.end()) - offset :], 1)[0]
-            return Triggers(
-                negated=bool(NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after)),
-                hedged=bool(UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after)),
-                strongly_hedged=bool(
-                    STRONG_HEDGE.search(before) or STRONG_HEDGE_AFTER.match(after)
-                ),
+            return _triggers(
+                sentence_match.group(0), start - offset, min(end, sentence_match.end()) - offset
             )
     return Triggers(negated=False, hedged=False, strongly_hedged=False)
 
 
+def _triggers(sentence: str, start: int, end: int) -> Triggers:
+    before = _scope_before(sentence, start)
+    after = TERMINATION.split(sentence[end:], maxsplit=1)[0]
+    return Triggers(
+        negated=bool(NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after)),
+        hedged=bool(UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after)),
+        strongly_hedged=bool(STRONG_HEDGE.search(before) or STRONG_HEDGE_AFTER.match(after)),
+    )
+
+
 def status_at(text: str, start: int, end: int) -> Status:
     """The status the triggers give ``text[start:end]``: hedged beats negated."""
-    found = triggers_at(text, start, end)
+    return _status_of(triggers_at(text, start, end))
+
+
+def _status_of(found: Triggers) -> Status:
     if found.hedged:
         return Status.UNCERTAIN
     return Status.ABSENT if found.negated else Status.PRESENT
-
-
-def _status(sentence: str, start: int, end: int) -> Status:
-    before = _scope_before(sentence, start)
-    after_clause = TERMINATION.split(sentence[end:], maxsplit=1)[0]
-    if UNCERTAIN.search(before) or UNCERTAIN_AFTER.search(after_clause):
-        return Status.UNCERTAIN
-    if NEGATION_BEFORE.search(before) or NEGATION_AFTER.search(after_clause):
-        return Status.ABSENT
-    return Status.PRESENT
 
 
 def mentions(text: str) -> list[Mention]:
@@ -229,7 +225,7 @@ def mentions(text: str) -> list[Mention]:
         offset = sentence_match.start()
         for name, pattern in _COMPILED.items():
             for match in pattern.finditer(sentence):
-                status = _status(sentence, match.start(), match.end())
+                status = _status_of(_triggers(sentence, match.start(), match.end()))
                 found.append(Mention(name, offset + match.start(), offset + match.end(), status))
     return found
 
