@@ -183,6 +183,14 @@ GUARDED_VALUES = [
 ]
 
 
+def test_a_state_code_is_a_place_only_before_its_postcode() -> None:
+    text = "Pt to OR 0730. Gait OK 2 laps. Seen in ON call room 4. Ottawa ON K2A 1E1."
+    clean, _ = ENGINE.text(text, "patient-1")
+    for value in ("OR 0730", "OK 2 laps", "ON call room"):
+        assert value in clean, (value, clean)
+    assert "ON K2A" not in clean
+
+
 @pytest.mark.parametrize(("text", "values"), GUARDED_VALUES)
 def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) -> None:
     clean, _ = ENGINE.text(text, "patient-1")
@@ -208,6 +216,10 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("She fell on the 21st and came in today.", "21st"),
         ("Seen Thurs 3/19 in clinic.", "3/19"),
         ("Vehicle reg YK21 PZR parked outside.", "YK21 PZR"),
+        # a state or province between a place and its postcode
+        ("Mail to 12 Birch Rd, Halifax, NS B3H 1A1 please.", " NS "),
+        ("Home: 903 Elm St, Tulsa,  OK 74103", " OK "),
+        ("moved to 4 Kurrajong Ave, Mildura VIC 3500 in May", " VIC "),
     ],
 )
 def test_identifiers_with_a_grammar_are_found(text: str, value: str) -> None:

@@ -41,7 +41,15 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-from medstream.deid.text import STATE_CODES, PhiType, Span, TextDetector, dictionaries, merge
+from medstream.deid.text import (
+    STATE_CODES,
+    PhiType,
+    Span,
+    TextDetector,
+    dictionaries,
+    merge,
+    region_in_address,
+)
 from medstream.models.package import latest
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -451,6 +459,12 @@ class PhiDetector:
         value = text[span.start : span.end]
         if not shaped(value, span.type) and not room(text, span):
             return False
+        if (
+            span.source == "pattern"
+            and span.type is PhiType.LOCATION
+            and region_in_address(text, span.start, span.end)
+        ):
+            return True  # "Ottawa ON K2A 1E1": a province, by an address's grammar
         if _CLINICAL_CODE.match(value.strip()):
             return False  # "E4V4M6", "cT2cN0", "G2P1", "L5/S1": clinical codes
         if span.type in (PhiType.PHONE, PhiType.FAX) and not phone_like(text, span):

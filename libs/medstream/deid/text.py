@@ -130,6 +130,15 @@ _STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|"
     "NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR|GU|VI|AS|MP|AA|AE|AP"
 )
+# US states, Canadian provinces and Australian states, as an address writes them.
+# Each with the postcode that follows it in an address: a US ZIP, a Canadian postcode, an
+# Australian four digits ("Miami, FL 33127", "Ottawa ON K2A 1E1", "Toowoomba QLD 4350").
+_REGION_POSTCODE = (
+    rf"(?:{_STATES})(?=,?[ \t]+\d{{5}}(?:-\d{{4}})?\b)"
+    r"|(?:AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT)(?=,?[ \t]+[A-Z]\d[A-Z][ -]?\d[A-Z]\d\b)"
+    r"|(?:NSW|VIC|QLD|TAS|ACT|SA|WA|NT)(?=,?[ \t]+\d{4}\b)"
+)
+_REGION = re.compile(_REGION_POSTCODE)
 _STATE_NAMES = (
     "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|"
     "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|"
@@ -140,6 +149,7 @@ _STATE_NAMES = (
 )
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _LOWER = "a-zß-öø-ÿ"
+_REGION_IN_ADDRESS = re.compile(rf"\b[{_UPPER}][\w.'-]*[ \t]*,?[ \t]+({_REGION_POSTCODE})")
 _CAP = rf"[{_UPPER}][{_LOWER}{_UPPER}'\-]+"
 _TITLES = (
     r"(?:Dr|Drs|Mr|Mrs|Ms|Miss|Mx|Prof|Sr|Sister|Nurse|Rev|Fr|Capt|Sgt|Hon|Judge|Attorney|"
@@ -243,6 +253,10 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (PhiType.ID, _rx(r"\b[A-Z]{2}\d{2}\s?[A-Z]{3}\b"), 0),
     # Dates with spaces around their separators, as forms are filled: "23 / 04 / 1975".
     (PhiType.DATE, _rx(r"\b\d{1,2}\s?[/.-]\s?\d{1,2}\s?[/.-]\s?(?:19|20)\d\d\b"), 0),
+    # A state or province between a place and its postcode, as addresses are written:
+    # "Miami, FL 33127", "Ottawa ON  K2A 1E1", "Toowoomba QLD 4350". (Safe Harbor lets a
+    # state stand; in an address line it is tagged with the rest.)
+    (PhiType.LOCATION, _REGION_IN_ADDRESS, 1),
     # Australian postcodes after a state: "Bondi NSW 2026".
     (PhiType.ZIP, _rx(r"\b(?:NSW|VIC|QLD|SA|WA|TAS|NT|ACT)\s+(\d{4})\b"), 1),
     # Masked numbers: "xxx-xx-9921", "XXXX XXXX 4821", "**** **** **** 1234".
@@ -487,11 +501,13 @@ class TextDetector:
 
     def grammar(self, text: str) -> list[Span]:
         """The spans of the types that have a grammar (GRAMMAR_TYPES), by pattern; a
-        place where an address's grammar puts it, after its postcode; and places and
+        place where an address's grammar puts it, after its postcode, and a state or
+        province before one (``region_in_address``); and places and
         organisations whose name says what they are."""
         places = [
             Span(m.start(1), m.end(1), PhiType.LOCATION)
-            for m in _PLACE_AFTER_POSTCODE.finditer(text)
+            for pattern in (_PLACE_AFTER_POSTCODE, _REGION_IN_ADDRESS)
+            for m in pattern.finditer(text)
         ]
         named = [
             Span(*m.span(group), kind)
@@ -527,6 +543,8 @@ class TextDetector:
         if phi_type is PhiType.ID:
             return not _looks_clinical_code(value)
         if phi_type is PhiType.LOCATION:
+            if region_in_address(text, start, end):
+                return True  # "Ottawa ON K2A 1E1": a region in an address line
             words = value.split()
             if _CREDENTIAL_STATE.match(text, end) and all(
                 self._is_name(w, strict=False) for w in words
@@ -702,6 +720,13 @@ def _looks_clinical_code(value: str) -> bool:
     return (len(value) <= 5 and bool(_CLINICAL_CODE.match(value))) or bool(
         re.fullmatch(r"\d+(?:mg|mcg|ml|mm|cm|kg|g|l|mmhg|bpm|h|hr|hrs|d|wk|mo|yo|x)", value, re.I)
     )
+
+
+def region_in_address(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a state or province code with its postcode after
+    it ("FL" in "Miami, FL 33127")."""
+    region = _REGION.match(text, start)
+    return region is not None and region.end() == end
 
 
 def merge(spans: list[Span]) -> list[Span]:
