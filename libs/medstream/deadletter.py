@@ -9,8 +9,10 @@ halts a consumer instead of dead-lettering a whole topic.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
@@ -30,15 +32,24 @@ class DeadLetterRateExceeded(RuntimeError):
 
 @dataclass
 class DeadLetterLimiter:
-    """Caps dead letters by their share of the last ``window`` messages and by run length."""
+    """Caps dead letters by their share of the last ``window`` messages and by run length.
+
+    Once tripped, it refuses every dead letter for ``cooldown_s`` seconds, then lets
+    dead-lettering start again with an empty window: a bad deploy dead-letters at most
+    a short run per cool-down (and the error log says so each time), while a real
+    flood of bad input from upstream drains slowly instead of stalling its partitions
+    for good. ``cooldown_s`` 0 halts until the service restarts."""
 
     max_ratio: float
     window: int
     max_consecutive: int
+    cooldown_s: float = 0.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
         self._recent: deque[bool] = deque(maxlen=self.window)
         self._consecutive = 0
+        self._tripped_at: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeadLetterLimiter:
@@ -47,6 +58,7 @@ class DeadLetterLimiter:
             settings.dead_letter_max_ratio,
             settings.dead_letter_window,
             settings.dead_letter_max_consecutive,
+            settings.dead_letter_cooldown_s,
         )
 
     def record_valid(self) -> None:
@@ -60,18 +72,37 @@ class DeadLetterLimiter:
         The ratio is only enforced once the window is full, so a consumer's first few
         messages being bad is not mistaken for a bad deploy.
         """
+        if self._tripped_at is not None:
+            waited = self.clock() - self._tripped_at
+            if not self.cooldown_s or waited < self.cooldown_s:
+                raise DeadLetterRateExceeded(self._halted(waited))
+            self._tripped_at = None  # the cool-down is over: start a fresh window
+            self._recent.clear()
+            self._consecutive = 0
         window = [*list(self._recent)[len(self._recent) - self.window + 1 :], True]
         invalid, seen = sum(window), len(window)
         if self._consecutive + 1 > self.max_consecutive or (
             seen >= self.window and invalid / seen > self.max_ratio
         ):
+            self._tripped_at = self.clock()
             raise DeadLetterRateExceeded(
                 f"{invalid} of the last {seen} messages were invalid "
-                f"({self._consecutive + 1} in a row); consumption halts and retries. "
-                "Check the last deploy or the upstream feed, then restart the service."
+                f"({self._consecutive + 1} in a row); dead-lettering stops. " + self._halted(0.0)
             )
         self._recent.append(True)
         self._consecutive += 1
+
+    def _halted(self, waited: float) -> str:
+        if not self.cooldown_s:
+            return (
+                "Consumption halts and retries: check the last deploy or the upstream "
+                "feed, then restart the service."
+            )
+        left = max(0.0, self.cooldown_s - waited)
+        return (
+            f"Consumption pauses and resumes in {left:.0f} s "
+            "(MEDSTREAM_DEAD_LETTER_COOLDOWN_S): check the last deploy or the upstream feed."
+        )
 
 
 def dead_letter_headers(

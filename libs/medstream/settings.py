@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     dead_letter_max_ratio: float = Field(default=0.5, gt=0, le=1)
     dead_letter_window: int = Field(default=200, ge=1)
     dead_letter_max_consecutive: int = Field(default=20, ge=1)
+    # Seconds the cap holds once tripped; then dead-lettering resumes with a fresh
+    # window, so a flood of bad input drains slowly rather than stalling its partitions
+    # for good. 0 holds until the service restarts.
+    dead_letter_cooldown_s: float = Field(default=300.0, ge=0)
     # Attempts for an unexpected error on one message before it is dead-lettered.
     max_processing_attempts: int = Field(default=3, ge=1)
     # Seconds of CPU-heavy work (parsing, validation, de-identification) one message may

@@ -79,6 +79,37 @@ def test_limiter_stops_a_high_ratio_once_the_window_is_full() -> None:
         limiter.admit_invalid()  # 4 in the last 10: over it
 
 
+def test_a_tripped_limiter_holds_for_its_cool_down_then_resumes() -> None:
+    now = [1000.0]
+    limiter = DeadLetterLimiter(
+        max_ratio=1.0, window=100, max_consecutive=2, cooldown_s=60, clock=lambda: now[0]
+    )
+    limiter.admit_invalid()
+    limiter.admit_invalid()
+    with pytest.raises(DeadLetterRateExceeded, match="resumes in 60 s"):
+        limiter.admit_invalid()
+    now[0] += 59
+    with pytest.raises(DeadLetterRateExceeded, match="resumes in 1 s"):
+        limiter.admit_invalid()  # still cooling down: even one more is refused
+    now[0] += 1
+    limiter.admit_invalid()  # a fresh window: a short run is dead-lettered again
+    limiter.admit_invalid()
+    with pytest.raises(DeadLetterRateExceeded):
+        limiter.admit_invalid()  # and the cap trips again, for another cool-down
+
+
+def test_without_a_cool_down_a_tripped_limiter_holds_until_restart() -> None:
+    now = [0.0]
+    limiter = DeadLetterLimiter(
+        max_ratio=1.0, window=100, max_consecutive=1, cooldown_s=0, clock=lambda: now[0]
+    )
+    limiter.admit_invalid()
+    for _ in range(3):
+        with pytest.raises(DeadLetterRateExceeded, match="restart the service"):
+            limiter.admit_invalid()
+        now[0] += 86_400
+
+
 def test_a_valid_message_resets_the_run() -> None:
     limiter = DeadLetterLimiter(max_ratio=1.0, window=100, max_consecutive=2)
     limiter.admit_invalid()
