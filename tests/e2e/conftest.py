@@ -36,7 +36,8 @@ from medstream.settings import Settings, get_settings
 from ..integration.test_deid_leakage import read_since
 
 # The fault tests send a flood of bad input on purpose: the bad-deploy guard (which
-# halts a consumer whose recent input is mostly invalid) is opened for them. With two
+# pauses a consumer whose recent input is mostly invalid, for a cool-down of
+# MEDSTREAM_DEAD_LETTER_COOLDOWN_S) is opened for them. With two
 # replicas one process may own the partitions the flood lands on, and 191 of its last
 # 200 messages were invalid (above 0.95): the guard halted it and the flood's tail was
 # never dead-lettered. The guard has its own tests (tests/unit/test_deadletter.py).
