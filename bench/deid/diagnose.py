@@ -1,8 +1,8 @@
-"""Where the ensemble goes wrong on the development set (``bench/deid/dev/``): every
-missed identifier, every span that is no PHI, and every clinical term it altered, with
-the detector that found it. For development only.
+"""Where the ensemble goes wrong on a development set (``bench/deid/dev/``, or
+``dev2/`` with ``--set dev2``): every missed identifier, every span that is no PHI, and
+every clinical term it altered, with the detector that found it. For development only.
 
-    python bench/deid/diagnose.py [notes|guard|general ...]
+    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2]
 
 It refuses the hand-written evaluation sets in ``bench/deid/heldout/``: those are scored
 only by ``evaluate.py``, in aggregate, so that no one tunes on them.
@@ -30,10 +30,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="*", default=["notes", "guard", "general"])
     parser.add_argument("--quiet", action="store_true", help="Scores only.")
+    parser.add_argument(
+        "--set",
+        choices=["dev", "dev2"],
+        default="dev",
+        help="Which development set: dev (tuned on since the start) or dev2 (written later).",
+    )
     args = parser.parse_args()
     detector = load_detector(ROOT / "models")
     for name in args.sets:
-        items = handwritten(name, DEV)
+        items = handwritten(name, DEV.parent / args.set)
         texts = [i["text"] for i in items]
         detector.prepare(texts)
         found = [detector.detect(t) for t in texts]

@@ -24,9 +24,11 @@ def spans(text: str, value: str) -> list[tuple[int, int]]:
     return found
 
 
+@pytest.mark.parametrize("folder", ["dev", "dev2"])
 @pytest.mark.parametrize("name", ["notes", "guard", "general"])
-def test_the_development_set_is_well_formed(name: str) -> None:
-    items = [json.loads(line) for line in (DEV / f"{name}.jsonl").read_text().splitlines()]
+def test_the_development_set_is_well_formed(folder: str, name: str) -> None:
+    path = DEV.parent / folder / f"{name}.jsonl"
+    items = [json.loads(line) for line in path.read_text().splitlines()]
     assert len({item["id"] for item in items}) == len(items)
     for item in items:
         text = item["text"]
