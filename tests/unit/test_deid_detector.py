@@ -163,6 +163,21 @@ def test_plain_lower_case_words_need_a_sure_tagger(text: str, names: set[str]) -
 # Written for this test, in the style the hand-written sets exercise but not taken from
 # them: each value must come out unchanged, whatever the tagger thinks of it.
 GUARDED_VALUES = [
+    # a time beside a date is no element of the date
+    ("Reviewed 14.02.2026 08:45 by the on-call team.", ["08:45"]),
+    ("Next slot: Tue 3 March, 2pm-4pm, ward office.", ["2pm-4pm"]),
+    ("Bloods drawn 2026-01-07 06:10 CET, repeat in the evening.", ["06:10"]),
+    # a dose, a size or a measure with its unit written on
+    ("Vanc 1250mg q12h, trough before the 4th dose.", ["1250mg q12h"]),
+    ("Mepilex Border 10x10 to sacrum, change 2x/wk.", ["Mepilex Border 10x10"]),
+    ("Cholecalciferol 50000IU weekly for 8 weeks.", ["50000IU"]),
+    # acuity, timed scores, named instruments
+    ("VA 6/18 OD, 6/36 OS, improving to 6/9 OS with pinhole.", ["6/18 OD", "6/36 OS"]),
+    ("Apgar 5/7/9 at 1/5/10 min, no resus needed.", ["1/5/10 min"]),
+    ("Screening: PHQ-9 18/27, GAD-7 12/21, MoCA 21/30.", ["18/27", "12/21", "21/30"]),
+    ("Addison's disease on hydrocortisone; Cushing's excluded.", ["Addison's disease"]),
+    ("Ottawa knee rules negative, no XR needed.", ["Ottawa knee rules"]),
+    ("von Willebrand panel sent; de Quervain's on the left.", ["de Quervain's"]),
     ("Gave 3/4 of the dose before she vomited.", ["3/4"]),
     ("GPC in clusters in 2/2 bottles, GNR in 1/2.", ["2/2", "1/2"]),
     ("Expect recovery over 4-6 wks, then 10-15 units nightly.", ["4-6", "10-15"]),

@@ -79,7 +79,8 @@ _QUANTITY_AFTER = re.compile(
     r"(?i:^\s*(?:of|days?|d|wks?|weeks?|mos?|months?|yrs?|years?|hrs?|hours?|h|mins?|minutes?|"
     r"secs?|tabs?|tablets?|caps?|capsules?|puffs?|doses?|units?|portions?|majority|strength|"
     r"ns|ln|nodes?|cores?|bottles?|sets?|times|x|history|hx|business|cups?|pos|positive|"
-    r"neg|negative|ratio|split|dilution|\+|%)(?![a-z]))"
+    r"neg|negative|ratio|split|dilution|od|os|ou|unaided|aided|pinhole|corrected|"
+    r"uncorrected|\+|%)(?![a-z]))"
 )
 # A date's strong cues: what can stand before a date and not before a score ("on 4/5"
 # but "from 2/5 to 4/5" is a strength that improved).
@@ -148,10 +149,15 @@ _CLINICAL_HEAD_AFTER = re.compile(
     r"respirations?|breathing|respiration|positive|negative|neg|pos|equivocal|present|"
     r"absent|coma|limb|loop|anastomosis|pouch|flap|fashion|type|variant|lesion|hernia|cyst|"
     r"gland|duct|space|zone|cells?|bodies|body|membrane|pentad|biplane|method|block|"
-    r"[a-z]+(?:itis|osis|opathy|emia|aemia|oma|ectomy|plasty|otomy|ostomy|algia|plegia)|"
-    r"\+|-)\b|^(?:'s)?\s*[+-](?!\s*[A-Za-z]{2}))"
+    r"reversal|takedown|[a-z]+(?:itis|osis|opathy|emia|aemia|oma|ectomy|plasty|otomy|ostomy|"
+    r"algia|plegia|ism)|\+|-)\b|^(?:'s)?\s*[+-](?!\s*[A-Za-z]{2})"
+    # an instrument's name in words after it: "Ottawa ankle rules", "Edinburgh Postnatal
+    # Depression Scale"
+    r"|^(?:'s)?(?:\s+[A-Za-z-]+){1,2}\s+(?:rules?|scale|score|criteria|classification|"
+    r"questionnaire|inventory|index|test|sign|syndrome|disease)\b)"
 )
 _WORDS = re.compile("[\\w'\u2019-]+")
+_EPONYM_PARTICLES = frozenset({"de", "von", "van", "du", "le", "la", "di"})
 # A grade, a class or a count beside a term: "Clark IV", "Child-Pugh A", "Bishop 7".
 _GRADE = re.compile(r"^(?:[IVX]{1,4}|[A-Za-z]|\d{1,3}(?:\.\d)?|[A-D]\d?)$")
 # A score after an eponym: "Wells (PE) 6.0", "Glasgow 15", "Clark IV".
@@ -225,6 +231,9 @@ class Lexicon:
         categories = [None if len(w) == 1 else self._word(w) for w in words]
         if all(c is None for c in categories):
             return False
+        for i in range(len(words) - 1):  # "de Quervain's", "von Willebrand": one eponym
+            if categories[i] is None and words[i] in _EPONYM_PARTICLES:
+                categories[i] = categories[i + 1]
         for word, category in zip(words, categories, strict=True):
             if category is None and not (
                 _GRADE.match(word) or (filler is not None and word.islower() and filler(word))
@@ -303,6 +312,8 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     after = text[end : end + 16]
     if _SHORT_NUMERIC.match(value) and _SCORE_CUE_BEFORE.search(before):
         return False  # "Apgars 8/9/10", "reflexes 2/2/1": scores in a row, not a date
+    if _TIMINGS.match(value) and _MINUTES_AFTER.match(after):
+        return False  # "Apgar 6/8/9 at 1/5/10 min": the minutes the scores were taken at
     if not month_word_date(text, start, end):
         return False
     if _ORDINAL.match(value):
@@ -318,6 +329,8 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
         return False  # 16/18 is no month and day either way round
     if _SCORE_CUE_BEFORE.search(before) or (second in (7, 12) and _DURATION_BEFORE.search(before)):
         return False
+    if _NAMED_SCORE_BEFORE.search(before):
+        return False  # "AUDIT-C 9/12", "MoCA 22/30", "EPDS 15/30": a score's own name
     if _QUANTITY_AFTER.match(after):
         return False
     strong = bool(_STRONG_DATE_CUE_BEFORE.search(before))
@@ -341,6 +354,15 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     return confidence >= MODEL_DATE
 
 
+_TIMINGS = re.compile(r"^\d{1,2}/\d{1,2}/\d{1,2}$")
+_MINUTES_AFTER = re.compile(r"(?i:^\s*(?:min|mins|minutes)\b)")
+# A score's name right before its value: a hyphenated instrument ("AUDIT-C", "PHQ-9",
+# "GAD-7", "EQ-5D") or a screening test scored out of a total.
+_NAMED_SCORE_BEFORE = re.compile(
+    r"(?:\b[A-Z][A-Za-z]{1,6}-[A-Z0-9]{1,3}|\b(?:MMSE|MoCA|EPDS|SLUMS|AMTS|AMT|ACE|FIM|MUST|"
+    r"CIWA|COWS|NIHSS|RASS|CAM|AUDIT|PHQ|GAD|Barthel|Braden|Waterlow|Norton|Bishop|"
+    r"MMT|MRC))\s*[:=]?\s*(?:score\s*)?$"
+)
 _LEADING_FRACTION = re.compile(r"^\d{1,2}[/.-]\d{1,2}(?=\s+[A-Za-z])")
 # What scores and fractions are out of: strength /5, pain /10, reflexes /4, murmurs /6.
 _SCORE_SCALES = {2, 3, 4, 5, 6, 10}
@@ -450,6 +472,7 @@ class PhiDetector:
             model = self._tag([text])[0]
         model = [tightened for s in model if (tightened := tighten(text, s)) is not None]
         candidates = [*model, *self.patterns.grammar(text), *self.patterns.known(text, known)]
+        candidates = [d for s in candidates if (d := without_time(text, s)) is not None]
         kept = [s for s in candidates if self._keep(text, s)]
         return merge([s for s in kept if not _lone_initial(text, s, kept)])
 
@@ -478,6 +501,8 @@ class PhiDetector:
             and _UNIT_AFTER.match(text[span.end : span.end + 12])
         ):
             return False  # "levothyroxine 112 mcg", "100%": a dose or a measure
+        if span.type is not PhiType.DATE and _MEASURE.search(value):
+            return False  # "90mg", "3.375g q8h", "15x15", "26mm Sapien": a dose or a size
         if (
             span.source == "model"
             and span.type is PhiType.AGE
@@ -732,6 +757,11 @@ _CURRENCIES = frozenset(
 )
 # Types whose value is a number and can be mistaken for a dose or a measure.
 _NUMBERED = {PhiType.AGE, PhiType.ZIP, PhiType.ID, PhiType.PHONE, PhiType.ADDRESS}
+# A number with its unit written on: a dose, a size or a measure, never an identifier.
+_MEASURE = re.compile(
+    r"(?i:(?<![\w.])\d+(?:[.,]\d+)?(?:mg|mcg|µg|ug|g|kg|ml|l|mm|cm|iu|units?|meq|mmol|"
+    r"mmhg|kcal|fr|ch|%)(?![a-z\d])|(?<![\w.])\d{1,3}(?-i:x)\d{1,3}(?:cm|mm)?(?![\w]))"
+)
 _UNIT_AFTER = re.compile(
     r"(?i:^\s*(?:mg|mcg|µg|ug|g|kg|lbs?|ml|l|%|mmhg|bpm|cm|mm|units?|u|iu|meq|mmol|"
     r"mg/dl|mmol/l|min|mins|hrs?|days?|wks?|k|x10)(?![a-z]))"
@@ -778,6 +808,41 @@ _TOKEN = re.compile(r"\S+")
 # The tokens an e-mail address or a web address is made of; the label before it
 # ("Email", "Portal:") is not part of it, though the tagger sometimes says so.
 _TOKEN_OF = {PhiType.EMAIL: re.compile("@"), PhiType.URL: re.compile(r"[./]\w")}
+
+
+# A time of day beside a date: "19.01.2025 14:07", "Thu 6 March, 8am-1pm", "9.15am Wed".
+_TIME = r"\d{1,2}(?:[:.h]\d{2}(?::\d{2})?\s*(?:[ap]\.?m\.?)?|\s*[ap]\.?m\.?)(?![\w/])"
+_TIME_AT_END = re.compile(
+    rf"(?i:(?:[\s,T@]+|\s*,\s*|\s+at\s+){_TIME}(?:\s*(?:[-\u2013]|to)\s*{_TIME})?(?:\s*[A-Z]{{2,4}}T)?$)"
+)
+_TIME_AT_START = re.compile(rf"(?i:^{_TIME}(?:\s*(?:[-\u2013]|to)\s*{_TIME})?[\s,]+(?:on\s+)?)")
+
+
+def without_time(text: str, span: Span) -> Span | None:
+    """A date span without the time of day written beside it: Safe Harbor removes the
+    elements of a date, not the hour ("Signed 2025-08-30 17:05" keeps "17:05"). A span
+    that ends inside a time ("[09/03/25, 19" of "19:41") loses that piece too."""
+    if span.type is not PhiType.DATE:
+        return span
+    start, end = span.start, span.end
+    if re.match(r"[:.]\d{2}", text[end : end + 3]):
+        cut = re.search(r"[\s,T@]+\d{1,2}$", text[start:end])
+        if cut:
+            end = start + cut.start()
+    value = text[start:end]
+    if (tail := _TIME_AT_END.search(value)) and _MONTH_OR_DIGITS.search(value[: tail.start()]):
+        end = start + tail.start()
+    value = text[start:end]
+    if (head := _TIME_AT_START.match(value)) and _MONTH_OR_DIGITS.search(value[head.end() :]):
+        start += head.end()
+    if start >= end:
+        return None
+    return span if (start, end) == (span.start, span.end) else replace(span, start=start, end=end)
+
+
+_MONTH_OR_DIGITS = re.compile(
+    r"(?i:\d{1,4}[/.-]\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\d{8})"
+)
 
 
 def tighten(text: str, span: Span) -> Span | None:
