@@ -198,6 +198,15 @@ GUARDED_VALUES = [
 ]
 
 
+def test_roles_speak_in_transcripts_and_lab_values_are_no_dates() -> None:
+    text = (
+        "[12/01/26, 08:03] Mum: ok\n[12/01/26, 08:04] Agent: noted\nCr 1.9 from 1.4. Wells (PE) 4."
+    )
+    clean, _ = ENGINE.text(text, "patient-1")
+    for value in ("Mum:", "Agent:", "from 1.4.", "Wells (PE) 4"):
+        assert value in clean, (value, clean)
+
+
 def test_a_state_code_is_a_place_only_before_its_postcode() -> None:
     text = "Pt to OR 0730. Gait OK 2 laps. Seen in ON call room 4. Ottawa ON K2A 1E1."
     clean, _ = ENGINE.text(text, "patient-1")
@@ -231,6 +240,13 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("She fell on the 21st and came in today.", "21st"),
         ("Seen Thurs 3/19 in clinic.", "3/19"),
         ("Vehicle reg YK21 PZR parked outside.", "YK21 PZR"),
+        # a transcript's speakers, by name or by handle
+        ("[12/01/26, 08:02] Oluwaseun: running late", "Oluwaseun"),
+        ("mira.k [9:14 AM]: restarted the broker", "mira.k"),
+        # a state after a known city; a day and month the German way, with a cue
+        ("Moved to Tulsa OK; new PCP pending.", " OK;"),
+        ("Kontrolle am 12.4. in der Ambulanz.", "12.4."),
+        ("Pacemaker check on 07.09. was normal.", "07.09."),
         # a state or province between a place and its postcode
         ("Mail to 12 Birch Rd, Halifax, NS B3H 1A1 please.", " NS "),
         ("Home: 903 Elm St, Tulsa,  OK 74103", " OK "),

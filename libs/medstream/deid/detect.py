@@ -42,6 +42,7 @@ from functools import cache
 from pathlib import Path
 
 from medstream.deid.text import (
+    REGION_CODES,
     STATE_CODES,
     PhiType,
     Span,
@@ -485,7 +486,7 @@ class PhiDetector:
         if (
             span.source == "pattern"
             and span.type is PhiType.LOCATION
-            and region_in_address(text, span.start, span.end)
+            and (region_in_address(text, span.start, span.end) or value in REGION_CODES)
         ):
             return True  # "Ottawa ON K2A 1E1": a province, by an address's grammar
         if _CLINICAL_CODE.match(value.strip()):
@@ -939,7 +940,7 @@ _NUMBER_WORDS = re.compile(r"(?i)ninety|hundred")
 _YEAR = re.compile(r"^(?:1[89]|20|21)\d\d$")
 # What a date written in digits looks like: d/m[/y], y-m-d, d.m.y, yyyymmdd, m/yyyy.
 _NUMERIC_DATE = re.compile(
-    r"^(?:\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4})?|\d{4}[/.-]\d{1,2}(?:[/.-]\d{1,2})?"
+    r"^(?:\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4}|(?<=\.\d)\.|(?<=\.\d\d)\.)?|\d{4}[/.-]\d{1,2}(?:[/.-]\d{1,2})?"
     r"|(?:19|20)\d{6}|\d{1,2}/(?:19|20)\d\d)(?:[T ,].*)?$"
 )
 _MONTH_OR_ORDINAL = re.compile(

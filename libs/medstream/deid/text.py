@@ -139,6 +139,8 @@ _REGION_POSTCODE = (
     r"|(?:NSW|VIC|QLD|TAS|ACT|SA|WA|NT)(?=,?[ \t]+\d{4}\b)"
 )
 _REGION = re.compile(_REGION_POSTCODE)
+_PROVINCES = "AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT|NSW|VIC|QLD|TAS|ACT|SA|WA|NT"
+REGION_CODES = frozenset(f"{_STATES}|{_PROVINCES}".split("|"))
 _STATE_NAMES = (
     "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|"
     "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|"
@@ -251,6 +253,24 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (PhiType.ID, _rx(r"\b(?=(?:[.-]?\d){9,})\d{2,4}(?:[.-]\d{2,4}){2,5}\b"), 0),
     # British number plates: "WX19 KTR".
     (PhiType.ID, _rx(r"\b[A-Z]{2}\d{2}\s?[A-Z]{3}\b"), 0),
+    # A day and month written the German way, with a cue: "on 05.03.", "ab 1.5.". After
+    # an English cue only zero-padded ("from 1.3." is a lab value's last reading).
+    (
+        PhiType.DATE,
+        _rx(
+            r"(?i:\b(?:am|ab|bis|seit|vom|zum|le|du|au)[ \t]+)"
+            r"((?:0?[1-9]|[12]\d|3[01])\.(?:0?[1-9]|1[0-2])\.)(?!\d)"
+        ),
+        1,
+    ),
+    (
+        PhiType.DATE,
+        _rx(
+            r"(?i:\b(?:on|from|since|until|till|by)[ \t]+)"
+            r"((?:0[1-9]|[12]\d|3[01])\.(?:0[1-9]|1[0-2])\.)(?!\d)"
+        ),
+        1,
+    ),
     # Dates with spaces around their separators, as forms are filled: "23 / 04 / 1975".
     (PhiType.DATE, _rx(r"\b\d{1,2}\s?[/.-]\s?\d{1,2}\s?[/.-]\s?(?:19|20)\d\d\b"), 0),
     # A state or province between a place and its postcode, as addresses are written:
@@ -438,6 +458,65 @@ _PLACE_AFTER_POSTCODE = _rx(
     rf"(?:^|,[ \t]*|\n[ \t]*)(?:[A-Z]{{1,2}}-)?\d{{4,5}}[ \t]+({_CAP}(?:[ -]{_CAP}){{0,2}})", re.M
 )
 STATE_CODES = frozenset(_STATES.split("|"))
+# A state or province code right after a city: "Hattiesburg MS;", "Garden Grove, CA."
+_REGION_AFTER_PLACE = _rx(
+    rf"\b({_CAP}(?:[ \t]{_CAP})?)[ \t]*,?[ \t]+({_STATES}|AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT|"
+    r"NSW|VIC|QLD|TAS|ACT)(?=[ \t]*(?:[.,;:)\n]|$))",
+    re.M,
+)
+# Speakers a transcript names by role or kinship, not by name.
+_ROLE_SPEAKERS = frozenset(
+    [
+        "mum",
+        "mummy",
+        "mom",
+        "mommy",
+        "mama",
+        "mam",
+        "ma",
+        "dad",
+        "daddy",
+        "papa",
+        "pa",
+        "nan",
+        "nana",
+        "gran",
+        "granny",
+        "grandma",
+        "grandpa",
+        "agent",
+        "support",
+        "bot",
+        "system",
+        "admin",
+        "customer",
+        "client",
+        "caller",
+        "operator",
+        "nurse",
+        "doctor",
+        "dr",
+        "me",
+        "you",
+        "host",
+        "moderator",
+        "guest",
+        "user",
+        "patient",
+        "pt",
+        "parent",
+        "carer",
+    ]
+)
+# A transcript's speaker: after the line's timestamp, or before it (Slack).
+_SPEAKER_AFTER_TIME = _rx(
+    r"^[ \t]*\[[^\]\n]{4,28}\][ \t]*([^\s:\[\]]{1,30}(?:[ \t][^\s:\[\]]{1,30})?):",
+    re.M,
+)
+_SPEAKER_BEFORE_TIME = _rx(
+    r"^[ \t]*([^\s:\[\]]{1,30}(?:[ \t][^\s:\[\]]{1,30})?)[ \t]+\[\d{1,2}:\d{2}(?:[ \t]?[AaPp][Mm])?\]:",
+    re.M,
+)
 # Name particles: "van Dijk", "de la Cruz", "bin Said".
 _PARTICLES = r"van|von|de|der|den|del|della|di|da|du|dos|das|la|le|ter|ten|bin|al|el|mac"
 _PARTICLE = re.compile(_PARTICLES, re.I)
@@ -509,13 +588,37 @@ class TextDetector:
             for pattern in (_PLACE_AFTER_POSTCODE, _REGION_IN_ADDRESS)
             for m in pattern.finditer(text)
         ]
+        places += [
+            Span(m.start(2), m.end(2), PhiType.LOCATION)
+            for m in _REGION_AFTER_PLACE.finditer(text)
+            if m.group(1).lower() in self.cities  # "Hattiesburg MS", "Garden Grove, CA."
+        ]
         named = [
             Span(*m.span(group), kind)
             for kind, pattern, group in _NAMED_PLACES
             for m in pattern.finditer(text)
             if m.end(group) > m.start(group)
         ]
-        return self._patterns(text, GRAMMAR_TYPES) + places + named
+        return self._patterns(text, GRAMMAR_TYPES) + places + named + self.speakers(text)
+
+    def speakers(self, text: str) -> list[Span]:
+        """Who speaks in a transcript: the name or handle a chat log writes beside each
+        line's timestamp ("[09/03/25, 19:44] Tobi: …", "raj.p [10:03 AM]: …"). A role
+        or kinship word that is no first name ("Agent", "Mummy") is left."""
+        spans = []
+        for pattern in (_SPEAKER_AFTER_TIME, _SPEAKER_BEFORE_TIME):
+            for m in pattern.finditer(text):
+                speaker = m.group(1)
+                handle = bool(re.search(r"[\d_.@]", speaker))
+                words = speaker.lower().split()
+                if not handle and all(
+                    w in _ROLE_SPEAKERS or (w in self.common and w not in self.first_names)
+                    for w in words
+                ):
+                    continue
+                kind = PhiType.OTHER if handle else PhiType.NAME
+                spans.append(Span(m.start(1), m.end(1), kind))
+        return spans
 
     def _patterns(self, text: str, types: frozenset[PhiType]) -> list[Span]:
         spans: list[Span] = []
