@@ -502,7 +502,7 @@ class PhiDetector:
             and _UNIT_AFTER.match(text[span.end : span.end + 12])
         ):
             return False  # "levothyroxine 112 mcg", "100%": a dose or a measure
-        if span.type is not PhiType.DATE and _MEASURE.search(value):
+        if _MEASURE.search(value):  # (dates returned above)
             return False  # "90mg", "3.375g q8h", "15x15", "26mm Sapien": a dose or a size
         if (
             span.source == "model"
