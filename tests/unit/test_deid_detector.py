@@ -171,6 +171,12 @@ GUARDED_VALUES = [
     ("Vanc 1250mg q12h, trough before the 4th dose.", ["1250mg q12h"]),
     ("Mepilex Border 10x10 to sacrum, change 2x/wk.", ["Mepilex Border 10x10"]),
     ("Cholecalciferol 50000IU weekly for 8 weeks.", ["50000IU"]),
+    # weekdays are no names; words that only start like a month are no dates
+    ("Mobilising better than on Wednesday; OT review Fri.", ["Wednesday", "Fri"]),
+    ("Remains febrile, CTG with early decels, marked oedema.", ["febrile", "decels", "marked"]),
+    # a grade or a lab value is no street address, postcode or id
+    ("Gustilo IIIB open fracture; House-Brackmann IV on the left.", ["IIIB", "House-Brackmann IV"]),
+    ("CEA 412 and CA19-9 1210 at diagnosis.", ["CEA 412", "CA19-9 1210"]),
     # acuity, timed scores, named instruments
     ("VA 6/18 OD, 6/36 OS, improving to 6/9 OS with pinhole.", ["6/18 OD", "6/36 OS"]),
     ("Apgar 5/7/9 at 1/5/10 min, no resus needed.", ["1/5/10 min"]),

@@ -502,6 +502,15 @@ class PhiDetector:
             and _UNIT_AFTER.match(text[span.end : span.end + 12])
         ):
             return False  # "levothyroxine 112 mcg", "100%": a dose or a measure
+        if span.type is PhiType.NAME and _WEEKDAY_WORD.match(value) and not title(text, span.start):
+            return False  # "much better than Tuesday", "OT visit booked Thurs"
+        if span.type in (PhiType.ADDRESS, PhiType.ID, PhiType.ZIP) and span.source == "model":
+            if _ROMAN_GRADE.match(value) or self.lexicon.clinical(*token_around(text, span)):
+                return False  # "Gustilo IIIA", "House-Brackmann III", "Harvey-Bradshaw 11"
+            words = value.split()
+            lab_and_value = len(words) == 2 and re.fullmatch(r"[\d.,]+", words[1])
+            if lab_and_value and self.lexicon.category(words[0]) == "abbreviation":
+                return False  # "CA19-9 410", "BNP 4120": a lab and its value
         if _MEASURE.search(value):  # (dates returned above)
             return False  # "90mg", "3.375g q8h", "15x15", "26mm Sapien": a dose or a size
         if (
@@ -514,7 +523,8 @@ class PhiDetector:
             text[max(0, span.start - 16) : span.start]
         ):
             return True  # "post code 3182", "zip: H-7380"
-        if span.type is PhiType.ZIP and self._lab_value(text, span.start):
+        numeric_id = span.type is PhiType.ID and span.source == "model" and value.isdigit()
+        if (span.type is PhiType.ZIP or numeric_id) and self._lab_value(text, span.start):
             return False  # "NT-proBNP 4120 (from 11800)": a lab value
         if span.source == "model" and span.type in (PhiType.ADDRESS, PhiType.ZIP):
             return self._place_number(text, span)
@@ -758,6 +768,11 @@ _CURRENCIES = frozenset(
 )
 # Types whose value is a number and can be mistaken for a dose or a measure.
 _NUMBERED = {PhiType.AGE, PhiType.ZIP, PhiType.ID, PhiType.PHONE, PhiType.ADDRESS}
+_WEEKDAY_WORD = re.compile(
+    r"(?i)^(?:mon|tue|tues|wed|weds|thu|thur|thurs|fri|sat|sun)(?:day|nesday|sday|urday|"
+    r"rsday)?\.?$"
+)
+_ROMAN_GRADE = re.compile(r"^[IVX]{1,4}[A-Ca-c]?$")
 # A number with its unit written on: a dose, a size or a measure, never an identifier.
 _MEASURE = re.compile(
     r"(?i:(?<![\w.])\d+(?:[.,]\d+)?(?:mg|mcg|µg|ug|g|kg|ml|l|mm|cm|iu|units?|meq|mmol|"
@@ -943,9 +958,18 @@ _NUMERIC_DATE = re.compile(
     r"^(?:\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4}|(?<=\.\d)\.|(?<=\.\d\d)\.)?|\d{4}[/.-]\d{1,2}(?:[/.-]\d{1,2})?"
     r"|(?:19|20)\d{6}|\d{1,2}/(?:19|20)\d\d)(?:[T ,].*)?$"
 )
-_MONTH_OR_ORDINAL = re.compile(
-    r"(?i)jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|\d(?:st|nd|rd|th)\b"
+# A month's name or abbreviation, in English and the languages notes arrive in; a word
+# that only starts like one ("febrile", "decels", "marked", "septic") is none.
+_MONTH_WORD = (
+    r"(?:jan(?:uary|vier|uar|eiro|naio)?|feb(?:ruary|rero|braio|ruar)?|f[ée]v(?:rier)?|"
+    r"mar(?:ch|s|zo|ço)?|m[äa]rz|apr(?:il|ile)?|abr(?:il)?|avr(?:il)?|may|mai|mayo|maio|"
+    r"maggio|jun(?:e|i|io|ho)?|juin|jul(?:y|i|io|ho)?|juil(?:let)?|aug(?:ust)?|"
+    r"ago(?:sto)?|ao[uû]t|sep(?:t|tember|tiembre|tembre)?|set(?:embro|tembre)?|"
+    r"oct(?:ober|ubre|obre)?|okt(?:ober)?|out(?:ubro)?|ott(?:obre)?|"
+    r"nov(?:ember|iembre|embre|embro)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember|embro)?|"
+    r"dic(?:iembre|embre)?)"
 )
+_MONTH_OR_ORDINAL = re.compile(rf"(?i)(?<![^\W\d_]){_MONTH_WORD}(?![^\W\d_])|\d(?:st|nd|rd|th)\b")
 
 
 def shaped(value: str, phi_type: PhiType) -> bool:
