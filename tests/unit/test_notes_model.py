@@ -63,6 +63,10 @@ HYBRID_CASES = [
     ("A tiny apical pneumothorax is suspected.", {"Pneumothorax": "uncertain"}),
     ("Equivocal right basilar consolidation.", {"Consolidation": "uncertain"}),
     ("Compression fracture of T12, age indeterminate.", {"Fracture": "present"}),
+    ("No interval resolution of the right basilar consolidation.", {"Consolidation": "present"}),
+    ("The bilateral effusions are not smaller than before.", {"Pleural Effusion": "present"}),
+    ("The right lower lobe opacity has only partially cleared.", {"Lung Opacity": "present"}),
+    ("The nasogastric tube has not been repositioned.", {"Support Devices": "present"}),
 ]
 
 

@@ -315,13 +315,17 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 UNSURE = 0.9
 # Phrases that deny a change, not the finding: "no change in the effusion", "edema, not
 # significantly changed", "the pneumonia has not yet resolved", "the tube has not been
-# removed". NegEx calls them pseudo-negations; the finding they speak of is present.
+# removed", "no resolution of", "not smaller", "no better than", "partially resolved".
+# NegEx calls them pseudo-negations; the finding they speak of is present.
 PSEUDO_NEGATION = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|appreciable|substantial|interval|definite|"
-    r"major|real|further)\s+)*(?:change|increase|progression|improvement)\b"
+    r"major|real|further)\s+)*(?:change|increase|progression|improvement|resolution|"
+    r"removal|repositioning|clearing|reduction)\b"
     r"|\bnot\s+(?:(?:significantly|substantially|appreciably|markedly|much|yet|been|"
     r"fully|completely|entirely)\s+)*(?:changed|increased|decreased|improved|resolved|"
-    r"cleared|removed|withdrawn)\b",
+    r"cleared|removed|withdrawn|repositioned|different|smaller|better|reduced)\b"
+    r"|\bno\s+(?:better|smaller|different)\b"
+    r"|\b(?:partially|partly|incompletely)\s+(?:resolved|cleared|resolving|clearing)\b",
     re.I,
 )
 
