@@ -959,15 +959,16 @@ _NUMERIC_DATE = re.compile(
     r"|(?:19|20)\d{6}|\d{1,2}/(?:19|20)\d\d)(?:[T ,].*)?$"
 )
 # A month's name or abbreviation, in English and the languages notes arrive in; a word
-# that only starts like one ("febrile", "decels", "marked", "septic") is none.
+# that only starts like one ("febrile", "decels", "marked", "septic") is none, and a
+# foreign abbreviation that is an English word ("set", "out", "ago") is spelt out.
 _MONTH_WORD = (
     r"(?:jan(?:uary|vier|uar|eiro|naio)?|feb(?:ruary|rero|braio|ruar)?|f[ée]v(?:rier)?|"
     r"mar(?:ch|s|zo|ço)?|m[äa]rz|apr(?:il|ile)?|abr(?:il)?|avr(?:il)?|may|mai|mayo|maio|"
     r"maggio|jun(?:e|i|io|ho)?|juin|jul(?:y|i|io|ho)?|juil(?:let)?|aug(?:ust)?|"
-    r"ago(?:sto)?|ao[uû]t|sep(?:t|tember|tiembre|tembre)?|set(?:embro|tembre)?|"
-    r"oct(?:ober|ubre|obre)?|okt(?:ober)?|out(?:ubro)?|ott(?:obre)?|"
+    r"agosto|ao[uû]t|sep(?:t|tember|tiembre|tembre)?|setembro|settembre|"
+    r"oct(?:ober|ubre|obre)?|okt(?:ober)?|outubro|ott(?:obre)?|"
     r"nov(?:ember|iembre|embre|embro)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember|embro)?|"
-    r"dic(?:iembre|embre)?)"
+    r"dici?embre)"
 )
 _MONTH_OR_ORDINAL = re.compile(rf"(?i)(?<![^\W\d_]){_MONTH_WORD}(?![^\W\d_])|\d(?:st|nd|rd|th)\b")
 

@@ -508,9 +508,11 @@ _ROLE_SPEAKERS = frozenset(
         "carer",
     ]
 )
-# A transcript's speaker: after the line's timestamp, or before it (Slack).
+# A transcript's speaker: after the line's timestamp ("[09/03/25, 19:44] Tobi:"; the
+# brackets must hold a time or a date), or before it (Slack: "raj.p [10:03 AM]:").
 _SPEAKER_AFTER_TIME = _rx(
-    r"^[ \t]*\[[^\]\n]{4,28}\][ \t]*([^\s:\[\]]{1,30}(?:[ \t][^\s:\[\]]{1,30})?):",
+    r"^[ \t]*\[[^\]\n]{0,16}\d{1,2}[:/.]\d{2}[^\]\n]{0,16}\][ \t]*"
+    r"([^\s:\[\]]{1,30}(?:[ \t][^\s:\[\]]{1,30})?):",
     re.M,
 )
 _SPEAKER_BEFORE_TIME = _rx(
