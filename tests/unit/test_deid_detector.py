@@ -263,3 +263,26 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
 def test_identifiers_with_a_grammar_are_found(text: str, value: str) -> None:
     clean, _ = ENGINE.text(text, "patient-1")
     assert value not in clean, clean
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind", "kept"),
+    [
+        (
+            "Lives at 221 Baker St Apt 4L with her son.",
+            "221 Baker St Apt 4L",
+            PhiType.ADDRESS,
+            True,
+        ),
+        ("Moved to 14 Elm Rd, Suite 3G, last year.", "14 Elm Rd, Suite 3G", PhiType.ADDRESS, True),
+        ("Started on vanc 1250mg q12h.", "1250mg q12h", PhiType.ID, False),
+        ("Pt 1234567 seen in clinic.", "1234567", PhiType.ID, True),
+        ("BNP 4120 on admission.", "4120", PhiType.ID, False),
+    ],
+)
+def test_a_unit_written_on_marks_a_measure_not_an_address_or_an_id(
+    text: str, value: str, kind: PhiType, kept: bool
+) -> None:
+    start = text.index(value)
+    span = Span(start, start + len(value), kind, "model", 0.99)
+    assert DETECTOR._keep(text, span) is kept

@@ -511,7 +511,7 @@ class PhiDetector:
             lab_and_value = len(words) == 2 and re.fullmatch(r"[\d.,]+", words[1])
             if lab_and_value and self.lexicon.category(words[0]) == "abbreviation":
                 return False  # "CA19-9 410", "BNP 4120": a lab and its value
-        if _MEASURE.search(value):  # (dates returned above)
+        if span.type is not PhiType.ADDRESS and _MEASURE.search(value):  # (dates returned)
             return False  # "90mg", "3.375g q8h", "15x15", "26mm Sapien": a dose or a size
         if (
             span.source == "model"
@@ -523,7 +523,13 @@ class PhiDetector:
             text[max(0, span.start - 16) : span.start]
         ):
             return True  # "post code 3182", "zip: H-7380"
-        numeric_id = span.type is PhiType.ID and span.source == "model" and value.isdigit()
+        # a number of five digits or fewer after a lab's abbreviation: a value, not an id
+        numeric_id = (
+            span.type is PhiType.ID
+            and span.source == "model"
+            and value.isdigit()
+            and len(value) <= 5
+        )
         if (span.type is PhiType.ZIP or numeric_id) and self._lab_value(text, span.start):
             return False  # "NT-proBNP 4120 (from 11800)": a lab value
         if span.source == "model" and span.type in (PhiType.ADDRESS, PhiType.ZIP):
@@ -775,8 +781,8 @@ _WEEKDAY_WORD = re.compile(
 _ROMAN_GRADE = re.compile(r"^[IVX]{1,4}[A-Ca-c]?$")
 # A number with its unit written on: a dose, a size or a measure, never an identifier.
 _MEASURE = re.compile(
-    r"(?i:(?<![\w.])\d+(?:[.,]\d+)?(?:mg|mcg|µg|ug|g|kg|ml|l|mm|cm|iu|units?|meq|mmol|"
-    r"mmhg|kcal|fr|ch|%)(?![a-z\d])|(?<![\w.])\d{1,3}(?-i:x)\d{1,3}(?:cm|mm)?(?![\w]))"
+    r"(?<![\w.])\d+(?:[.,]\d+)?(?:(?i:mg|mcg|µg|ug|kg|ml|mm|cm|iu|units?|meq|mmol|mmhg|kcal)"
+    r"|g|l|fr|%)(?![A-Za-z\d])|(?<![\w.])\d{1,3}x\d{1,3}(?:cm|mm)?(?!\w)"
 )
 _UNIT_AFTER = re.compile(
     r"(?i:^\s*(?:mg|mcg|µg|ug|g|kg|lbs?|ml|l|%|mmhg|bpm|cm|mm|units?|u|iu|meq|mmol|"
