@@ -207,10 +207,10 @@ GUARDED_VALUES = [
 def test_roles_speak_in_transcripts_and_lab_values_are_no_dates() -> None:
     text = (
         "[12/01/26, 08:03] Mum: ok\n[12/01/26, 08:04] Agent: noted\n[Assessment] Plan: rest\n"
-        "Cr 1.9 from 1.4. Wells (PE) 4."
+        "Vitals [08:00]: stable\nCr 1.9 from 1.4. Wells (PE) 4. Seen by Dr Lee Gordon, MD."
     )
     clean, _ = ENGINE.text(text, "patient-1")
-    for value in ("Mum:", "Agent:", "Plan: rest", "from 1.4.", "Wells (PE) 4"):
+    for value in ("Mum:", "Agent:", "Plan: rest", "Vitals [", "from 1.4.", "Wells (PE) 4", ", MD."):
         assert value in clean, (value, clean)
 
 

@@ -489,6 +489,12 @@ class PhiDetector:
             and (region_in_address(text, span.start, span.end) or value in REGION_CODES)
         ):
             return True  # "Ottawa ON K2A 1E1": a province, by an address's grammar
+        if (
+            span.source == "pattern"
+            and span.type is PhiType.NAME
+            and (self._dictionary(value) or self.lexicon.term(value))
+        ):
+            return False  # a transcript's "speaker" that is a word: "Vitals [08:00]:"
         if _CLINICAL_CODE.match(value.strip()):
             return False  # "E4V4M6", "cT2cN0", "G2P1", "L5/S1": clinical codes
         if span.type in (PhiType.PHONE, PhiType.FAX) and not phone_like(text, span):

@@ -508,6 +508,8 @@ _ROLE_SPEAKERS = frozenset(
         "carer",
     ]
 )
+# State codes that are also a clinician's credentials after a name: "Gordon, MD".
+_STATE_CREDENTIALS = frozenset({"MD", "PA", "DC"})
 # A transcript's speaker: after the line's timestamp ("[09/03/25, 19:44] Tobi:"; the
 # brackets must hold a time or a date), or before it (Slack: "raj.p [10:03 AM]:").
 _SPEAKER_AFTER_TIME = _rx(
@@ -593,7 +595,9 @@ class TextDetector:
         places += [
             Span(m.start(2), m.end(2), PhiType.LOCATION)
             for m in _REGION_AFTER_PLACE.finditer(text)
-            if m.group(1).lower() in self.cities  # "Hattiesburg MS", "Garden Grove, CA."
+            # "Hattiesburg MS", "Garden Grove, CA."; not "John Gordon, MD": a credential
+            if m.group(1).lower() in self.cities
+            and not (m.group(2) in _STATE_CREDENTIALS and self._is_name(m.group(1), strict=False))
         ]
         named = [
             Span(*m.span(group), kind)
