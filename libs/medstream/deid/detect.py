@@ -868,11 +868,6 @@ def without_time(text: str, span: Span) -> Span | None:
     return span if (start, end) == (span.start, span.end) else replace(span, start=start, end=end)
 
 
-_MONTH_OR_DIGITS = re.compile(
-    r"(?i:\d{1,4}[/.-]\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\d{8})"
-)
-
-
 def tighten(text: str, span: Span) -> Span | None:
     """An e-mail or web address span narrowed to the tokens that have its shape, and
     stripped of trailing punctuation; None when no token has it."""
@@ -981,6 +976,10 @@ _MONTH_WORD = (
     r"oct(?:ober|ubre|obre)?|okt(?:ober)?|outubro|ott(?:obre)?|"
     r"nov(?:ember|iembre|embre|embro)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember|embro)?|"
     r"dici?embre)"
+)
+# What is left of a date once its time is cut off must still read as one.
+_MONTH_OR_DIGITS = re.compile(
+    rf"(?i)\d{{1,4}}[/.-]\d|(?<![^\W\d_]){_MONTH_WORD}(?![^\W\d_])|\d{{8}}"
 )
 _MONTH_OR_ORDINAL = re.compile(rf"(?i)(?<![^\W\d_]){_MONTH_WORD}(?![^\W\d_])|\d(?:st|nd|rd|th)\b")
 

@@ -133,14 +133,18 @@ _STATES = (
 # US states, Canadian provinces and Australian states, as an address writes them.
 # Each with the postcode that follows it in an address: a US ZIP, a Canadian postcode, an
 # Australian four digits ("Miami, FL 33127", "Ottawa ON K2A 1E1", "Toowoomba QLD 4350").
+_PROVINCES = "AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT"
+# Australia's states; SA, WA and NT are also other words, so a place alone before them
+# says too little (they count only before a postcode).
+_AU_STATES_LONG = "NSW|VIC|QLD|TAS|ACT"
+_AU_STATES = f"{_AU_STATES_LONG}|SA|WA|NT"
 _REGION_POSTCODE = (
     rf"(?:{_STATES})(?=,?[ \t]+\d{{5}}(?:-\d{{4}})?\b)"
-    r"|(?:AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT)(?=,?[ \t]+[A-Z]\d[A-Z][ -]?\d[A-Z]\d\b)"
-    r"|(?:NSW|VIC|QLD|TAS|ACT|SA|WA|NT)(?=,?[ \t]+\d{4}\b)"
+    rf"|(?:{_PROVINCES})(?=,?[ \t]+[A-Z]\d[A-Z][ -]?\d[A-Z]\d\b)"
+    rf"|(?:{_AU_STATES})(?=,?[ \t]+\d{{4}}\b)"
 )
 _REGION = re.compile(_REGION_POSTCODE)
-_PROVINCES = "AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT|NSW|VIC|QLD|TAS|ACT|SA|WA|NT"
-REGION_CODES = frozenset(f"{_STATES}|{_PROVINCES}".split("|"))
+REGION_CODES = frozenset(f"{_STATES}|{_PROVINCES}|{_AU_STATES}".split("|"))
 _STATE_NAMES = (
     "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|"
     "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|"
@@ -278,7 +282,7 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     # state stand; in an address line it is tagged with the rest.)
     (PhiType.LOCATION, _REGION_IN_ADDRESS, 1),
     # Australian postcodes after a state: "Bondi NSW 2026".
-    (PhiType.ZIP, _rx(r"\b(?:NSW|VIC|QLD|SA|WA|TAS|NT|ACT)\s+(\d{4})\b"), 1),
+    (PhiType.ZIP, _rx(rf"\b(?:{_AU_STATES})\s+(\d{{4}})\b"), 1),
     # Masked numbers: "xxx-xx-9921", "XXXX XXXX 4821", "**** **** **** 1234".
     (PhiType.SSN, _rx(r"(?<![\w*])[Xx*#]{3}-[Xx*#]{2}-\d{4}\b"), 0),
     (PhiType.ID, _rx(r"(?<![\w*])(?:[Xx*#]{4}[ -]){1,3}\d{4}\b"), 0),
@@ -460,8 +464,8 @@ _PLACE_AFTER_POSTCODE = _rx(
 STATE_CODES = frozenset(_STATES.split("|"))
 # A state or province code right after a city: "Hattiesburg MS;", "Garden Grove, CA."
 _REGION_AFTER_PLACE = _rx(
-    rf"\b({_CAP}(?:[ \t]{_CAP})?)[ \t]*,?[ \t]+({_STATES}|AB|BC|MB|NB|NL|NS|NU|ON|PE|QC|SK|YT|"
-    r"NSW|VIC|QLD|TAS|ACT)(?=[ \t]*(?:[.,;:)\n]|$))",
+    rf"\b({_CAP}(?:[ \t]{_CAP})?)[ \t]*,?[ \t]+({_STATES}|{_PROVINCES}|{_AU_STATES_LONG})"
+    r"(?=[ \t]*(?:[.,;:)\n]|$))",
     re.M,
 )
 # Speakers a transcript names by role or kinship, not by name.
@@ -508,8 +512,6 @@ _ROLE_SPEAKERS = frozenset(
         "carer",
     ]
 )
-# State codes that are also a clinician's credentials after a name: "Gordon, MD".
-_STATE_CREDENTIALS = frozenset({"MD", "PA", "DC"})
 # A transcript's speaker: after the line's timestamp ("[09/03/25, 19:44] Tobi:"; the
 # brackets must hold a time or a date), or before it (Slack: "raj.p [10:03 AM]:").
 _SPEAKER_AFTER_TIME = _rx(
@@ -597,7 +599,9 @@ class TextDetector:
             for m in _REGION_AFTER_PLACE.finditer(text)
             # "Hattiesburg MS", "Garden Grove, CA."; not "John Gordon, MD": a credential
             if m.group(1).lower() in self.cities
-            and not (m.group(2) in _STATE_CREDENTIALS and self._is_name(m.group(1), strict=False))
+            and not (
+                _CREDENTIAL_STATE.match(text, m.end(1)) and self._is_name(m.group(1), strict=False)
+            )
         ]
         named = [
             Span(*m.span(group), kind)
