@@ -8,13 +8,15 @@ py-spy samples each running service (100 Hz, native frames off) for the burst. T
 stacks are folded, and for each service the report keeps its CPU samples, the share
 of them in each area of the code (PostgreSQL, Kafka, JSON, pydantic, FHIR validation,
 hashing, the model, MedStream's own code) and the 25 functions with the most samples
-of their own. Results: bench/results/profile-<label>.json.
+of their own. Results: bench/results/profile-<label>.json. MEDSTREAM_PROFILE_KEEP=<dir>
+keeps the folded stacks there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -138,6 +140,10 @@ def main() -> None:
         "sampling": f"py-spy, 100 Hz, {SECONDS} s per service",
         "services": services,
     }
+    keep = os.environ.get("MEDSTREAM_PROFILE_KEEP")
+    if keep:  # the raw folded stacks, for a closer look (py-spy's own format)
+        shutil.copytree(folder, keep, dirs_exist_ok=True)
+        log(f"folded stacks kept in {keep}")
     shutil.rmtree(folder, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"profile-{label}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -9,6 +9,10 @@ memory of every process in the stack.
     make bench-throughput     (or: ... pipeline.py --throughput): saturation per family
                               beside issue 16's starting figures, the monitoring burst
                               with the null model (the platform alone), and latency
+    make bench-platform       (or: ... pipeline.py --platform): the platform's own
+                              settings (PLATFORM_VARIANTS: the event loop, ...) side
+                              by side, three alternated rounds of the null-model
+                              monitoring burst each, as ratios to the default
 
 ``--security`` alternates the local stack's Kafka between SASL_SSL (the default) and
 SASL_PLAINTEXT (the development flag: SCRAM without TLS), restarting the broker and
@@ -45,7 +49,9 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -428,8 +434,10 @@ async def saturation(
             "unsettled": settled_["pending"],
             "seconds": round(elapsed, 1),
             "pipeline_per_s": round(throughput, 2),
-            "model_ceiling_per_s": ceiling[family],
-            "pipeline_vs_ceiling": round(throughput / ceiling[family], 3),
+            "model_ceiling_per_s": ceiling.get(family),
+            "pipeline_vs_ceiling": round(throughput / ceiling[family], 3)
+            if family in ceiling
+            else None,
             "first_sent": min(sent.values()).isoformat(),
             # Includes the idle polling of the services this burst does not use.
             "cpu_ms_per_message": cpu_ms,
@@ -598,6 +606,92 @@ def throughput(stack: local_stack.Stack) -> None:
     )
 
 
+# The platform's own settings that ``--platform`` compares, each against the default,
+# with the null model (the platform alone).
+PLATFORM_VARIANTS: dict[str, dict[str, str]] = {
+    "asyncio event loop": {"MEDSTREAM_EVENT_LOOP": "asyncio"},
+    "uvloop (default)": {},
+}
+
+
+_CODE_AT_KEYS = ("PYTHONPATH", "MEDSTREAM_STATE_DIR", "MEDSTREAM_MODEL_REGISTRY")
+
+
+def _code_at(revision: str) -> dict[str, str]:
+    """The environment that runs the services with the code of ``revision`` (its
+    ``libs`` and ``services``, exported from git), against this stack's state."""
+    folder = Path(tempfile.mkdtemp(prefix="medstream-base-"))
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "libs", "services"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    settings = get_settings()
+    return {
+        "PYTHONPATH": f"{folder / 'libs'}:{folder / 'services'}",
+        "MEDSTREAM_STATE_DIR": str(settings.state_dir),
+        "MEDSTREAM_MODEL_REGISTRY": str(settings.model_registry),
+    }
+
+
+def compare_platform(stack: local_stack.Stack) -> None:
+    """The monitoring burst with the null model under each of PLATFORM_VARIANTS,
+    alternated for MEDSTREAM_BENCH_ROUNDS rounds (default 3), so the platform's own
+    settings are compared side by side on the same machine in one run: throughput and
+    CPU per message, each as a ratio to the default. MEDSTREAM_BENCH_BASE=<git
+    revision> adds the code of that revision as one more variant (before and after a
+    change, in one run)."""
+    variants = dict(PLATFORM_VARIANTS)
+    base = os.environ.get("MEDSTREAM_BENCH_BASE")
+    if base:
+        variants[f"code at {base}"] = _code_at(base)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    try:
+        for round_ in range(int(os.environ.get("MEDSTREAM_BENCH_ROUNDS", "3"))):
+            for name, env in variants.items():
+                log(f"round {round_ + 1}: {name}")
+                _restart(stack, {"MEDSTREAM_WORKER_NULL_MODEL": "true", **env})
+                run = "p" + uuid.uuid4().hex[:5]
+                found = asyncio.run(saturation(run, {}, families=("monitoring",)))
+                rounds[name].append(found["monitoring"])
+    finally:
+        _restart(stack, {})
+    default = next(name for name in variants if not variants[name])
+
+    def median(name: str, pick: Any) -> float:
+        return round(statistics.median(pick(r) for r in rounds[name]), 2)
+
+    table: dict[str, Any] = {}
+    for name, env in variants.items():
+        table[name] = {
+            "env": {k: v for k, v in env.items() if k not in _CODE_AT_KEYS},
+            "null_model_per_s": median(name, lambda r: r["pipeline_per_s"]),
+            "cpu_ms_per_message": median(name, lambda r: r["cpu_ms_per_message"]["total"]),
+            "cpu_ms_by_component": {
+                part: median(name, lambda r, p=part: r["cpu_ms_per_message"][p])
+                for part in rounds[name][0]["cpu_ms_per_message"]
+            },
+        }
+    for row in table.values():
+        row["throughput_vs_default"] = round(
+            row["null_model_per_s"] / table[default]["null_model_per_s"], 3
+        )
+        row["cpu_vs_default"] = round(
+            row["cpu_ms_per_message"] / table[default]["cpu_ms_per_message"], 3
+        )
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "burst": SATURATION["monitoring"],
+        "rounds": rounds,
+        "variants": table,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "e2e-platform.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(table, indent=2))
+
+
 def main() -> None:
     settings = get_settings()
     stack = local_stack.Stack(settings.state_dir)
@@ -610,6 +704,9 @@ def main() -> None:
         return
     if "--throughput" in sys.argv[1:]:
         throughput(stack)
+        return
+    if "--platform" in sys.argv[1:]:
+        compare_platform(stack)
         return
     minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "5"))
     run = "b" + uuid.uuid4().hex[:5]

@@ -8,8 +8,9 @@ import contextlib
 import ctypes
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from prometheus_client import start_http_server
@@ -116,6 +117,24 @@ async def serve(name: str, wire: Wiring) -> None:
         raise SystemExit(1) from relay_error
 
 
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run a service's main coroutine on the event loop its settings name: uvloop
+    where it is installed (it is a dependency except on Windows), else asyncio's."""
+    if settings.event_loop == "uvloop":
+        try:
+            import uvloop  # noqa: PLC0415  (optional: not built for every platform)
+        except ImportError:
+            logging.getLogger("medstream.runtime").warning(
+                "uvloop is not installed; running on asyncio's event loop"
+            )
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def _limit_malloc_arenas(arenas: int = 2) -> None:
     """glibc gives each thread that allocates its own malloc arena; the model workers'
     inference threads would each keep one (hundreds of MB of peak RSS). Two suffice."""
@@ -141,5 +160,5 @@ def prepare(name: str) -> Settings:
 def run(name: str, wire: Wiring) -> None:
     """The entry point body of a consuming service: ``prepare``, then ``serve`` until
     stopped."""
-    prepare(name)
-    asyncio.run(serve(name, wire))
+    settings = prepare(name)
+    run_loop(serve(name, wire), settings)

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     service_name: str = "medstream"
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+    # The services' event loop: uvloop (libuv; less CPU per message, bench/e2e
+    # `--platform`) or the standard library's. uvloop is used only where it installs.
+    event_loop: str = Field(default="uvloop", pattern="^(uvloop|asyncio)$")
     state_dir: Path = REPO_ROOT / ".state"
     # Model packages: <registry>/<name>/<version>/, verified against their manifests.
     model_registry: Path = REPO_ROOT / "models"

@@ -30,7 +30,7 @@ from medstream.clinical import (
 )
 from medstream.consumer import BatchHandler, Effects
 from medstream.deadletter import InvalidMessage
-from medstream.deid.engine import DeidEngine, DeidOutput
+from medstream.deid.engine import DeidEngine, DeidOutput, DryRun
 from medstream.deid.vault import OffsetRead, PseudonymVault, RelinkSeal, VaultCipher, VaultWrite
 from medstream.envelope import Envelope
 from medstream.outbox import OutboundMessage
@@ -87,23 +87,39 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
     read and written once for the whole batch, and each record in between. The heavy
     work runs off the event loop, under the message budget."""
 
-    def prepare(records: list[IdentifiedRecord]) -> None:
-        engine.prepare([text for record in records for text in engine.texts_of(record)])
+    def prepare(records: list[IdentifiedRecord]) -> list[DryRun]:
+        runs = [engine.dry_run(record) for record in records]
+        engine.prepare([text for run in runs for text in run.texts])
+        return runs
+
+    async def deidentify(
+        event: Envelope[IdentifiedRecord], offset: int, dry: DryRun
+    ) -> tuple[Envelope[IdentifiedRecord], DeidOutput] | InvalidMessage:
+        # A record with no free text was de-identified by its dry run already.
+        output = dry.output_at(offset)
+        if output is None:
+            try:
+                output = await offload(NAME, budget_s, engine.record, event.payload, offset)
+            except InvalidMessage as error:
+                return error
+        return event, output
 
     async def handle(
         conn: AsyncConnection, records: Sequence[Received]
     ) -> list[Effects | InvalidMessage]:
         events = [parse(record) for record in records]
         valid = [e for e in events if not isinstance(e, InvalidMessage)]
+        dry: dict[int, DryRun] = {}
         if valid:
             try:
-                await offload(NAME, budget_s, prepare, [e.payload for e in valid])
+                runs = await offload(NAME, budget_s, prepare, [e.payload for e in valid])
             except InvalidMessage:
                 if len(valid) > 1:
                     # One record made the batch too costly: the processor splits the
                     # batch in halves, down to that record, so only it is refused.
                     raise BatchTooCostly from None
                 raise
+            dry = {id(e): run for e, run in zip(valid, runs, strict=True)}
         pseudonyms = {id(e): engine.keys.patient(e.payload.ehr_patient_id) for e in valid}
         offsets = await vault.offsets(
             conn,
@@ -120,16 +136,12 @@ def make_batch_handler(engine: DeidEngine, vault: PseudonymVault, budget_s: floa
         offset_of = {id(e): answer for e, answer in zip(valid, offsets, strict=True)}
         # De-identify each record. Nothing is written yet, so a record refused here
         # leaves no vault row behind.
-        done: list[tuple[Envelope[IdentifiedRecord], DeidOutput] | InvalidMessage] = []
-        for event in events:
-            if isinstance(event, InvalidMessage):
-                done.append(event)
-                continue
-            try:
-                record, offset = event.payload, offset_of[id(event)][0]
-                done.append((event, await offload(NAME, budget_s, engine.record, record, offset)))
-            except InvalidMessage as error:
-                done.append(error)
+        done = [
+            event
+            if isinstance(event, InvalidMessage)
+            else await deidentify(event, offset_of[id(event)][0], dry[id(event)])
+            for event in events
+        ]
         succeeded = [d for d in done if not isinstance(d, InvalidMessage)]
         writes = [
             VaultWrite(

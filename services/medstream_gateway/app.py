@@ -22,7 +22,7 @@ from medstream.ops.gateways.edge import EdgePublisher
 from medstream.ops.gateways.http import HttpListener, make_app
 from medstream.ops.gateways.mllp import MllpListener
 from medstream.ops.gateways.smart import TokenIssuer
-from medstream.runtime import prepare, stop_on_signals
+from medstream.runtime import prepare, run_loop, stop_on_signals
 from medstream.settings import Settings
 
 NAME = "gateway"
@@ -87,4 +87,4 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     """Run the gateway service."""
     settings = prepare(NAME)
-    asyncio.run(serve(settings))
+    run_loop(serve(settings), settings)

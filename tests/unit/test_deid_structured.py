@@ -13,6 +13,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from medstream.clinical import IdentifiedRecord, Kind, SourceFormat
 from medstream.deid.engine import DeidEngine
 from medstream.deid.keys import Pseudonymiser
 from medstream.deid.policy import generalise_zip, load_policy
@@ -189,3 +190,30 @@ def test_dicom_uids_are_replaced_consistently_across_files() -> None:
     assert first.StudyInstanceUID == second.StudyInstanceUID
     assert first.StudyInstanceUID.startswith("2.25.")
     assert len(first.StudyInstanceUID) <= 64
+
+
+def test_a_dry_run_without_free_text_is_the_real_run() -> None:
+    full = (FIXTURES / "oru_r01.hl7").read_text()
+    vitals_only = "\n".join(
+        line for line in full.splitlines() if not line.startswith(("OBX|7|", "NTE|"))
+    )
+
+    def record(source: str) -> IdentifiedRecord:
+        return IdentifiedRecord(
+            format=SourceFormat.HL7V2,
+            ehr_patient_id="00482915",
+            kinds=[Kind.VITALS],
+            source=source,
+            inbound_message_id="m1",
+        )
+
+    offset = ENGINE.keys.date_offset("00482915")
+    dry = ENGINE.dry_run(record(vitals_only))
+    assert dry.texts == []
+    assert dry.output is not None
+    assert dry.output_at(offset) == ENGINE.record(record(vitals_only), offset)
+    assert dry.output_at(offset + 1) is None  # the vault holds another offset: run again
+    with_text = ENGINE.dry_run(record(full))
+    assert with_text.texts
+    assert with_text.output is None  # it must be tagged for real
+    assert ENGINE.texts_of(record(full)) == with_text.texts

@@ -95,15 +95,26 @@ class DeidEngine:
     def texts_of(self, record: IdentifiedRecord) -> list[str]:
         """The free-text values that de-identifying ``record`` will scrub, found by a dry
         run that changes nothing (a record that cannot be de-identified has none)."""
+        return self.dry_run(record).texts
+
+    def dry_run(self, record: IdentifiedRecord, offset_days: int | None = None) -> DryRun:
+        """De-identify ``record`` with a detector that tags nothing and keeps every text
+        it is shown. Its texts are what the real run will scrub. When there are none (a
+        vital-sign set, most structured records), the detector was never asked, so the
+        dry run's output *is* the real run's, at the same date offset: ``DryRun.output``
+        then holds it, and the record need not be de-identified twice."""
         if record.format is SourceFormat.DICOM:
-            return []  # the DICOM profile keeps no free text: nothing to tag
+            return DryRun([], None, offset_days)  # no free text, and nothing to reuse
         found: list[str] = []
-        dry = DeidEngine(self.keys, self.policy, detector=_Collector(found))
+        dry = DeidEngine(self.keys, self.policy, self.scrubber.mode, detector=_Collector(found))
+        offset = (
+            self.keys.date_offset(record.ehr_patient_id) if offset_days is None else offset_days
+        )
         try:
-            dry.record(record)
+            output = dry.record(record, offset)
         except InvalidMessage:
-            return []
-        return found
+            return DryRun([], None, offset)
+        return DryRun(found, None if found else output, offset)
 
     def context(self, patient_key: str, offset_days: int | None = None) -> RecordContext:
         """A fresh context for one record of ``patient_key``."""
@@ -205,6 +216,20 @@ def _hl7_identifiers(message: hl7.Message) -> list[dict[str, str]]:
         # Only what re-linking needs: never the SSN (data minimisation).
         and hl7_format.field(pids[0], 3, rep, 5) not in {"SS", "SSN"}
     ]
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run found: the record's free texts and, when it has none, the output
+    of de-identifying it at ``offset_days``."""
+
+    texts: list[str]
+    output: DeidOutput | None
+    offset_days: int | None
+
+    def output_at(self, offset_days: int) -> DeidOutput | None:
+        """The real run's output, if the dry run's can stand for it at this offset."""
+        return self.output if self.offset_days == offset_days else None
 
 
 @dataclass
