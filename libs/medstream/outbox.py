@@ -184,29 +184,31 @@ async def enqueue(conn: AsyncConnection, message: OutboundMessage) -> None:
     await enqueue_many(conn, [message])
 
 
-def _row(message: OutboundMessage) -> dict[str, Any]:
-    headers = {**message.headers, MESSAGE_ID_HEADER: message.message_id}
-    return {
-        "m": message.message_id,
-        "t": message.topic,
-        "k": message.key,
-        "v": message.value,
-        "h": json.dumps(headers, sort_keys=True),
-    }
-
-
 async def enqueue_many(conn: AsyncConnection, messages: Sequence[OutboundMessage]) -> None:
-    """``enqueue`` for many messages, in one round trip (asyncpg's pipelined
-    executemany), in order: the outbox's ids keep each key's order for the relay."""
+    """``enqueue`` for many messages in one statement (their columns as arrays,
+    ``unnest``-ed in order): the outbox's ids keep the messages' order, and so each
+    key's order, for the relay. One statement costs PostgreSQL far less than a row at a
+    time (bench/e2e ``--platform``)."""
     if not messages:
         return
     await conn.execute(
         text(
             "INSERT INTO outbox (message_id, topic, key, value, headers)"
-            " VALUES (:m, :t, :k, :v, CAST(:h AS jsonb))"
+            " SELECT m, t, k, v, CAST(h AS jsonb) FROM unnest(CAST(:m AS text[]),"
+            " CAST(:t AS text[]), CAST(:k AS bytea[]), CAST(:v AS bytea[]),"
+            " CAST(:h AS text[])) WITH ORDINALITY AS u(m, t, k, v, h, n) ORDER BY n"
             " ON CONFLICT (message_id) DO NOTHING"
         ),
-        [_row(message) for message in messages],
+        {
+            "m": [message.message_id for message in messages],
+            "t": [message.topic for message in messages],
+            "k": [message.key for message in messages],
+            "v": [message.value for message in messages],
+            "h": [
+                json.dumps({**m.headers, MESSAGE_ID_HEADER: m.message_id}, sort_keys=True)
+                for m in messages
+            ],
+        },
     )
     # The in-process relay wakes when this transaction has committed (wake_on_commit).
     conn.info[_WRITTEN] = True

@@ -6,6 +6,7 @@ share rows and publish each once."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from medstream.kafka import make_producer
-from medstream.outbox import OutboundMessage, OutboxRelay, enqueue
+from medstream.outbox import MESSAGE_ID_HEADER, OutboundMessage, OutboxRelay, enqueue, enqueue_many
 from medstream.platform.secrets import role_url
 from medstream.settings import Settings
 
@@ -169,3 +170,36 @@ async def test_two_relays_publish_every_row_once(
     ids = Counter(dict(r.headers)["message-id"].decode() for r in records)
     assert len(ids) == ROWS
     assert max(ids.values()) == 1, "a row was published twice"
+
+
+async def test_a_batch_of_rows_keeps_its_order_and_skips_duplicates(
+    role_engines: dict[str, AsyncEngine],
+) -> None:
+    """``enqueue_many`` writes a batch in one statement: the ids follow the batch's
+    order (the relay keeps each key's order by them), a message id already in the
+    outbox or earlier in the batch adds nothing, and a row without a key keeps none."""
+    topic = f"test.order.{uuid.uuid4().hex[:8]}"
+    first = [_message(topic, i) for i in range(5)]
+    keyless = OutboundMessage(topic=topic, value=b"", key=None, message_id=f"{topic}-nokey")
+    async with role_engines["ingestion"].begin() as conn:
+        await enqueue_many(conn, first[:2])
+    async with role_engines["ingestion"].begin() as conn:
+        await enqueue_many(conn, [first[1], *first[2:4], first[2], keyless, first[4]])
+    async with role_engines["ingestion"].connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT message_id, key, value, headers FROM outbox WHERE topic = :t ORDER BY id"
+                ),
+                {"t": topic},
+            )
+        ).all()
+    assert [r.message_id for r in rows] == [
+        *(m.message_id for m in first[:4]),
+        keyless.message_id,
+        first[4].message_id,
+    ]
+    assert rows[0].key == b"k0"
+    assert rows[0].value == b"v0"
+    assert rows[0].headers == {"source-system": "test", MESSAGE_ID_HEADER: f"{topic}-0"}
+    assert rows[4].key is None

@@ -138,6 +138,40 @@ def audit_event_resource(event: Envelope[AuditRecord], recorded_at: datetime) ->
     return validated(resource)
 
 
+# The per-row columns of an appended batch, with their SQL types (the resource goes as
+# JSON text, cast to jsonb in the statement).
+_ARRAY_COLUMNS = (
+    ("seq", "bigint"),
+    ("event_id", "text"),
+    ("recorded_at", "timestamptz"),
+    ("occurred_at", "timestamptz"),
+    ("actor", "text"),
+    ("action", "text"),
+    ("outcome", "text"),
+    ("entity", "text"),
+    ("patient_pseudonym", "text"),
+    ("message_id", "text"),
+    ("correlation_id", "text"),
+    ("causation_id", "text"),
+    ("resource", "text"),
+    ("prev_hash", "text"),
+    ("hash", "text"),
+)
+
+_APPEND = text(
+    "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at, actor, action,"
+    " outcome, entity, patient_pseudonym, message_id, correlation_id, causation_id, resource,"
+    " prev_hash, hash)"
+    " SELECT :chain, seq, event_id, recorded_at, occurred_at, actor, action, outcome, entity,"
+    " patient_pseudonym, message_id, correlation_id, causation_id, CAST(resource AS jsonb),"
+    " prev_hash, hash FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _ARRAY_COLUMNS)
+    + ") WITH ORDINALITY AS u("
+    + ", ".join(c for c, _ in _ARRAY_COLUMNS)
+    + ", n) ORDER BY n"
+)
+
+
 async def append(conn: AsyncConnection, chain: int, events: Sequence[Envelope[AuditRecord]]) -> int:
     """Append ``events`` to ``chain`` in the caller's transaction; return how many were
     new (an event already stored is skipped, so a redelivery appends nothing)."""
@@ -182,20 +216,22 @@ async def append(conn: AsyncConnection, chain: int, events: Sequence[Envelope[Au
         }
         seq += 1
         row_hash = link_hash(prev, content_of(row))
-        stored_row = {**row, "seq": seq, "prev_hash": prev, "hash": row_hash}
-        rows.append({**stored_row, "resource": json.dumps(row["resource"])})
+        rows.append({**row, "seq": seq, "prev_hash": prev, "hash": row_hash})
         prev = row_hash
     if rows:
+        # One statement for the batch, its rows in chain order (the trigger checks each
+        # is the next link): far cheaper for PostgreSQL than a row at a time.
         await conn.execute(
-            text(
-                "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at, actor,"
-                " action, outcome, entity, patient_pseudonym, message_id, correlation_id,"
-                " causation_id, resource, prev_hash, hash) VALUES (:chain, :seq, :event_id,"
-                " :recorded_at, :occurred_at, :actor, :action, :outcome, :entity,"
-                " :patient_pseudonym, :message_id, :correlation_id, :causation_id,"
-                " CAST(:resource AS jsonb), :prev_hash, :hash)"
-            ),
-            rows,
+            _APPEND,
+            {
+                "chain": chain,
+                **{
+                    column: [
+                        json.dumps(r[column]) if column == "resource" else r[column] for r in rows
+                    ]
+                    for column, _ in _ARRAY_COLUMNS
+                },
+            },
         )
     return len(rows)
 
