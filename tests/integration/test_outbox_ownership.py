@@ -189,7 +189,8 @@ async def test_a_batch_of_rows_keeps_its_order_and_skips_duplicates(
         rows = (
             await conn.execute(
                 text(
-                    "SELECT message_id, key, value, headers FROM outbox WHERE topic = :t ORDER BY id"
+                    "SELECT message_id, key, value, headers FROM outbox"
+                    " WHERE topic = :t ORDER BY id"
                 ),
                 {"t": topic},
             )

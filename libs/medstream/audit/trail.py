@@ -158,8 +158,9 @@ _ARRAY_COLUMNS = (
     ("hash", "text"),
 )
 
+# Built from the constant column list above; no value is ever part of the text.
 _APPEND = text(
-    "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at, actor, action,"
+    "INSERT INTO audit_event (chain, seq, event_id, recorded_at, occurred_at, actor, action,"  # noqa: S608
     " outcome, entity, patient_pseudonym, message_id, correlation_id, causation_id, resource,"
     " prev_hash, hash)"
     " SELECT :chain, seq, event_id, recorded_at, occurred_at, actor, action, outcome, entity,"
