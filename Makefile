@@ -64,9 +64,9 @@ bench-throughput: setup  ## Saturation per family against issue 16's starting fi
 	$(BIN)/medstream up
 	$(BIN)/python bench/e2e/pipeline.py --throughput
 
-bench-platform: setup  ## The platform's own settings side by side (event loop, ...), null model.
+bench-platform: setup  ## The platform's own settings side by side (event loop, model threads); BASE=rev adds that code.
 	$(BIN)/medstream up
-	$(BIN)/python bench/e2e/pipeline.py --platform
+	MEDSTREAM_BENCH_BASE=$(BASE) $(BIN)/python bench/e2e/pipeline.py --platform
 
 bench-profile: setup  ## Where the platform's CPU goes under saturation (py-spy); LABEL=name.
 	$(BIN)/pip install -q py-spy

@@ -10,9 +10,10 @@ memory of every process in the stack.
                               beside issue 16's starting figures, the monitoring burst
                               with the null model (the platform alone), and latency
     make bench-platform       (or: ... pipeline.py --platform): the platform's own
-                              settings (PLATFORM_VARIANTS: the event loop, ...) side
-                              by side, three alternated rounds of the null-model
-                              monitoring burst each, as ratios to the default
+                              settings (PLATFORM_VARIANTS: the event loop, the model
+                              processes' threads) side by side, in alternated rounds
+                              of the monitoring burst, as ratios; with
+                              MEDSTREAM_BENCH_BASE=<rev>, also that revision's code
 
 ``--security`` alternates the local stack's Kafka between SASL_SSL (the default) and
 SASL_PLAINTEXT (the development flag: SCRAM without TLS), restarting the broker and
@@ -606,11 +607,21 @@ def throughput(stack: local_stack.Stack) -> None:
     )
 
 
-# The platform's own settings that ``--platform`` compares, each against the default,
-# with the null model (the platform alone).
-PLATFORM_VARIANTS: dict[str, dict[str, str]] = {
-    "asyncio event loop": {"MEDSTREAM_EVENT_LOOP": "asyncio"},
-    "uvloop (default)": {},
+# What ``--platform`` compares: each variant's environment, and the variant it is
+# measured against (``None`` for a reference). The null model (one fixed score)
+# measures the platform alone; the model-threads pair runs the real monitoring model.
+NULL_MODEL = {"MEDSTREAM_WORKER_NULL_MODEL": "true"}
+PLATFORM_VARIANTS: dict[str, tuple[dict[str, str], str | None]] = {
+    "null model, defaults": (NULL_MODEL, None),
+    "null model, asyncio event loop": (
+        {**NULL_MODEL, "MEDSTREAM_EVENT_LOOP": "asyncio"},
+        "null model, defaults",
+    ),
+    "real model, defaults (1 thread per model process)": ({}, None),
+    "real model, model threads: the libraries' default": (
+        {"MEDSTREAM_MODEL_THREADS": "0"},
+        "real model, defaults (1 thread per model process)",
+    ),
 }
 
 
@@ -636,37 +647,40 @@ def _code_at(revision: str) -> dict[str, str]:
 
 
 def compare_platform(stack: local_stack.Stack) -> None:
-    """The monitoring burst with the null model under each of PLATFORM_VARIANTS,
-    alternated for MEDSTREAM_BENCH_ROUNDS rounds (default 3), so the platform's own
-    settings are compared side by side on the same machine in one run: throughput and
-    CPU per message, each as a ratio to the default. MEDSTREAM_BENCH_BASE=<git
-    revision> adds the code of that revision as one more variant (before and after a
-    change, in one run)."""
+    """The monitoring burst under each of PLATFORM_VARIANTS, alternated for
+    MEDSTREAM_BENCH_ROUNDS rounds (default 3), so the platform's own settings are
+    compared side by side on the same machine in one run: throughput and CPU per
+    message (medians), each as a ratio to its reference variant.
+    MEDSTREAM_BENCH_BASE=<git revision> adds the code of that revision, with the null
+    model, as one more variant (before and after a change, in one run)."""
     variants = dict(PLATFORM_VARIANTS)
     base = os.environ.get("MEDSTREAM_BENCH_BASE")
     if base:
-        variants[f"code at {base}"] = _code_at(base)
+        variants[f"null model, code at {base}"] = (
+            {**NULL_MODEL, **_code_at(base)},
+            "null model, defaults",
+        )
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     try:
         for round_ in range(int(os.environ.get("MEDSTREAM_BENCH_ROUNDS", "3"))):
-            for name, env in variants.items():
+            for name, (env, _) in variants.items():
                 log(f"round {round_ + 1}: {name}")
-                _restart(stack, {"MEDSTREAM_WORKER_NULL_MODEL": "true", **env})
+                _restart(stack, env)
                 run = "p" + uuid.uuid4().hex[:5]
                 found = asyncio.run(saturation(run, {}, families=("monitoring",)))
                 rounds[name].append(found["monitoring"])
     finally:
         _restart(stack, {})
-    default = next(name for name in variants if not variants[name])
 
     def median(name: str, pick: Any) -> float:
         return round(statistics.median(pick(r) for r in rounds[name]), 2)
 
     table: dict[str, Any] = {}
-    for name, env in variants.items():
+    for name, (env, reference) in variants.items():
         table[name] = {
             "env": {k: v for k, v in env.items() if k not in _CODE_AT_KEYS},
-            "null_model_per_s": median(name, lambda r: r["pipeline_per_s"]),
+            "against": reference,
+            "pipeline_per_s": median(name, lambda r: r["pipeline_per_s"]),
             "cpu_ms_per_message": median(name, lambda r: r["cpu_ms_per_message"]["total"]),
             "cpu_ms_by_component": {
                 part: median(name, lambda r, p=part: r["cpu_ms_per_message"][p])
@@ -674,12 +688,10 @@ def compare_platform(stack: local_stack.Stack) -> None:
             },
         }
     for row in table.values():
-        row["throughput_vs_default"] = round(
-            row["null_model_per_s"] / table[default]["null_model_per_s"], 3
-        )
-        row["cpu_vs_default"] = round(
-            row["cpu_ms_per_message"] / table[default]["cpu_ms_per_message"], 3
-        )
+        if row["against"] is not None:
+            against = table[row["against"]]
+            row["throughput_ratio"] = round(row["pipeline_per_s"] / against["pipeline_per_s"], 3)
+            row["cpu_ratio"] = round(row["cpu_ms_per_message"] / against["cpu_ms_per_message"], 3)
     result = {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -142,11 +144,28 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
 
+def limit_model_threads(threads: int) -> None:
+    """Give the model libraries of this process ``threads`` CPU threads (0: their own
+    default). torch is set directly when it is loaded (the workers import it with their
+    model code); ``OMP_NUM_THREADS`` covers what loads OpenMP later. onnxruntime's
+    sessions read ``torch.get_num_threads()`` when they are made."""
+    if threads <= 0:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+        with contextlib.suppress(RuntimeError):  # set already, or parallel work has begun
+            torch.set_num_interop_threads(threads)
+
+
 def prepare(name: str) -> Settings:
-    """What every service process does first: logging, and a refusal to start on
-    settings unfit for its environment. Returns the service's settings."""
+    """What every service process does first: logging, the model libraries' threads,
+    and a refusal to start on settings unfit for its environment. Returns the
+    service's settings."""
     _limit_malloc_arenas()
     settings = get_settings()
+    limit_model_threads(settings.model_threads)
     configure_logging(name, settings.log_level, settings.log_format)
     named = settings.model_copy(update={"service_name": name})
     try:

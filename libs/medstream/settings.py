@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # Benchmarks only: the monitoring worker echoes one fixed score instead of running
     # its model, so the pipeline's own overhead is measured alone (bench/e2e).
     worker_null_model: bool = False
+    # CPU threads of each process that runs a model (torch's intra-op and inter-op
+    # pools, onnxruntime's): 1 by default, because a host runs many MedStream processes
+    # and idle pool threads that spin steal its cores (bench/e2e `--platform`); scale
+    # with replicas. 0 leaves each library's default (one per core).
+    model_threads: int = Field(default=1, ge=0, le=256)
     # Dynamic batching of the model workers; unset means each worker's own default.
     worker_max_batch: int | None = Field(default=None, ge=1, le=1024)
     worker_max_wait_ms: int | None = Field(default=None, ge=0, le=10_000)

@@ -522,6 +522,9 @@ class Scorer:
 
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            # As many threads as torch has here (the services' MEDSTREAM_MODEL_THREADS).
+            options.intra_op_num_threads = torch.get_num_threads()
+            options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(
                 str(package.folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
