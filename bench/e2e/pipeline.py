@@ -617,10 +617,10 @@ PLATFORM_VARIANTS: dict[str, tuple[dict[str, str], str | None]] = {
         {**NULL_MODEL, "MEDSTREAM_EVENT_LOOP": "asyncio"},
         "null model, defaults",
     ),
-    "real model, defaults (1 thread per model process)": ({}, None),
+    "real model, defaults (monitoring: 1 model thread)": ({}, None),
     "real model, model threads: the libraries' default": (
         {"MEDSTREAM_MODEL_THREADS": "0"},
-        "real model, defaults (1 thread per model process)",
+        "real model, defaults (monitoring: 1 model thread)",
     ),
 }
 

@@ -159,13 +159,14 @@ def limit_model_threads(threads: int) -> None:
             torch.set_num_interop_threads(threads)
 
 
-def prepare(name: str) -> Settings:
-    """What every service process does first: logging, the model libraries' threads,
-    and a refusal to start on settings unfit for its environment. Returns the
-    service's settings."""
+def prepare(name: str, *, model_threads: int = 0) -> Settings:
+    """What every service process does first: logging, the model libraries' threads
+    (``MEDSTREAM_MODEL_THREADS``, else the service's ``model_threads``; 0 is the
+    libraries' default), and a refusal to start on settings unfit for its environment.
+    Returns the service's settings."""
     _limit_malloc_arenas()
     settings = get_settings()
-    limit_model_threads(settings.model_threads)
+    limit_model_threads(model_threads if settings.model_threads is None else settings.model_threads)
     configure_logging(name, settings.log_level, settings.log_format)
     named = settings.model_copy(update={"service_name": name})
     try:
@@ -176,8 +177,8 @@ def prepare(name: str) -> Settings:
     return named
 
 
-def run(name: str, wire: Wiring) -> None:
+def run(name: str, wire: Wiring, *, model_threads: int = 0) -> None:
     """The entry point body of a consuming service: ``prepare``, then ``serve`` until
     stopped."""
-    settings = prepare(name)
+    settings = prepare(name, model_threads=model_threads)
     run_loop(serve(name, wire), settings)

@@ -121,10 +121,12 @@ class Settings(BaseSettings):
     # its model, so the pipeline's own overhead is measured alone (bench/e2e).
     worker_null_model: bool = False
     # CPU threads of each process that runs a model (torch's intra-op and inter-op
-    # pools, onnxruntime's): 1 by default, because a host runs many MedStream processes
-    # and idle pool threads that spin steal its cores (bench/e2e `--platform`); scale
-    # with replicas. 0 leaves each library's default (one per core).
-    model_threads: int = Field(default=1, ge=0, le=256)
+    # pools, onnxruntime's). Unset: each service's own default, 1 for the monitoring
+    # worker (a small GRU, whose threads only wait on each other and spin on cores the
+    # other services need) and the libraries' default, a thread per core, for
+    # imaging, notes and deid's tagger (large matrix products that use them); see
+    # bench/e2e `--platform`. 0: the libraries' default everywhere.
+    model_threads: int | None = Field(default=None, ge=0, le=256)
     # Dynamic batching of the model workers; unset means each worker's own default.
     worker_max_batch: int | None = Field(default=None, ge=1, le=1024)
     worker_max_wait_ms: int | None = Field(default=None, ge=0, le=10_000)

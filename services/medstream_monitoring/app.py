@@ -230,5 +230,6 @@ async def wire(runtime: ServiceRuntime) -> None:
 
 
 def main() -> None:
-    """Run the monitoring worker."""
-    run(NAME, wire)
+    """Run the monitoring worker: one CPU thread for its model unless
+    MEDSTREAM_MODEL_THREADS says otherwise (bench/e2e ``--platform``)."""
+    run(NAME, wire, model_threads=1)

@@ -1,8 +1,10 @@
-"""Each model process's CPU threads follow MEDSTREAM_MODEL_THREADS (1 by default)."""
+"""Each model process's CPU threads follow MEDSTREAM_MODEL_THREADS, else its service's
+default (1 for the monitoring worker, the libraries' own for the others)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,8 +13,11 @@ from medstream.runtime import limit_model_threads
 from medstream.settings import Settings
 
 
-def test_the_default_is_one_thread_per_model_process() -> None:
-    assert Settings().model_threads == 1
+def test_unset_means_each_service_s_own_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEDSTREAM_MODEL_THREADS", raising=False)
+    assert Settings().model_threads is None
+    source = (Path(__file__).parents[2] / "services/medstream_monitoring/app.py").read_text()
+    assert "run(NAME, wire, model_threads=1)" in source
 
 
 def test_torch_gets_the_setting_and_zero_leaves_it(monkeypatch: pytest.MonkeyPatch) -> None:
