@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -671,6 +672,9 @@ def compare_platform(stack: local_stack.Stack) -> None:
                 rounds[name].append(found["monitoring"])
     finally:
         _restart(stack, {})
+        for env, _ in variants.values():
+            if "PYTHONPATH" in env:  # the exported code of MEDSTREAM_BENCH_BASE
+                shutil.rmtree(Path(env["PYTHONPATH"].split(":")[0]).parent, ignore_errors=True)
 
     def median(name: str, pick: Any) -> float:
         return round(statistics.median(pick(r) for r in rounds[name]), 2)

@@ -102,7 +102,8 @@ def _shape(value: Any) -> Any:
     lengths, each value's JSON type, and ``resourceType`` values."""
     if isinstance(value, dict):
         return tuple(
-            (key, item if key == "resourceType" else _shape(item)) for key, item in value.items()
+            (key, item if key == "resourceType" and isinstance(item, str) else _shape(item))
+            for key, item in value.items()
         )
     if isinstance(value, list):
         return (list, tuple(_shape(item) for item in value))

@@ -160,3 +160,10 @@ def test_the_plans_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         validated(resource)
         assert len(fhir_r4._PLANS) <= 3
     json.dumps(RESOURCES)  # untouched
+
+
+def test_a_resource_type_that_is_not_text_is_refused_not_crashed() -> None:
+    resource = copy.deepcopy(RESOURCES[0])
+    resource["agent"][0]["who"]["resourceType"] = {"not": "text"}
+    with pytest.raises(InvalidOutboundResource):
+        validated(resource)
