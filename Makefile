@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security bench-platform bench-profile bench-throughput bench-wakeup bench-gateways clean
+.PHONY: help setup demo up up-cluster down status test faults lint schemas bench-deid bench-models bench-e2e bench-security bench-platform bench-films bench-profile bench-throughput bench-wakeup bench-gateways clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -67,6 +67,10 @@ bench-throughput: setup  ## Saturation per family against issue 16's starting fi
 bench-platform: setup  ## The platform's own settings side by side (event loop, model threads); BASE=rev adds that code.
 	$(BIN)/medstream up
 	MEDSTREAM_BENCH_BASE=$(BASE) $(BIN)/python bench/e2e/pipeline.py --platform
+
+bench-films: setup  ## What a film's size costs, side by side: the producers' codec, PostgreSQL's TOAST compression.
+	$(BIN)/medstream up
+	$(BIN)/python bench/e2e/pipeline.py --films
 
 bench-profile: setup  ## Where the platform's CPU goes under saturation (py-spy); LABEL=name.
 	$(BIN)/pip install -q py-spy

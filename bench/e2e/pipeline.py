@@ -14,6 +14,10 @@ memory of every process in the stack.
                               processes' threads) side by side, in alternated rounds
                               of the monitoring burst, as ratios; with
                               MEDSTREAM_BENCH_BASE=<rev>, also that revision's code
+    make bench-films          (or: ... pipeline.py --films): the same on the imaging
+                              burst for what a film's size makes costly
+                              (FILM_VARIANTS: the producers' codec, PostgreSQL's TOAST
+                              compression, pglz before migration 0012)
 
 ``--security`` alternates the local stack's Kafka between SASL_SSL (the default) and
 SASL_PLAINTEXT (the development flag: SCRAM without TLS), restarting the broker and
@@ -647,32 +651,72 @@ def _code_at(revision: str) -> dict[str, str]:
     }
 
 
-def compare_platform(stack: local_stack.Stack) -> None:
-    """The monitoring burst under each of PLATFORM_VARIANTS, alternated for
-    MEDSTREAM_BENCH_ROUNDS rounds (default 3), so the platform's own settings are
-    compared side by side on the same machine in one run: throughput and CPU per
-    message (medians), each as a ratio to its reference variant.
-    MEDSTREAM_BENCH_BASE=<git revision> adds the code of that revision, with the null
-    model, as one more variant (before and after a change, in one run)."""
-    variants = dict(PLATFORM_VARIANTS)
+# What ``--films`` compares, on the imaging burst: the producers' codec
+# (MEDSTREAM_KAFKA_COMPRESSION) and how PostgreSQL compresses large values (TOAST:
+# lz4 since migration 0012, pglz before it). Each variant: environment, TOAST method,
+# and the variant it is measured against.
+FILM_REFERENCE = "now: zstd producers, lz4 TOAST"
+FILM_VARIANTS: dict[str, tuple[dict[str, str], str, str | None]] = {
+    FILM_REFERENCE: ({}, "lz4", None),
+    "pglz TOAST (before migration 0012)": ({}, "pglz", FILM_REFERENCE),
+    "lz4 producers": ({"MEDSTREAM_KAFKA_COMPRESSION": "lz4"}, "lz4", FILM_REFERENCE),
+    "uncompressed producers": ({"MEDSTREAM_KAFKA_COMPRESSION": "none"}, "lz4", FILM_REFERENCE),
+}
+
+
+def _toast(method: str) -> None:
+    """Set the compression of migration 0012's large-value columns (as their owner)."""
+    m0012 = importlib.import_module("medstream.migrations.versions.0012_lz4_for_large_values")
+
+    async def apply() -> None:
+        engine = make_engine(get_settings(), admin=True)
+        try:
+            async with engine.begin() as conn:
+                for table, column in m0012.LARGE_VALUES:
+                    await conn.execute(
+                        text(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION {method}")
+                    )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(apply())
+
+
+def compare_platform(stack: local_stack.Stack, films: bool = False) -> None:
+    """The monitoring burst under each of PLATFORM_VARIANTS (or, with ``films``, the
+    imaging burst under each of FILM_VARIANTS), alternated for MEDSTREAM_BENCH_ROUNDS
+    rounds (default 3), so the platform's own settings are compared side by side on
+    the same machine in one run: throughput and CPU per message (medians), each as a
+    ratio to its reference variant. MEDSTREAM_BENCH_BASE=<git revision> adds the code
+    of that revision, with the null model, as one more variant of the monitoring
+    comparison (before and after a change, in one run)."""
+    family = "imaging" if films else "monitoring"
+    variants: dict[str, tuple[dict[str, str], str, str | None]] = (
+        dict(FILM_VARIANTS)
+        if films
+        else {name: (env, "lz4", against) for name, (env, against) in PLATFORM_VARIANTS.items()}
+    )
     base = os.environ.get("MEDSTREAM_BENCH_BASE")
-    if base:
+    if base and not films:
         variants[f"null model, code at {base}"] = (
             {**NULL_MODEL, **_code_at(base)},
+            "lz4",
             "null model, defaults",
         )
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     try:
         for round_ in range(int(os.environ.get("MEDSTREAM_BENCH_ROUNDS", "3"))):
-            for name, (env, _) in variants.items():
+            for name, (env, toast, _) in variants.items():
                 log(f"round {round_ + 1}: {name}")
+                _toast(toast)
                 _restart(stack, env)
                 run = "p" + uuid.uuid4().hex[:5]
-                found = asyncio.run(saturation(run, {}, families=("monitoring",)))
-                rounds[name].append(found["monitoring"])
+                found = asyncio.run(saturation(run, {}, families=(family,)))
+                rounds[name].append(found[family])
     finally:
+        _toast("lz4")
         _restart(stack, {})
-        for env, _ in variants.values():
+        for env, _, _ in variants.values():
             if "PYTHONPATH" in env:  # the exported code of MEDSTREAM_BENCH_BASE
                 shutil.rmtree(Path(env["PYTHONPATH"].split(":")[0]).parent, ignore_errors=True)
 
@@ -680,9 +724,10 @@ def compare_platform(stack: local_stack.Stack) -> None:
         return round(statistics.median(pick(r) for r in rounds[name]), 2)
 
     table: dict[str, Any] = {}
-    for name, (env, reference) in variants.items():
+    for name, (env, toast, reference) in variants.items():
         table[name] = {
             "env": {k: v for k, v in env.items() if k not in _CODE_AT_KEYS},
+            **({"toast_compression": toast} if films else {}),
             "against": reference,
             "pipeline_per_s": median(name, lambda r: r["pipeline_per_s"]),
             "cpu_ms_per_message": median(name, lambda r: r["cpu_ms_per_message"]["total"]),
@@ -699,12 +744,13 @@ def compare_platform(stack: local_stack.Stack) -> None:
     result = {
         "date": datetime.now(UTC).date().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "burst": SATURATION["monitoring"],
+        "burst": SATURATION[family],
         "rounds": rounds,
         "variants": table,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "e2e-platform.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "e2e-films.json" if films else "e2e-platform.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(table, indent=2))
 
 
@@ -723,6 +769,9 @@ def main() -> None:
         return
     if "--platform" in sys.argv[1:]:
         compare_platform(stack)
+        return
+    if "--films" in sys.argv[1:]:
+        compare_platform(stack, films=True)
         return
     minutes = float(os.environ.get("MEDSTREAM_BENCH_MINUTES", "5"))
     run = "b" + uuid.uuid4().hex[:5]

@@ -83,10 +83,11 @@ def make_producer(
     settings: Settings, principal: str | None = None, **overrides: Any
 ) -> AIOKafkaProducer:
     """An idempotent, acks=all producer. Start it before use and stop it after."""
+    codec = None if settings.kafka_compression == "none" else settings.kafka_compression
     return AIOKafkaProducer(
         client_id=settings.service_name,
         **connection_options(settings, principal),
-        **{**PRODUCER_DEFAULTS, **overrides},
+        **{**PRODUCER_DEFAULTS, "compression_type": codec, **overrides},
     )
 
 

@@ -31,6 +31,18 @@ async def test_producer_is_idempotent_with_acks_all(local: Settings) -> None:
         await producer.client.close()
 
 
+@pytest.mark.parametrize(("setting", "codec"), [("lz4", "lz4"), ("gzip", "gzip"), ("none", None)])
+async def test_producer_compression_follows_the_setting(
+    local: Settings, setting: str, codec: str | None
+) -> None:
+    producer = kafka.make_producer(local.model_copy(update={"kafka_compression": setting}))
+    try:
+        assert producer._compression_type == codec
+        assert producer._sender._acks == -1  # the setting changes nothing else
+    finally:
+        await producer.client.close()
+
+
 async def test_consumer_commits_manually_from_the_earliest_offset(local: Settings) -> None:
     consumer = kafka.make_consumer(local, "t", group_id="g")
     try:
