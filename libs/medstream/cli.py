@@ -14,6 +14,7 @@ import logging
 import math
 import shutil
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from medstream.kafka import consumer_lag, ensure_acls, ensure_topics, make_produ
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
 from medstream.monitoring.news2 import detail, news2_now, stale_limits
 from medstream.paths import SCHEMAS_DIR
+from medstream.platform.retention import Pruned, prune
 from medstream.platform.secrets import InsecureSettings, require
 from medstream.replay import Outgoing, messages
 from medstream.settings import get_settings
@@ -300,6 +302,60 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     _require("database_admin_url", "vault_key", "relink_public_key")
     migrate.upgrade(revision)
     record_command("admin.db.upgrade", {"revision": revision})
+
+
+@db_app.command("prune")
+def db_prune(
+    window_days: float = typer.Option(
+        None, min=1.0, help="Dedup window in days (default: MEDSTREAM_DEDUP_WINDOW_DAYS)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count the rows, delete nothing."),
+    every_s: float = typer.Option(
+        0.0, "--every", min=0.0, help="Run again every this many seconds (0: once)."
+    ),
+    batch: int = typer.Option(10_000, min=1, max=100_000, help="Rows per transaction."),
+) -> None:
+    """Delete inbox and outbox rows older than the dedup window: never an outbox row
+    not yet sent or quarantined, never an inbox row younger than its topic's retention
+    plus a day (docs/architecture.md). Runs as the schema's owner; safe to stop."""
+    settings = get_settings()
+    _require("database_admin_url")
+    window = window_days if window_days is not None else settings.dedup_window_days
+
+    def progress(table: str, total: int) -> None:
+        console.print(f"• {table}: {total} rows deleted so far")
+
+    async def once() -> Pruned:
+        engine = make_engine(settings, admin=True)
+        try:
+            return await prune(engine, window, batch=batch, dry_run=dry_run, progress=progress)
+        finally:
+            await engine.dispose()
+
+    while True:
+        try:
+            done = asyncio.run(once())
+        except ENVIRONMENT_ERRORS as exc:
+            console.print(
+                f"[red]error:[/red] PostgreSQL is unreachable ({type(exc).__name__}); nothing "
+                "was lost: start the stack (`medstream up`) and run the command again."
+            )
+            if not every_s:
+                raise typer.Exit(2) from None
+        else:
+            verb = "would delete" if dry_run else "deleted"
+            console.print(
+                f"[green]done:[/green] {verb} {done.inbox} inbox and {done.outbox} outbox rows"
+                f" older than {window:g} days"
+            )
+            if not dry_run:
+                record_command(
+                    "admin.db.prune",
+                    {"window_days": window, "inbox": done.inbox, "outbox": done.outbox},
+                )
+        if not every_s:
+            return
+        time.sleep(every_s)
 
 
 @schemas_app.command("export")

@@ -52,6 +52,9 @@ class InboxRow(Base):
 
     __tablename__ = "inbox"
 
+    # For `medstream db prune` (migration 0013).
+    __table_args__ = (Index("ix_inbox_processed_at", "processed_at", postgresql_using="brin"),)
+
     consumer_group: Mapped[str] = mapped_column(String(200), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(300), primary_key=True)
     topic: Mapped[str] = mapped_column(String(250))
@@ -80,6 +83,8 @@ class OutboxRow(Base):
             "quarantined_at",
             postgresql_where=text("quarantined_at IS NOT NULL"),
         ),
+        # For `medstream db prune` (migration 0013).
+        Index("ix_outbox_created_at", "created_at", postgresql_using="brin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # Dynamic batching of the model workers; unset means each worker's own default.
     worker_max_batch: int | None = Field(default=None, ge=1, le=1024)
     worker_max_wait_ms: int | None = Field(default=None, ge=0, le=10_000)
+    # How long the inbox remembers a message id, and the outbox keeps a sent row, before
+    # `medstream db prune` deletes them; never less than the topic's own retention plus
+    # a day (medstream.platform.retention). A message id seen again later is new.
+    dedup_window_days: float = Field(default=14.0, ge=1.0, le=3650.0)
     # Processes per service that the local stack's supervisor runs, in the same consumer
     # groups (they split the partitions; compose reads the same variable).
     replicas: int = Field(default=1, ge=1, le=6)

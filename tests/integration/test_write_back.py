@@ -29,6 +29,7 @@ from medstream.fhir_r4 import AIAST
 from medstream.imaging.phantom import phantom, to_dicom
 from medstream.kafka import make_producer
 from medstream.models.package import latest
+from medstream.platform.retention import prune
 from medstream.settings import Settings
 
 from .test_deid_leakage import read_topics
@@ -80,7 +81,7 @@ async def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ig
 
 
 async def test_results_are_written_back_once_as_fhir_for_the_real_patient(
-    settings: Settings, engine: AsyncEngine, pipeline: Path
+    settings: Settings, engine: AsyncEngine, admin_engine: AsyncEngine, pipeline: Path
 ) -> None:
     run = uuid.uuid4().hex[:8]
     mrn = f"WB{run}"
@@ -192,6 +193,21 @@ async def test_results_are_written_back_once_as_fhir_for_the_real_patient(
     )
     assert "model.inference" in shown.stdout
     assert "vault.relink" in shown.stdout
+
+    # Once `medstream db prune` has deleted its sent outbox row, lineage says so.
+    async with admin_engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE outbox SET created_at = created_at - interval '30 days',"
+                " sent_at = sent_at - interval '30 days' WHERE message_id = :m"
+            ),
+            {"m": f"fhir:RiskAssessment/{risk.id}"},
+        )
+    assert (await prune(admin_engine, 14)).outbox >= 1
+    async with engine.connect() as conn:
+        pruned = await trace(conn, risk.id)
+    assert "resource.published" not in [s.action for s in pruned.steps]
+    assert any("no longer known" in m for m in pruned.missing), pruned.missing
 
     verified = subprocess.run(
         [medstream, "audit", "verify"], capture_output=True, text=True, timeout=300, check=False

@@ -6,7 +6,9 @@ import tomllib
 from typing import Any
 
 import yaml
+from typer.testing import CliRunner
 
+from medstream.cli import app
 from medstream.deployment import SERVICES
 from medstream.paths import REPO_ROOT
 from medstream.platform.identities import (
@@ -16,7 +18,8 @@ from medstream.platform.identities import (
 )
 from medstream.settings import Settings
 
-INFRASTRUCTURE = {"kafka", "postgres", "redis", "migrate"}
+# Not MedStream services: the servers, the one-shot migration and the hourly pruning.
+INFRASTRUCTURE = {"kafka", "postgres", "redis", "migrate", "maintenance"}
 
 
 def compose() -> dict[str, Any]:
@@ -52,6 +55,16 @@ def test_compose_environment_names_real_settings() -> None:
                 assert variable in fields or (
                     variable.endswith("_FILE") and variable.removesuffix("_FILE") in fields
                 ), f"{variable} is not a setting"
+
+
+def test_compose_prunes_the_queues_with_a_real_command() -> None:
+    """The maintenance service runs `medstream db prune` with options the CLI has."""
+    command = compose()["services"]["maintenance"]["command"]
+    assert command[:3] == ["medstream", "db", "prune"]
+    help_text = CliRunner().invoke(app, ["db", "prune", "--help"]).output
+    for option in command[3:]:
+        if option.startswith("--"):
+            assert option in help_text
 
 
 def test_infrastructure_images_have_health_checks() -> None:
@@ -127,7 +140,8 @@ def test_each_compose_service_gets_only_its_own_secrets() -> None:
     assert holders["relink_private_key"] == {"results"}
     assert holders["vault_key"] == {"deid", "results", "migrate"}
     assert holders["deid_key"] == {"deid"}
-    assert holders["database_admin_url"] == {"migrate"}
+    assert holders["database_admin_url"] == {"migrate", "maintenance"}
+    assert services["maintenance"]["secrets"] == ["database_admin_url"]
     for spec in SERVICES:
         assert f"database_url_{spec.name}" in services[spec.name]["secrets"]
         url = (REPO_ROOT / "infra/compose-secrets" / f"database_url_{spec.name}").read_text()

@@ -119,12 +119,20 @@ async def trace(conn: AsyncConnection, resource: str) -> Lineage:
     lineage.steps.append(
         Step(row["created_at"], "results", "resource.stored", f"{reference} in fhir_resource")
     )
-    sent_at = await conn.scalar(
-        text("SELECT sent_at FROM outbox WHERE message_id = :m"), {"m": f"fhir:{reference}"}
-    )
-    if sent_at is not None:
+    sent = (
+        await conn.execute(
+            text("SELECT sent_at FROM outbox WHERE message_id = :m"), {"m": f"fhir:{reference}"}
+        )
+    ).first()
+    if sent is None:
+        # `medstream db prune` deletes sent rows after the dedup window; a resource is
+        # written in the same transaction as its outbox row, so no row means pruned.
+        lineage.missing.append(
+            "published: no longer known (sent outbox rows are pruned after the dedup window)"
+        )
+    elif sent.sent_at is not None:
         lineage.steps.append(
-            Step(sent_at, "relay", "resource.published", f"{reference} to ehr.outbound.fhir")
+            Step(sent.sent_at, "relay", "resource.published", f"{reference} to ehr.outbound.fhir")
         )
     else:
         lineage.missing.append("published: the outbox has not sent it yet")
