@@ -1,8 +1,8 @@
 """Where the ensemble goes wrong on a development set (``bench/deid/dev/``, or
-``dev2/`` with ``--set dev2``): every missed identifier, every span that is no PHI, and
+``dev2/`` or ``dev3/`` with ``--set``): every missed identifier, every span that is no PHI, and
 every clinical term it altered, with the detector that found it. For development only.
 
-    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2]
+    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2|dev3]
 
 It refuses the hand-written evaluation sets in ``bench/deid/heldout/``: those are scored
 only by ``evaluate.py``, in aggregate, so that no one tunes on them.
@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="Scores only.")
     parser.add_argument(
         "--set",
-        choices=["dev", "dev2"],
+        choices=["dev", "dev2", "dev3"],
         default="dev",
-        help="Which development set: dev (tuned on since the start) or dev2 (written later).",
+        help="Which development set: dev (tuned on since the start), dev2 or dev3 (written later).",
     )
     args = parser.parse_args()
     detector = load_detector(ROOT / "models")

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from medstream.deid.detect import Lexicon, acronym, default_detector, lexicon, real_date
+from medstream.deid.detect import (
+    Lexicon,
+    acronym,
+    completed,
+    default_detector,
+    lexicon,
+    real_date,
+)
 from medstream.deid.engine import DeidEngine
 from medstream.deid.keys import Pseudonymiser
-from medstream.deid.text import PhiType, Span
+from medstream.deid.text import PhiType, Span, TextDetector
 
 ENGINE = DeidEngine(Pseudonymiser(b"detector-test"))
 DETECTOR = default_detector()
@@ -201,6 +209,13 @@ GUARDED_VALUES = [
     ("COWS 11 at 0600 (moderate), CIWA 4.", ["0600", "COWS 11", "CIWA 4"]),
     ("SVR 1320, CI 2.4, PCWP 16.", ["1320"]),
     ("Murmur II/VI at the apex; L4/L5 disc bulge.", ["II/VI", "L4/L5"]),
+    # places the gazetteer knows, in clinical words after "in", "to", "from"
+    ("Seen in Down syndrome clinic, referred to Cardiology.", ["Down syndrome", "Cardiology"]),
+    ("Graded from Glasgow Coma Scale 15 to 13 overnight.", ["Glasgow Coma Scale 15"]),
+    ("Tremor in Parkinson disease, improved on levodopa.", ["Parkinson disease"]),
+    # four digits after a place that are a dose, a time or a year in prose
+    ("Boston 1400 mg of the solution given.", ["1400 mg"]),
+    ("Moved to Perth 2015 after the divorce.", ["2015"]),
 ]
 
 
@@ -263,6 +278,99 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
 def test_identifiers_with_a_grammar_are_found(text: str, value: str) -> None:
     clean, _ = ENGINE.text(text, "patient-1")
     assert value not in clean, clean
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        # another language's month
+        ("Installatie is mogelijk op 14 oktober, graag uw akkoord.", "14 oktober"),
+        ("RSVP antes del 1 de mayo con la tía.", "1 de mayo"),
+        ("Lausanne, le 28 février 2025\n\nCher Confrère,", "28 février 2025"),
+        ("Aufnahme am 3. März 2024 über die ZNA.", "3. März 2024"),
+        # a case number of letters and slashes
+        ("Seen today, IP no. KCRH/IP/2025/1184, bed 4.", "KCRH/IP/2025/1184"),
+        # an id's check character, a street's word, a house number
+        ("DNI 48301277-T en el registro.", "48301277-T"),
+        ("She stays on Bryce St for now, call first.", "Bryce St"),
+        ("Wohnhaft: Hauptstraße 12a, 91154 Roth.", "Hauptstraße 12a"),
+    ],
+)
+def test_what_the_tagger_misses_or_cuts_short_is_completed(text: str, value: str) -> None:
+    """Each whole value is gone; the rules and the completion find what the tagger
+    missed, or the end of what it cut short."""
+    clean, _ = ENGINE.text(text, "patient-1")
+    left = text.replace(value, "")
+    for token in re.findall(r"[^\W_]+", value):
+        if not re.search(rf"\b{re.escape(token)}\b", left):  # a word found elsewhere too
+            assert not re.search(rf"\b{re.escape(token)}\b", clean), (token, clean)
+
+
+def test_a_span_is_completed_by_what_belongs_to_it() -> None:
+    text = "Rochussenstraat 88C; DNI 48301277-T; on Othaya Rd; Na 136 mmol"
+
+    def span(value: str, kind: PhiType) -> Span:
+        return Span(text.index(value), text.index(value) + len(value), kind, "model", 0.9)
+
+    address = span("Rochussenstraat", PhiType.ADDRESS)
+    ident = span("48301277", PhiType.ID)
+    place = span("Othaya", PhiType.LOCATION)
+    lab = span("Na", PhiType.ADDRESS)
+    assert text[address.start : completed(text, address).end] == "Rochussenstraat 88C"
+    assert text[ident.start : completed(text, ident).end] == "48301277-T"
+    assert text[place.start : completed(text, place).end] == "Othaya Rd"
+    assert completed(text, lab) == lab  # "Na 136 mmol": a unit after the number
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        # departments, roles and letter formulas in several languages (the lexicon's
+        # service words), alone or with a number
+        ("Referred to Dept of Nephrology, Ward 22, for review.", ["Dept of Nephrology"]),
+        ("Mit freundlichen Grüßen\nDr. med. S. Yilmaz, Oberärztin", ["Oberärztin"]),
+        ("Dr Matthieu Grandjean, chef de clinique", ["chef de clinique"]),
+    ],
+)
+def test_services_and_roles_are_no_identifiers(text: str, kept: list[str]) -> None:
+    clean, _ = ENGINE.text(text, "patient-1")
+    for value in kept:
+        assert value in clean, (value, clean)
+
+
+def test_a_service_word_cut_from_a_name_stays_with_it() -> None:
+    """ "Rehab" alone is a service; after the tagger's "Schildwolde" it ends the name."""
+    text = "Referred by Schildwolde Rehab. This 93f with dementia."
+    spans = DETECTOR.detect(text)
+    assert any(text[s.start : s.end].endswith("Rehab") for s in spans), spans
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # a place the gazetteer knows, after a word that puts a place after it
+        ("works on a farm outside Dubbo, home Fridays", [("Dubbo", "LOCATION")]),
+        ("from the clinic in Eldoret", [("Eldoret", "LOCATION")]),
+        ("drives up from Palmerston North on weekends", [("Palmerston North", "LOCATION")]),
+        # four digits after a known place, a year only where an address line ends
+        ("Mamelodi East, Pretoria 0122\nContact: son", [("0122", "ZIP")]),
+        ("14 Jan Smuts Ave, Johannesburg 2196.", [("2196", "ZIP")]),
+        ("Level 3, Sydney 2000\nTel", [("2000", "ZIP")]),
+        ("Terenure, Dublin 6W\nD6W XK21\nTel", [("D6W XK21", "ZIP")]),
+        # no more: clinical words, a dose, a year in prose, codes that are no Eircode
+        ("referred to Cardiology in Down syndrome clinic", []),
+        ("moved to Perth 2015 after the divorce", [("Perth", "LOCATION")]),
+        ("Boston 1400 mg given", []),
+        ("T12 N0M0 on staging; V12 ABCD", []),
+    ],
+)
+def test_the_gazetteer_and_postcode_grammars(text: str, found: list[tuple[str, str]]) -> None:
+    """The rules alone (the tagger finds many of these too, so the ensemble would not
+    show a rule that stopped working)."""
+    rules = TextDetector()
+    spans = rules.gazetteer_places(text) + rules.postcodes_after_places(text)
+    spans += [s for s in rules.grammar(text) if text[s.start : s.end] == "D6W XK21"]
+    assert sorted({(text[s.start : s.end], s.type.value) for s in spans}) == sorted(found)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def spans(text: str, value: str) -> list[tuple[int, int]]:
     return found
 
 
-@pytest.mark.parametrize("folder", ["dev", "dev2"])
+@pytest.mark.parametrize("folder", ["dev", "dev2", "dev3"])
 @pytest.mark.parametrize("name", ["notes", "guard", "general"])
 def test_the_development_set_is_well_formed(folder: str, name: str) -> None:
     path = DEV.parent / folder / f"{name}.jsonl"

@@ -57,6 +57,9 @@ DATA = Path(__file__).resolve().parent / "data"
 # What the tagger reports, as the CONTRACT's types.
 TAGGER_TYPES = {t.value: t for t in PhiType} | {"PROFESSION": PhiType.PROFESSION}
 # Spans of these types are checked against the lexicon (a drug is not a person).
+# The lexicon's departments, specialties, roles and letter formulas.
+SERVICE = frozenset({"service"})
+_JOINERS = frozenset({"of", "for", "and", "de", "du", "des", "la", "le", "für", "und", "di", "del"})
 GUARDED = {
     PhiType.NAME,
     PhiType.LOCATION,
@@ -218,18 +221,24 @@ class Lexicon:
         return None
 
     def clinical(
-        self, text: str, start: int, end: int, filler: Callable[[str], bool] | None = None
+        self,
+        text: str,
+        start: int,
+        end: int,
+        filler: Callable[[str], bool] | None = None,
+        ignore: frozenset[str] = frozenset(),
     ) -> bool:
         """Whether ``text[start:end]`` reads as clinical vocabulary, not an identifier:
         a term of the lexicon, with nothing beside it but terms, grades ("Clark IV",
         "Child-Pugh A", "Bishop 7") and lower-case words that are no name ("Nissen
         fundoplication"); and an eponym that is also a common surname stands in a
         clinical context (a clinical word or a score after it, "s/p", "hx of", "had"
-        before it)."""
+        before it). Terms of the ``ignore`` categories count as no terms."""
         words = _WORDS.findall(text[start:end])
         if not words:
             return False
         categories = [None if len(w) == 1 else self._word(w) for w in words]
+        categories = [None if c in ignore else c for c in categories]
         if all(c is None for c in categories):
             return False
         for i in range(len(words) - 1):  # "de Quervain's", "von Willebrand": one eponym
@@ -475,7 +484,38 @@ class PhiDetector:
         candidates = [*model, *self.patterns.grammar(text), *self.patterns.known(text, known)]
         candidates = [d for s in candidates if (d := without_time(text, s)) is not None]
         kept = [s for s in candidates if self._keep(text, s)]
+        kept += self._attached_services(text, [s for s in candidates if s not in kept], kept)
+        kept = [completed(text, s) for s in kept]
         return merge([s for s in kept if not _lone_initial(text, s, kept)])
+
+    def _attached_services(self, text: str, dropped: list[Span], kept: list[Span]) -> list[Span]:
+        """An organisation's or an address's service words ("Rehab", "General
+        Hospital", "Unit 3") that the tagger cut from the name before them
+        ("Schildwolde", "拉萨县", "Glenwood Ave SE"): part of that name, so PHI with
+        it, though alone they are a service."""
+        proper = (PhiType.NAME, PhiType.ORGANIZATION, PhiType.LOCATION, PhiType.ADDRESS)
+        names = [s for s in kept if s.type in proper]
+        return [
+            span
+            for span in dropped
+            if span.type in proper[1:]
+            and span.source == "model"
+            and any(
+                0 <= span.start - n.end <= 1 and text[n.end : span.start].strip(" ") == ""
+                for n in names
+            )
+            and self._services(text[span.start : span.end])
+        ]
+
+    def _services(self, value: str) -> bool:
+        """Whether every word of ``value`` is a lexicon term, an organisation's word
+        ("Hospital", "Unit"), a joiner or a number."""
+        words = _WORDS.findall(value)
+        return bool(words) and all(
+            self.lexicon.term(w) or w.lower() in _ORG_SUFFIXES or w.lower() in _JOINERS
+            for w in words
+            if not w.isdigit()
+        )
 
     def _keep(self, text: str, span: Span) -> bool:
         if span.source == "known":
@@ -547,10 +587,13 @@ class PhiDetector:
         if span.type is PhiType.ORGANIZATION and self._department(value):
             return False  # "Onc Clinic", "Grade Group": a service or a term, not a place
         several = len(value.split()) > 1
+        # a profession is a role by nature: the lexicon's roles and services do not
+        # make one a non-identifier ("Counsellor", "nurse, learning disability")
+        ignore = SERVICE if span.type is PhiType.PROFESSION else frozenset()
         if (
             span.type in GUARDED
             and not (span.type is PhiType.PROFESSION and several)  # "Adult nurse"
-            and self.lexicon.clinical(*token_around(text, span), filler)
+            and self.lexicon.clinical(*token_around(text, span), filler, ignore)
         ):
             weak = bool(_WEAK_CUE.search(text[max(0, span.start - 8) : span.start]))
             return title(text, span.start) or (span.confidence >= CONFIDENT and cue and not weak)
@@ -720,6 +763,44 @@ class PhiDetector:
         if any(w in self._names for w in words):
             return False
         return capitalises(text, span)
+
+
+# What completes a span the tagger cut short: a street's word after a place or a street
+# ("Bryce St", "Othaya Rd"), a house number beside a street ("227 Bowery", "Keileweg
+# 12", "Linzer Gasse 14/3"), an id's check character ("4471092-K", "8841290-3").
+_STREET_WORD_AFTER = re.compile(
+    r"[ \t]+(?:St|Rd|Ave|Av|Blvd|Ln|Hwy|Street|Road|Avenue|Boulevard|Lane|Highway|Drive|"
+    r"Close|Crescent|Terrace|Path|Mall|Park|Lake|Hills?)\b\.?"
+)
+_NUMBER_AFTER = re.compile(
+    r"[ \t]+\d{1,5}[A-Za-z]?(?:[/-]\d{1,4}[A-Za-z]?)?\b"
+    r"(?![ \t]*(?:%|(?i:mg|mcg|ml|mmol|mol|kg|g|cm|mm|l|iu|units?|h|hrs?|min|x)\b))"
+)
+_NUMBER_BEFORE = re.compile(r"\b\d{1,5}[A-Za-z]?(?:/\d{1,4})?,?[ \t]+$")
+_CHECK_AFTER = re.compile(r"-[A-Z0-9]{1,2}\b(?![-/])")
+
+
+def completed(text: str, span: Span) -> Span:
+    """``span`` with what completes it (see above), or as it was."""
+    start, end = span.start, span.end
+    if span.type in (PhiType.LOCATION, PhiType.ADDRESS, PhiType.ORGANIZATION, PhiType.NAME):
+        street = _STREET_WORD_AFTER.match(text, end)
+        if street is not None and (span.type is not PhiType.NAME or street.end() - end <= 5):
+            end = street.end()
+    if span.type in (PhiType.ADDRESS, PhiType.LOCATION) and re.search(r"[^\W\d_]", text[start:end]):
+        number = _NUMBER_AFTER.match(text, end)
+        if number is not None and span.type is PhiType.ADDRESS:
+            end = number.end()
+        before = _NUMBER_BEFORE.search(text[max(0, start - 12) : start])
+        if before is not None and span.type is PhiType.ADDRESS:
+            start -= len(before.group(0))
+    if span.type is PhiType.ID:
+        check = _CHECK_AFTER.match(text, end)
+        if check is not None:
+            end = check.end()
+    if (start, end) == (span.start, span.end):
+        return span
+    return Span(start, end, span.type, span.source, span.confidence)
 
 
 def capitalises(text: str, span: Span) -> bool:

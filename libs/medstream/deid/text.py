@@ -17,6 +17,7 @@ Layers, in order:
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,6 +106,16 @@ _MONTHS = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+# Month names in German, French, Spanish, Italian, Dutch and Portuguese (any case; the
+# ones that are English words or names, "Marco", "Mars" alone, only with a day).
+_FOREIGN_MONTHS = (
+    r"(?i:januar|jänner|februar|märz|mai|juni|juli|oktober|dezember|janvier|février|"
+    r"fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|"
+    r"decembre|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|"
+    r"octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|"
+    r"ottobre|dicembre|januari|februari|maart|mei|augustus|janeiro|fevereiro|março|maio|"
+    r"junho|julho|setembro|outubro|novembro|dezembro)"
+)
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
 _STREET_SUFFIXES = (
     "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
@@ -187,6 +198,14 @@ def dictionaries() -> tuple[frozenset[str], frozenset[str], frozenset[str], froz
         _words("us_cities.txt"),
         _words("common_words_in_names.txt") | _words("not_names.txt"),
     )
+
+
+@lru_cache(maxsize=1)
+def world_places() -> frozenset[str]:
+    """GeoNames' places of 1,000 people or more, lower-cased, English words left out
+    (``data/world_places.txt.gz``; its notice beside it)."""
+    with gzip.open(DATA / "world_places.txt.gz", "rt", encoding="utf-8") as handle:
+        return frozenset(handle.read().split("\n")) - {""}
 
 
 def _rx(pattern: str, flags: int = 0) -> re.Pattern[str]:
@@ -295,6 +314,16 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     # Postcodes with a grammar of their own: British, Canadian, Dutch.
     (PhiType.ZIP, _rx(r"\b(?:[A-Z]{1,2}\d[A-Z\d]?|GIR) \d[A-Z]{2}\b"), 0),
     (PhiType.ZIP, _rx(r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z][ -]\d[ABCEGHJ-NPRSTV-Z]\d\b"), 0),
+    # Irish Eircodes ("D02 X285", "D6W XK21"): a routing key, a space, and four of the
+    # Eircode alphabet with a letter and a digit among them.
+    (
+        PhiType.ZIP,
+        _rx(
+            r"\b(?:[AC-FHKNPRTV-Y]\d{2}|D6W) (?=[0-9AC-FHKNPRTV-Y]{0,3}[AC-FHKNPRTV-Y])"
+            r"(?=[0-9AC-FHKNPRTV-Y]{0,3}\d)[0-9AC-FHKNPRTV-Y]{4}\b"
+        ),
+        0,
+    ),
     # Any postcode after its cue: "Postcode 8001", "PLZ 10115", "PIN 400 001".
     (
         PhiType.ZIP,
@@ -323,6 +352,25 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (PhiType.DATE, _rx(rf"\b(?:the\s+)?{_DAY}\s+(?:of\s+)?{_MONTHS}\b"), 0),
     (PhiType.DATE, _rx(rf"\b{_MONTHS},?\s+{_YEAR}\b"), 0),
     (PhiType.DATE, _rx(rf"\b{_MONTHS}\s+'\d\d\b"), 0),
+    # Dates written with another language's month: "14 oktober", "1 de mayo", "28 février
+    # 2025", "3. März 2024", "outubro de 2024".
+    (
+        PhiType.DATE,
+        _rx(
+            rf"\b(?:{_DAY}\.?\s+(?:de\s+)?{_FOREIGN_MONTHS}(?:\s+(?:de\s+)?{_YEAR})?"
+            rf"|{_FOREIGN_MONTHS}\s+(?:de\s+)?{_YEAR})\b"
+        ),
+        0,
+    ),
+    # Case and file numbers of letters and slashes with a year or a long number in them:
+    # "KCRH/IP/2025/1184", "AIMS/25/047712", "P/181318/01/2025".
+    (
+        PhiType.ID,
+        _rx(
+            r"\b[A-Z][A-Z0-9]{0,7}(?:/[A-Z0-9]{1,10}){2,}\b(?<=\d{4})|\b[A-Z]{2,8}/[A-Z]{1,6}/\d{4,}\b"
+        ),
+        0,
+    ),
     (
         PhiType.DATE,
         _rx(
@@ -457,6 +505,19 @@ _NAMED_PLACES: list[tuple[PhiType, re.Pattern[str], int]] = [
     if entry[0] is PhiType.ORGANIZATION
     or (entry[0] is PhiType.LOCATION and "lives|living" in entry[1].pattern)
 ]
+# Capitalised words after a word that puts a place after it ("transferred from the
+# clinic in Eldoret", "works outside Dubbo", "ambulance from Coorparoo"): a place when
+# the gazetteer knows them (``TextDetector.gazetteer_places``).
+_PLACE_CUE = _rx(
+    rf"\b(?:in|from|to|at|near|nr|outside|around|towards?|via)[ \t]+"
+    rf"({_CAP}(?:[ \t-]{_CAP}){{0,2}})"
+)
+# Four digits after a place, as many countries write a postcode ("Sandton 2146",
+# "Zürich 8001", "Pretoria 0122"), unless a unit or a decimal follows.
+_FOUR_AFTER_PLACE = _rx(
+    rf"\b({_CAP}(?:[ \t-]{_CAP}){{0,2}}),?[ \t]+(\d{{4}})\b"
+    r"(?![.,:/-]?\d)(?![ \t]*(?:%|mg|mcg|ml|g\b|kg|units?|iu|mmol|h\b|hrs?|min))"
+)
 # A place after a postcode, European style: "Hauptstraße 12, 10115 Berlin", "F-75011 Paris".
 _PLACE_AFTER_POSTCODE = _rx(
     rf"(?:^|,[ \t]*|\n[ \t]*)(?:[A-Z]{{1,2}}-)?\d{{4,5}}[ \t]+({_CAP}(?:[ -]{_CAP}){{0,2}})", re.M
@@ -573,6 +634,7 @@ class TextDetector:
 
     def __init__(self) -> None:
         self.first_names, self.last_names, self.cities, self.common = dictionaries()
+        self.places = world_places()
 
     def detect(self, text: str, known: Iterable[tuple[str, PhiType]] = ()) -> list[Span]:
         """Every PHI span in ``text`` by the rules alone (patterns, context rules and
@@ -609,7 +671,41 @@ class TextDetector:
             for m in pattern.finditer(text)
             if m.end(group) > m.start(group)
         ]
-        return self._patterns(text, GRAMMAR_TYPES) + places + named + self.speakers(text)
+        return (
+            self._patterns(text, GRAMMAR_TYPES)
+            + places
+            + named
+            + self.gazetteer_places(text)
+            + self.postcodes_after_places(text)
+            + self.speakers(text)
+        )
+
+    def postcodes_after_places(self, text: str) -> list[Span]:
+        """Four digits after a place the gazetteer knows; a year-like number (1900 to
+        2039: "Perth 2015") only where an address line ends with it."""
+        spans = []
+        for match in _FOUR_AFTER_PLACE.finditer(text):
+            place, number = match.group(1), int(match.group(2))
+            words = place.split()
+            if not any(" ".join(words[i:]).lower() in self.places for i in range(len(words))):
+                continue
+            if 1900 <= number <= 2039 and not re.match(r"[ \t]*(?:\n|$)", text[match.end() :]):
+                continue
+            spans.append(Span(match.start(2), match.end(2), PhiType.ZIP))
+        return spans
+
+    def gazetteer_places(self, text: str) -> list[Span]:
+        """Places GeoNames knows, after a word that puts a place after it ("in",
+        "from", "near"…): the longest run of the capitalised words that names one."""
+        spans = []
+        for match in _PLACE_CUE.finditer(text):
+            words = list(re.finditer(r"[^ \t-]+", match.group(1)))
+            for size in range(len(words), 0, -1):
+                end = words[size - 1].end()
+                if match.group(1)[:end].lower() in self.places:
+                    spans.append(Span(match.start(1), match.start(1) + end, PhiType.LOCATION))
+                    break
+        return spans
 
     def speakers(self, text: str) -> list[Span]:
         """Who speaks in a transcript: the name or handle a chat log writes beside each
