@@ -336,10 +336,7 @@ def db_prune(
         try:
             done = asyncio.run(once())
         except ENVIRONMENT_ERRORS as exc:
-            console.print(
-                f"[red]error:[/red] PostgreSQL is unreachable ({type(exc).__name__}); nothing "
-                "was lost: start the stack (`medstream up`) and run the command again."
-            )
+            _postgres_unreachable(exc)
             if not every_s:
                 raise typer.Exit(2) from None
         else:
@@ -832,10 +829,7 @@ def vault_rotate_key(
     try:
         rotated = asyncio.run(rotate())
     except ENVIRONMENT_ERRORS as exc:
-        console.print(
-            f"[red]error:[/red] PostgreSQL is unreachable ({type(exc).__name__}); nothing "
-            "is lost: start the stack (`medstream up`) and run the command again."
-        )
+        _postgres_unreachable(exc)
         raise typer.Exit(2) from None
     except InvalidTag:
         console.print(
@@ -845,6 +839,14 @@ def vault_rotate_key(
         raise typer.Exit(2) from None
     record_command("vault.rotate_key", {"rows": rotated, "key_id": cipher.key_id})
     console.print(f"[green]done:[/green] every vault row is under key {cipher.key_id}")
+
+
+def _postgres_unreachable(exc: BaseException) -> None:
+    """Say that a command could not reach PostgreSQL, and what to do."""
+    console.print(
+        f"[red]error:[/red] PostgreSQL is unreachable ({type(exc).__name__}); nothing "
+        "is lost: start the stack (`medstream up`) and run the command again."
+    )
 
 
 def _require(*names: str) -> None:
