@@ -56,10 +56,11 @@ from medstream.models.package import latest
 DATA = Path(__file__).resolve().parent / "data"
 # What the tagger reports, as the CONTRACT's types.
 TAGGER_TYPES = {t.value: t for t in PhiType} | {"PROFESSION": PhiType.PROFESSION}
-# Spans of these types are checked against the lexicon (a drug is not a person).
 # The lexicon's departments, specialties, roles and letter formulas.
 SERVICE = frozenset({"service"})
+# Words that join a service's words ("Dept of Nephrology", "Abt. für Innere Medizin").
 _JOINERS = frozenset({"of", "for", "and", "de", "du", "des", "la", "le", "für", "und", "di", "del"})
+# Spans of these types are checked against the lexicon (a drug is not a person).
 GUARDED = {
     PhiType.NAME,
     PhiType.LOCATION,
@@ -787,12 +788,12 @@ def completed(text: str, span: Span) -> Span:
         street = _STREET_WORD_AFTER.match(text, end)
         if street is not None and (span.type is not PhiType.NAME or street.end() - end <= 5):
             end = street.end()
-    if span.type in (PhiType.ADDRESS, PhiType.LOCATION) and re.search(r"[^\W\d_]", text[start:end]):
+    if span.type is PhiType.ADDRESS and re.search(r"[^\W\d_]", text[start:end]):
         number = _NUMBER_AFTER.match(text, end)
-        if number is not None and span.type is PhiType.ADDRESS:
+        if number is not None:
             end = number.end()
         before = _NUMBER_BEFORE.search(text[max(0, start - 12) : start])
-        if before is not None and span.type is PhiType.ADDRESS:
+        if before is not None:
             start -= len(before.group(0))
     if span.type is PhiType.ID:
         check = _CHECK_AFTER.match(text, end)

@@ -106,8 +106,8 @@ _MONTHS = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
-# Month names in German, French, Spanish, Italian, Dutch and Portuguese (any case; the
-# ones that are English words or names, "Marco", "Mars" alone, only with a day).
+# Month names in German, French, Spanish, Italian, Dutch and Portuguese, in any case;
+# a date only with a day before or a year after ("mars" and "mai" alone are words).
 _FOREIGN_MONTHS = (
     r"(?i:januar|jänner|februar|märz|mai|juni|juli|oktober|dezember|janvier|février|"
     r"fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|"
