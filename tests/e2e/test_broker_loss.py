@@ -76,4 +76,4 @@ async def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(
     assert local_stack.kafka_node_pid(cluster, VICTIM) is None, "the broker stayed down"
     local_stack.start_kafka_node(cluster, VICTIM)
     await sending
-    await ledger_check(settings, engine, run, timeout_s=420)
+    await ledger_check(settings, engine, run, timeout_s=420, resends=True)

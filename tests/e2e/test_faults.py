@@ -137,7 +137,7 @@ async def test_every_service_killed_mid_stream_loses_and_duplicates_nothing(
         await restarted(services, spec.name, old)
         await asyncio.sleep(1.0)
     await sending
-    await ledger_check(settings, engine, run, timeout_s=420)
+    await ledger_check(settings, engine, run, timeout_s=420, resends=True)
 
 
 async def test_postgres_and_redis_restarts_mid_stream(

@@ -53,7 +53,7 @@ async def test_a_replica_killed_mid_batch_loses_and_duplicates_nothing(
     await asyncio.sleep(4)  # the stream is flowing: the replicas are between batches or in one
     await kill_second_replicas(replicas, pause_s=1.5)
     await sending
-    await ledger_check(settings, engine, run, timeout_s=420)
+    await ledger_check(settings, engine, run, timeout_s=420, resends=True)
 
 
 async def test_a_replica_killed_inside_a_full_batch_loses_and_duplicates_nothing(
@@ -71,4 +71,4 @@ async def test_a_replica_killed_inside_a_full_batch_loses_and_duplicates_nothing
     await asyncio.sleep(2.5)  # the whole burst is on the topics: batches are full
     await kill_second_replicas(replicas, pause_s=1.0)
     await sending
-    await ledger_check(settings, engine, run, timeout_s=600)
+    await ledger_check(settings, engine, run, timeout_s=600, resends=True)
