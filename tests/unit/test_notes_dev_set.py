@@ -1,6 +1,6 @@
-"""The notes development sets (``bench/models/notes/dev/`` and ``dev3/``), on which the
-hybrid's rules were written, are well formed: unique ids, the 14 observations,
-CheXpert's statuses."""
+"""The notes development sets (``bench/models/notes/dev/``, ``dev3/`` and ``dev4/``), on
+which the hybrid's rules were written or tried, are well formed: unique ids, the 14
+observations, CheXpert's statuses."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from medstream.notes.rules import OBSERVATIONS
 DEV = Path(__file__).resolve().parents[2] / "bench" / "models" / "notes" / "dev"
 
 
-@pytest.mark.parametrize("folder", ["dev", "dev3"])
+@pytest.mark.parametrize("folder", ["dev", "dev3", "dev4"])
 @pytest.mark.parametrize("name", ["negation", "reports"])
 def test_the_notes_development_set_is_well_formed(folder: str, name: str) -> None:
     path = DEV.parent / folder / f"{name}.jsonl"
