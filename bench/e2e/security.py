@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "libs"))
 
 from medstream import stack as local_stack  # noqa: E402
-from medstream.kafka import PRODUCER_DEFAULTS  # noqa: E402
+from medstream.kafka import PRODUCER_DEFAULTS, compression  # noqa: E402
 from medstream.platform.identities import KafkaGrant  # noqa: E402
 from medstream.platform.kafka_acl import (  # noqa: E402
     broker_security_properties,
@@ -215,7 +215,12 @@ async def prepare() -> None:
 
 def producer(protocol: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        **options(protocol), **{**PRODUCER_DEFAULTS, "max_request_size": 8 * 2**20}
+        **options(protocol),
+        **{
+            **PRODUCER_DEFAULTS,
+            "compression_type": compression(get_settings()),
+            "max_request_size": 8 * 2**20,
+        },
     )
 
 

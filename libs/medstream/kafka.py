@@ -30,11 +30,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable_idempotence": True,
     "acks": "all",
     "linger_ms": 5,
-    # Record batches travel and are stored compressed. zstd, not lz4: in aiokafka (cramjam)
-    # lz4's frame format took 231 ms to produce a 7.2 MB film (none: 63 ms) and left 93%
-    # of it; zstd took 92 ms and left 73%, and on small JSON events the two cost the same
-    # (bench/e2e/compression.py). Needs cramjam (aiokafka's lz4 extra, which has both).
-    "compression_type": "zstd",
     "request_timeout_ms": 30_000,
     # Room for the largest record (a dead letter) plus the request's own framing.
     "max_request_size": MAX_MESSAGE_BYTES + DEAD_LETTER_SLACK_BYTES + 1024 * 1024,
@@ -79,15 +74,24 @@ def connection_options(settings: Settings, principal: str | None = None) -> dict
     return options
 
 
+def compression(settings: Settings) -> str | None:
+    """The producers' codec (aiokafka's ``compression_type``), from the settings."""
+    # Record batches travel and are stored compressed, with MEDSTREAM_KAFKA_COMPRESSION's
+    # codec. zstd by default, not lz4: in aiokafka (cramjam) lz4's frame format took 231
+    # ms to produce a 7.2 MB film (none: 63 ms) and left 93% of it; zstd took 92 ms and
+    # left 73%, and on small JSON events the two cost the same (bench/e2e/compression.py).
+    # Needs cramjam (aiokafka's lz4 extra, which has both).
+    return None if settings.kafka_compression == "none" else settings.kafka_compression
+
+
 def make_producer(
     settings: Settings, principal: str | None = None, **overrides: Any
 ) -> AIOKafkaProducer:
     """An idempotent, acks=all producer. Start it before use and stop it after."""
-    codec = None if settings.kafka_compression == "none" else settings.kafka_compression
     return AIOKafkaProducer(
         client_id=settings.service_name,
         **connection_options(settings, principal),
-        **{**PRODUCER_DEFAULTS, "compression_type": codec, **overrides},
+        **{**PRODUCER_DEFAULTS, "compression_type": compression(settings), **overrides},
     )
 
 

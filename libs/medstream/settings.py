@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     kafka_ca_file: Path | None = None
     # Producer compression of record batches: zstd (the default), lz4, gzip or none. The
     # broker keeps batches as the producer wrote them and checks each one, so the codec
-    # costs CPU in every service and in Kafka (bench/e2e `--platform`).
+    # costs CPU in every service and in Kafka (bench/e2e `--films`).
     kafka_compression: str = Field(default="zstd", pattern="^(zstd|lz4|gzip|none)$")
     database_url: SecretStr = SecretStr(
         f"postgresql+asyncpg://medstream:medstream@127.0.0.1:{LOCAL_POSTGRES_PORT}/medstream"
