@@ -1,8 +1,9 @@
 """Where the ensemble goes wrong on a development set (``bench/deid/dev/``, or
-``dev2/`` or ``dev3/`` with ``--set``): every missed identifier, every span that is no PHI, and
-every clinical term it altered, with the detector that found it. For development only.
+``dev2/``, ``dev3/`` or ``dev4/`` with ``--set``): every missed identifier, every span
+that is no PHI, and every clinical term it altered, with the detector that found it.
+For development only.
 
-    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2|dev3]
+    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2|dev3|dev4]
 
 It refuses the hand-written evaluation sets in ``bench/deid/heldout/``: those are scored
 only by ``evaluate.py``, in aggregate, so that no one tunes on them.
@@ -32,13 +33,16 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="Scores only.")
     parser.add_argument(
         "--set",
-        choices=["dev", "dev2", "dev3"],
+        choices=["dev", "dev2", "dev3", "dev4"],
         default="dev",
-        help="Which development set: dev (tuned on since the start), dev2 or dev3 (written later).",
+        help="Which development set: dev (tuned on since the start), dev2, dev3 or dev4 "
+        "(written later; dev4 is clinical text in other languages and has no guard part).",
     )
     args = parser.parse_args()
     detector = load_detector(ROOT / "models")
     for name in args.sets:
+        if not (DEV.parent / args.set / f"{name}.jsonl").exists():
+            continue  # dev4 has no guard sentences
         items = handwritten(name, DEV.parent / args.set)
         texts = [i["text"] for i in items]
         detector.prepare(texts)

@@ -24,6 +24,7 @@ from medstream.deid.detect import (
 )
 from medstream.deid.engine import DeidEngine
 from medstream.deid.keys import Pseudonymiser
+from medstream.deid.language import Languages
 from medstream.deid.text import PhiType, Span, TextDetector
 
 ENGINE = DeidEngine(Pseudonymiser(b"detector-test"))
@@ -273,6 +274,13 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("Mail to 12 Birch Rd, Halifax, NS B3H 1A1 please.", " NS "),
         ("Home: 903 Elm St, Tulsa,  OK 74103", " OK "),
         ("moved to 4 Kurrajong Ave, Mildura VIC 3500 in May", " VIC "),
+        # dates with a month in another language, the day first
+        ("Przyjęta 5 listopada 2024 r. z powodu duszności.", "5 listopada 2024"),
+        ("Ingreso el 14 de enero de 2025 por disnea.", "14 de enero de 2025"),
+        ("Nascut el 21 de gener de 2025 a les 04:12.", "21 de gener de 2025"),
+        ("Opname op 9 maart 2025 via de SEH.", "9 maart 2025"),
+        ("Indlagt 1. maj 2025 efter fald.", "1. maj 2025"),
+        ("Başvuru 3 şubat 2025 tarihinde yapıldı.", "3 şubat 2025"),
     ],
 )
 def test_identifiers_with_a_grammar_are_found(text: str, value: str) -> None:
@@ -394,3 +402,110 @@ def test_a_unit_written_on_marks_a_measure_not_an_address_or_an_id(
     start = text.index(value)
     span = Span(start, start + len(value), kind, "model", 0.99)
     assert DETECTOR._keep(text, span) is kept
+
+
+def test_each_line_is_read_in_its_own_language() -> None:
+    """A line's function words say its language; a line too short to tell takes the
+    text's; terse English, with its abbreviations, stays English."""
+    languages = Languages(frozenset(lexicon().terms))
+    text = (
+        "Verlauf: Aufnahme über die Notaufnahme, die Therapie wurde gut vertragen.\n"
+        "Labor o.B.\n"
+        "Wir bitten um eine Kontrolle in vier Wochen und danken für die Zuweisung."
+    )
+    assert [lang for *_, lang in languages.lines(text)] == ["de", "de", "de"]
+    french = "Elle vit seule depuis le décès de son mari, et sa fille passe tous les jours."
+    assert [lang for *_, lang in languages.lines(french)] == ["fr"]
+    terse = "R knee ROM 5-78 deg, quad lag present. tid meds, pod 2, ambulating w/ PT.\nplan d/c"
+    assert {lang for *_, lang in languages.lines(terse)} == {"en"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind", "kept"),
+    [
+        # another language's common words, which the English-trained tagger reads as names
+        (
+            "Verlauf: Aufnahme über die Notaufnahme, die Therapie wurde gut vertragen.",
+            "Aufnahme über die",
+            PhiType.ADDRESS,
+            False,
+        ),
+        (
+            "Die Entlassung erfolgt nach Hause, wir bitten um eine Kontrolle.",
+            "Entlassung",
+            PhiType.NAME,
+            False,
+        ),
+        (
+            "Je vous remercie de me l'avoir adressée. Elle vit seule depuis le décès de son mari.",
+            "Elle vit seule",
+            PhiType.NAME,
+            False,
+        ),
+        (
+            "Acude a urgencias por fiebre de tres días. Paciente consciente y orientada.",
+            "Paciente",
+            PhiType.NAME,
+            False,
+        ),
+        # names, places and streets in the same lines stay identifiers
+        (
+            "Die Entlassung erfolgt in die Obhut der Tochter, Frau Berger, nach Hause.",
+            "Berger",
+            PhiType.NAME,
+            True,
+        ),
+        (
+            "Der Patient wurde nach München verlegt und wir bitten um die weitere Betreuung.",
+            "München",
+            PhiType.LOCATION,
+            True,
+        ),
+        (
+            "Elle vit seule à Lyon depuis le décès de son mari, avec une aide à domicile.",
+            "Lyon",
+            PhiType.LOCATION,
+            True,
+        ),
+        (
+            "Der Patient wohnt mit seiner Frau in der Lindenweg 12 und wird von uns betreut.",
+            "Lindenweg",
+            PhiType.ADDRESS,
+            True,
+        ),
+        (
+            "Wir haben das Hospital Clínico Universitario über die Verlegung informiert.",
+            "Hospital Clínico Universitario",
+            PhiType.ORGANIZATION,
+            True,
+        ),
+        # an English line is never read so
+        ("Pt says she will stay with her daughter Heike tonight.", "Heike", PhiType.NAME, True),
+    ],
+)
+def test_common_words_of_another_language_are_no_identifiers(
+    text: str, value: str, kind: PhiType, kept: bool
+) -> None:
+    start = text.index(value)
+    span = Span(start, start + len(value), kind, "model", 0.99)
+    assert DETECTOR._keep(text, span) is kept
+
+
+def test_an_institutions_pieces_are_joined_in_another_language() -> None:
+    """The tagger cut a bank's name into words the language guard would drop one by
+    one; joined, they are the bank's name."""
+    text = (
+        "Sehr geehrte Frau Novak,\nwir bitten Sie, den offenen Betrag bis zum Monatsende "
+        "an die Moravská úvěrní banka zu überweisen, da sonst eine Mahnung erfolgt."
+    )
+    start = text.index("Moravská")
+    pieces = [
+        Span(start, start + 8, PhiType.NAME, "model", 0.99),
+        Span(start + 9, start + 15, PhiType.ORGANIZATION, "model", 0.99),
+        Span(start + 16, start + 21, PhiType.NAME, "model", 0.99),
+    ]
+    joined = DETECTOR._institutions(text, pieces)
+    assert [(text[s.start : s.end], s.type) for s in joined] == [
+        ("Moravská úvěrní banka", PhiType.ORGANIZATION)
+    ]
+    assert DETECTOR._keep(text, joined[0])

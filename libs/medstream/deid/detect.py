@@ -35,13 +35,16 @@ from __future__ import annotations
 import csv
 import gzip
 import re
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
+from medstream.deid.language import Languages, common, language_at, own, rare_in_english
 from medstream.deid.text import (
+    FOREIGN_MONTH_NAMES,
     REGION_CODES,
     STATE_CODES,
     PhiType,
@@ -50,6 +53,7 @@ from medstream.deid.text import (
     dictionaries,
     merge,
     region_in_address,
+    world_places,
 )
 from medstream.models.package import latest
 
@@ -69,6 +73,9 @@ GUARDED = {
     PhiType.OTHER,
     PhiType.ID,
 }
+# Types that a line in another language can make a common word ("Verlauf" as NAME,
+# "Aufnahme über die" as ADDRESS); a profession is a common word by nature.
+_FOREIGN_GUARDED = {PhiType.NAME, PhiType.LOCATION, PhiType.ORGANIZATION, PhiType.ADDRESS}
 CONFIDENT = 0.9
 # Below this the tagger is unsure, and an English word is taken for a word.
 UNSURE = 0.5
@@ -450,6 +457,8 @@ class PhiDetector:
         self.patterns = patterns or TextDetector()
         self.lexicon = terms or lexicon()
         self._names = self.patterns.first_names | self.patterns.last_names
+        self._languages = Languages(frozenset(self.lexicon.terms))
+        self._lines: tuple[str, list[tuple[int, int, str]]] = ("", [])
         self._cache: OrderedDict[str, list[Span]] = OrderedDict()
         self._cache_size = cache_size
 
@@ -482,12 +491,51 @@ class PhiDetector:
         if model is None:
             model = self._tag([text])[0]
         model = [tightened for s in model if (tightened := tighten(text, s)) is not None]
+        model = self._institutions(text, model)
         candidates = [*model, *self.patterns.grammar(text), *self.patterns.known(text, known)]
         candidates = [d for s in candidates if (d := without_time(text, s)) is not None]
         kept = [s for s in candidates if self._keep(text, s)]
         kept += self._attached_services(text, [s for s in candidates if s not in kept], kept)
         kept = [completed(text, s) for s in kept]
         return merge([s for s in kept if not _lone_initial(text, s, kept)])
+
+    def _institutions(self, text: str, spans: list[Span]) -> list[Span]:
+        """In a line in another language than English, the tagger's pieces of an
+        institution's name, one after the other ("Moravská" "úvěrní" "banka"), joined
+        into the organisation they name, so that the language guard does not take its
+        common words one by one."""
+        runs: list[list[Span]] = []
+        for span in sorted(spans, key=lambda s: s.start):
+            last = runs[-1][-1] if runs else None
+            if (
+                last is not None
+                and last.type in _FOREIGN_GUARDED
+                and span.type in _FOREIGN_GUARDED
+                and text[last.end : span.start] in (" ", ", ")
+            ):
+                runs[-1].append(span)
+            else:
+                runs.append([span])
+        out = []
+        for run in runs:
+            first, last = run[0], run[-1]
+            words = re.findall(r"[^\W\d_]+", text[first.start : last.end])
+            if (
+                len(run) > 1
+                and any(w.lower() in _INSTITUTIONS for w in words)
+                and self._language(text, first.start) != "en"
+            ):
+                confidence = max(s.confidence for s in run)
+                out.append(Span(first.start, last.end, PhiType.ORGANIZATION, "model", confidence))
+            else:
+                out.extend(run)
+        return out
+
+    def _language(self, text: str, offset: int) -> str:
+        """The language of the line of ``text`` that holds ``offset``."""
+        if self._lines[0] is not text:
+            self._lines = (text, self._languages.lines(text))
+        return language_at(self._lines[1], offset)
 
     def _attached_services(self, text: str, dropped: list[Span], kept: list[Span]) -> list[Span]:
         """An organisation's or an address's service words ("Rehab", "General
@@ -579,6 +627,11 @@ class PhiDetector:
         )
         if (span.type is PhiType.ZIP or numeric_id) and self._lab_value(text, span.start):
             return False  # "NT-proBNP 4120 (from 11800)": a lab value
+        if span.type in _FOREIGN_GUARDED and span.source == "model" and self._foreign(text, span):
+            # "Aufnahme", "humeur triste"; "Frau Koch", "Sra. Alta" stay
+            return title(text, span.start) or bool(
+                _FOREIGN_TITLE_BEFORE.search(text[max(0, span.start - 10) : span.start])
+            )
         if span.source == "model" and span.type in (PhiType.ADDRESS, PhiType.ZIP):
             return self._place_number(text, span)
         cue = name_cue(text, span.start, span.end)
@@ -630,6 +683,66 @@ class PhiDetector:
                 return cue  # "tolerated" at 0.12: a word the tagger is unsure of
             if self._plain_word(text, span):
                 return span.confidence >= CONFIDENT or cue
+        return True
+
+    def _foreign(self, text: str, span: Span) -> bool:
+        """Whether ``span`` stands in a line written in another language than English
+        and holds only that language's common words ("Aufnahme über die", "humeur
+        triste", "Faringe hiperémica"; ``language``): no number, no known name or place
+        (with or without its accents), no institution's name ("Hospital Infantil
+        Universitario Niño Jesús"), and a capital only where the language gives its
+        words one (German nouns) or the span opens a line or a sentence."""
+        lang = self._language(text, span.start)
+        value = text[span.start : span.end]
+        if lang == "en" or any(c.isdigit() for c in value):
+            return False
+        # an elided article or pronoun goes with its word: "J'ai", "l'ajout", "d'un"
+        words = re.findall(r"[^\W\d_]+", re.sub(r"\b[^\W\d_]['\u2019](?=[^\W\d_])", "", value))
+        if not words or (
+            span.type is PhiType.ORGANIZATION
+            and len(words) > 1
+            and any(w.lower() in _INSTITUTIONS for w in words)
+        ):
+            return False
+        if any(w.lower() in _STREETS for w in words):
+            return False  # "Carrer de Mar", "Rue du Bugnon": a street's name
+        before = text[max(0, span.start - 3) : span.start]
+        opening = span.start == 0 or bool(re.search(r"(?:^|[\n.!?:;(]\s*|\n\s*[-*•]\s*)$", before))
+        if span.type is PhiType.ADDRESS and not any(w.islower() for w in words):
+            return False  # "Hauptstraße": a street, however common its words
+        if words[-1][:1].isupper() and _HOUSE_NUMBER.match(text, span.end):
+            return False  # "wh. Hauptstraße 12a", "Seeblick 7": a street before its number
+        if span.type in (PhiType.ADDRESS, PhiType.LOCATION) and _NUMBER_BEFORE.search(
+            text[max(0, span.start - 12) : span.start]
+        ):
+            return False  # "7 cours de l'Intendance": a street after its number
+        if all(_FOREIGN_TITLE.fullmatch(w) for w in words):
+            return True  # "Dra", "Sig", "Dott": a title alone, not the name after it
+        writes_case = capitalises(text, span)
+        for number, word in enumerate(words):
+            lower = word.lower()
+            forms = {lower, _folded(lower)}
+            # a surname written in lower case is rarer than a word that spells one
+            names = self.patterns.first_names if word.islower() else self._names
+            header = word.isupper() and len(word) > 4  # "INFORME", "PROPOUŠTĚCÍ"
+            if (
+                forms & names
+                or (len(word) < 2 and not word.islower())
+                or (word.isupper() and not header)
+            ):
+                return False  # a name, an initial or an acronym ("AOK", "RK Kärnten")
+            if word.islower():
+                # a writer who capitalises writes a name with a capital: a word in lower
+                # case is one ("dyslipidémie", "bibasales"); else it must be common
+                if not (writes_case or common(word, lang) or self.lexicon.term(word)):
+                    return False
+                continue
+            if forms & world_places() or not (lang == "de" or header or (number == 0 and opening)):
+                return False
+            # a capitalised word: the language's own ("Aufnahme"), or a noun by its
+            # ending that English text does not use ("Thrombektomie", "Exploración")
+            if not (own(word, lang) or (_NOUN_ENDING.search(lower) and rare_in_english(word))):
+                return False
         return True
 
     def _lab_value(self, text: str, start: int) -> bool:
@@ -781,6 +894,13 @@ _NUMBER_BEFORE = re.compile(r"\b\d{1,5}[A-Za-z]?(?:/\d{1,4})?,?[ \t]+$")
 _CHECK_AFTER = re.compile(r"-[A-Z0-9]{1,2}\b(?![-/])")
 
 
+# A house number after a street: not a date's or a time's first part ("Aufnahme
+# 17.03.2025"), nor a quantity.
+_HOUSE_NUMBER = re.compile(
+    r"[ \t]+\d{1,5}[A-Za-z]?\b(?![.:,/-]?\d)(?![ \t]*(?:%|(?i:mg|ml|kg|g|cm|mm|h|min|x)\b))"
+)
+
+
 def completed(text: str, span: Span) -> Span:
     """``span`` with what completes it (see above), or as it was."""
     start, end = span.start, span.end
@@ -816,6 +936,11 @@ def capitalises(text: str, span: Span) -> bool:
     )
 
 
+def _folded(word: str) -> str:
+    """``word`` without its accents ("ibáñez" -> "ibanez", "müller" -> "muller")."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
 @cache
 def ordinary_words() -> frozenset[str]:
     """SCOWL's lower-case English words (``data/ordinary_words.txt.gz``, its notice
@@ -836,6 +961,55 @@ _ORG_SUFFIXES = frozenset({
     "clinic", "clinics", "hospital", "group", "center", "centre", "practice", "unit",
     "service", "services", "department", "dept", "associates", "pharmacy", "lab", "labs",
     "laboratory", "home", "health", "team", "ward",
+})  # fmt: skip
+# Words that make a span of several words an institution's name, in the languages of
+# ``language.LANGUAGES``: "Hôpital de Gatineau", "Centre hospitalier universitaire".
+_INSTITUTIONS = frozenset({
+    "hospital", "hôpital", "hospitalier", "hospitalar", "ospedale", "ospedaliera",
+    "spital", "krankenhaus", "klinik", "klinikum", "clinique", "clínica", "clinica",
+    "kliniek", "ziekenhuis", "szpital", "nemocnice", "kórház", "sairaala", "sjukhus",
+    "sygehus", "sykehus", "hastane", "hastanesi", "spitalul", "universitaire",
+    "universitario", "universitaria", "universitário", "universitätsklinikum",
+    "uniklinik", "centre", "centro", "zentrum", "centrum", "praxis", "cabinet",
+    "consultorio", "ambulatorio", "apotheke", "pharmacie", "farmacia", "farmácia",
+    "apotheek", "apteka", "école", "escuela", "escola", "scuola", "schule", "school",
+    "bank", "banque", "banco", "banca", "kasse", "krankenkasse", "versicherung",
+    "mutuelle", "assurance", "assurances", "seguros", "assicurazioni", "verzekeraar",
+    "stiftung", "fondation", "fundación", "fundação", "fondazione", "stichting",
+    "gmbh", "ag", "sa", "sarl", "sas", "srl", "spa", "bv", "nv", "ltda",
+    "banka", "klinika", "poliklinika", "poliklinik", "policlinico", "lékárna", "przychodnia",
+    "pojišťovna", "ubezpieczenia", "spółka", "fundacja", "szkoła", "škola", "univerzita",
+    "uniwersytet", "universitet", "universitat", "universität", "universidad",
+    "università", "universidade", "hôpitaux", "ospedali", "vårdcentral", "vårdcentralen",
+    "sundhedscenter", "legesenter", "apotek", "apoteket", "sjukhuset", "sygehuset",
+    "sykehuset", "eczane", "eczanesi", "okulu", "sro", "as", "oy", "ab", "aps",
+})  # fmt: skip
+# Endings of common nouns in those languages, clinical ones among them: "Thrombektomie",
+# "Radiusfraktur", "Wortfindungsstörung", "Exploración", "Tratamiento", "Evolução".
+_NOUN_ENDING = re.compile(
+    r"(?:ung|ungen|keit|heit|schaft|ität|ismus|ose|itis|ie|ien|tomie|skopie|graphie|grafie|"
+    r"therapie|fraktur|befund|ation|tion|sion|ment|ique|logie|pathie|ämie|urie|ción|sión|"
+    r"miento|mento|zione|ção|ência|encia|idad|dade|ité|ologie|ologia|ología|anamnese|"
+    r"anamnesis)$"
+)
+# Titles in those languages, before a name or standing alone in the tagger's span.
+_FOREIGN_TITLE = re.compile(
+    r"(?i:herr|herrn|frau|hr|fr|dhr|mevr|mme|mlle|sr|sra|srta|dña|don|doña|sig|sigra|"
+    r"dott|dottssa|dottoressa|pan|pani|dr|dra|drª|prof|mudr|mgr|ing|mag|fru|bay|bayan)"
+)
+_FOREIGN_TITLE_BEFORE = re.compile(
+    r"\b(?:Herrn?|Frau|Hr|Fr|Dhr|dhr|Mevr|mevr|Mme|Mlle|M|Sr|Sra|Srta|Dña|Don|Doña|Sig|"
+    r"Sig\.ra|Dott|Dott\.ssa|Pan|Pani|Dra|MUDr|Mgr|Ing|Mag|Fru|Bay|Bayan)\.?\s+$"
+)
+# Words that name a street in those languages ("Carrer de Mar 88", "ul. Lipowa 3").
+_STREETS = frozenset({
+    "straße", "strasse", "str", "gasse", "weg", "platz", "allee", "ring", "rue", "avenue",
+    "boulevard", "chemin", "impasse", "quai", "calle", "avenida", "paseo", "plaza",
+    "carrer", "passeig", "rambla", "via", "viale", "piazza", "corso", "vicolo", "largo",
+    "rua", "praça", "travessa", "alameda", "straat", "laan", "plein", "gracht", "kade",
+    "gata", "gatan", "vägen", "vej", "gade", "vei", "veien", "gate", "gaten", "ulica",
+    "ul", "aleja", "al", "ulice", "náměstí", "třída", "strada", "bulevardul", "utca",
+    "út", "tér", "katu", "tie", "sokak", "sokağı", "caddesi", "cadde", "mahallesi",  # noqa: RUF001
 })  # fmt: skip
 _CURRENCIES = frozenset(
     [
@@ -1057,7 +1231,9 @@ _MONTH_WORD = (
     r"agosto|ao[uû]t|sep(?:t|tember|tiembre|tembre)?|setembro|settembre|"
     r"oct(?:ober|ubre|obre)?|okt(?:ober)?|outubro|ott(?:obre)?|"
     r"nov(?:ember|iembre|embre|embro)?|dec(?:ember)?|d[ée]c(?:embre)?|dez(?:ember|embro)?|"
-    r"dici?embre)"
+    r"dici?embre|"
+    + "|".join(sorted({re.escape(m) for m in FOREIGN_MONTH_NAMES}, key=len, reverse=True))
+    + ")"
 )
 # What is left of a date once its time is cut off must still read as one.
 _MONTH_OR_DIGITS = re.compile(

@@ -106,15 +106,33 @@ _MONTHS = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
-# Month names in German, French, Spanish, Italian, Dutch and Portuguese, in any case;
-# a date only with a day before or a year after ("mars" and "mai" alone are words).
+# Month names in the languages notes arrive in (German, French, Spanish, Italian, Dutch,
+# Portuguese, Catalan, the Scandinavian languages, Polish, Czech, Romanian, Hungarian,
+# Finnish and Turkish; Polish and Czech in their nominative and genitive forms), in any
+# case; a date only with a day before or a year after ("mars", "mai" and "maja" alone
+# are words).
+FOREIGN_MONTH_NAMES = (  # noqa: SIM905  (a list literal would be 170 lines)
+    "januar jänner februar märz mai juni juli august oktober dezember "
+    "janvier février fevrier mars avril juin juillet août aout septembre octobre novembre "
+    "décembre decembre enero febrero marzo abril mayo junio julio agosto septiembre "
+    "setiembre octubre noviembre diciembre gennaio febbraio aprile maggio giugno luglio "
+    "settembre ottobre dicembre januari februari maart mei augustus janeiro fevereiro março "
+    "maio junho julho setembro outubro novembro dezembro gener febrer març maig juny juliol "
+    "agost setembre desembre marts augusti desember "
+    "stycznia lutego marca kwietnia maja czerwca lipca sierpnia września października "
+    "listopada grudnia styczeń luty marzec kwiecień maj czerwiec lipiec sierpień wrzesień "
+    "październik listopad grudzień ledna února března dubna května června července srpna "
+    "září října listopadu prosince leden únor březen duben květen červen červenec srpen "
+    "říjen prosinec ianuarie februarie martie aprilie iunie iulie septembrie octombrie "
+    "noiembrie decembrie január február március április május június július augusztus "
+    "szeptember október tammikuuta helmikuuta maaliskuuta huhtikuuta toukokuuta kesäkuuta "
+    "heinäkuuta elokuuta syyskuuta lokakuuta marraskuuta joulukuuta ocak şubat mart nisan "
+    "mayıs haziran temmuz ağustos eylül ekim kasım aralık"  # noqa: RUF001  (Turkish dotless i)
+).split()
 _FOREIGN_MONTHS = (
-    r"(?i:januar|jänner|februar|märz|mai|juni|juli|oktober|dezember|janvier|février|"
-    r"fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|"
-    r"decembre|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|"
-    r"octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|"
-    r"ottobre|dicembre|januari|februari|maart|mei|augustus|janeiro|fevereiro|março|maio|"
-    r"junho|julho|setembro|outubro|novembro|dezembro)"
+    "(?i:"
+    + "|".join(sorted({re.escape(m) for m in FOREIGN_MONTH_NAMES}, key=len, reverse=True))
+    + ")"
 )
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
 _STREET_SUFFIXES = (
