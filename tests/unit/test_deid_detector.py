@@ -274,13 +274,19 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("Mail to 12 Birch Rd, Halifax, NS B3H 1A1 please.", " NS "),
         ("Home: 903 Elm St, Tulsa,  OK 74103", " OK "),
         ("moved to 4 Kurrajong Ave, Mildura VIC 3500 in May", " VIC "),
+        # national numbers by their grammar, and an SSN's last four named as such
+        ("Her NI number is QQ 12 34 56 C, employer notified.", "QQ 12 34 56 C"),
+        ("Copy of HKID A123456(7) received.", "A123456(7)"),
+        ("Medicare card 2123 45670 1 expired.", "2123 45670 1"),
+        ("Caller verified SSN ending in 4417 before the reset.", "4417"),
+        ("the last four digits of her social security number are 9921.", "9921"),
         # dates with a month in another language, the day first
         ("Przyjęta 5 listopada 2024 r. z powodu duszności.", "5 listopada 2024"),
         ("Ingreso el 14 de enero de 2025 por disnea.", "14 de enero de 2025"),
         ("Nascut el 21 de gener de 2025 a les 04:12.", "21 de gener de 2025"),
         ("Opname op 9 maart 2025 via de SEH.", "9 maart 2025"),
         ("Indlagt 1. maj 2025 efter fald.", "1. maj 2025"),
-        ("Başvuru 3 şubat 2025 tarihinde yapıldı.", "3 şubat 2025"),
+        ("Başvuru 3 şubat 2025 tarihinde yapıldı.", "3 şubat 2025"),  # noqa: RUF001
     ],
 )
 def test_identifiers_with_a_grammar_are_found(text: str, value: str) -> None:

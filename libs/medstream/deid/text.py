@@ -135,6 +135,14 @@ _FOREIGN_MONTHS = (
     + ")"
 )
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
+# What names four digits as an SSN's last: "SSN ending in", "last 4 of my social:".
+_SSN_NAME = r"(?:ssn|ss#|soc(?:ial)?\.?(?: sec(?:urity)?\.?)?(?: (?:number|no\.?|#))?)"
+_SSN_LAST_FOUR = (
+    rf"(?i:\b{_SSN_NAME}\s*(?:ending|ends|that ends)\s+(?:in|with)\s*[:#]?\s*"
+    rf"|\blast\s+(?:4|four)(?:\s+digits)?\s+of\s+(?:the\s+|my\s+|her\s+|his\s+|their\s+)?"
+    rf"{_SSN_NAME}\s*(?:is|are|was|[:#=-])?\s*)"
+)
+_SSN_LAST_FOUR_BEFORE = re.compile(rf"{_SSN_LAST_FOUR}$")
 _STREET_SUFFIXES = (
     "street|st|avenue|ave|av|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
     "terrace|ter|circle|cir|parkway|pkwy|highway|hwy|square|sq|trail|trl|crossing|xing|"
@@ -322,6 +330,25 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (PhiType.ZIP, _rx(rf"\b(?:{_AU_STATES})\s+(\d{{4}})\b"), 1),
     # Masked numbers: "xxx-xx-9921", "XXXX XXXX 4821", "**** **** **** 1234".
     (PhiType.SSN, _rx(r"(?<![\w*])[Xx*#]{3}-[Xx*#]{2}-\d{4}\b"), 0),
+    # An SSN's last four, named as such: "SSN ending in 4417", "last 4 of SSN: 4417".
+    (PhiType.SSN, _rx(rf"{_SSN_LAST_FOUR}(\d{{4}})\b"), 1),
+    # A UK National Insurance number, grouped or not, any prefix (HMRC's own example,
+    # "QQ 12 34 56 C", is no issued one): a number to redact all the same.
+    (
+        PhiType.ID,
+        _rx(r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
+        0,
+    ),
+    # An Australian Medicare card with its position on the card: "2123 45670 1".
+    (
+        PhiType.ID,
+        _rx(
+            r"(?i:\bmedicare(?: card| no\.?| number| #)?\s*[:#]?\s*)(\d{4} ?\d{5} ?\d(?: ?/ ?\d)?)\b"
+        ),
+        1,
+    ),
+    # A Hong Kong identity card with its check digit: "A123456(7)".
+    (PhiType.ID, _rx(r"\b[A-Z]{1,2}\d{6}\([0-9A]\)"), 0),
     (PhiType.ID, _rx(r"(?<![\w*])(?:[Xx*#]{4}[ -]){1,3}\d{4}\b"), 0),
     # International bank account numbers, in any case and grouping.
     (
@@ -762,7 +789,13 @@ class TextDetector:
             # 000, 666 and 9xx areas are never issued, but redact them all the same
             # unless the shape is clearly a phone fragment or a range. A masked one
             # ("xxx-xx-9921") keeps its last four.
-            return len(digits) == 9 or (len(digits) == 4 and bool(re.match(r"[Xx*#]", value)))
+            return len(digits) == 9 or (
+                len(digits) == 4
+                and (
+                    bool(re.match(r"[Xx*#]", value))
+                    or bool(_SSN_LAST_FOUR_BEFORE.search(text[max(0, start - 60) : start]))
+                )
+            )
         if phi_type is PhiType.ID and value.isdigit():
             # Long bare numbers are ids unless they are clearly quantities.
             after = text[end : end + 6].lower()
