@@ -532,10 +532,14 @@ class PhiDetector:
         return out
 
     def _language(self, text: str, offset: int) -> str:
-        """The language of the line of ``text`` that holds ``offset``."""
-        if self._lines[0] is not text:
-            self._lines = (text, self._languages.lines(text))
-        return language_at(self._lines[1], offset)
+        """The language of the line of ``text`` that holds ``offset`` (the last text's
+        lines are kept; read into a local first, so that threads sharing the detector
+        never mix two texts' lines)."""
+        lines = self._lines
+        if lines[0] is not text:
+            lines = (text, self._languages.lines(text))
+            self._lines = lines
+        return language_at(lines[1], offset)
 
     def _attached_services(self, text: str, dropped: list[Span], kept: list[Span]) -> list[Span]:
         """An organisation's or an address's service words ("Rehab", "General

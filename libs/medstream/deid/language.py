@@ -16,7 +16,7 @@ that language. No name list is consulted here; the caller excludes known names.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import lru_cache
 
 from wordfreq import get_frequency_list, top_n_list, zipf_frequency
 
@@ -95,13 +95,13 @@ def language_at(lines: list[tuple[int, int, str]], offset: int) -> str:
     return "en"
 
 
-@cache
+@lru_cache(maxsize=1 << 16)  # bounded: a service sees new words for ever
 def common(word: str, lang: str) -> bool:
     """Whether ``word`` is a common word of ``lang`` (its Zipf frequency ≥ COMMON)."""
     return zipf_frequency(word.lower(), lang, wordlist="small") >= COMMON
 
 
-@cache
+@lru_cache(maxsize=1 << 16)
 def own(word: str, lang: str) -> bool:
     """Whether ``word`` is a word of ``lang`` that English text does not use: at least
     OWN times more frequent there. Names of people and places travel between languages
@@ -111,7 +111,7 @@ def own(word: str, lang: str) -> bool:
     return zipf_frequency(word, lang, wordlist="small") - zipf_frequency(word, "en") >= OWN
 
 
-@cache
+@lru_cache(maxsize=1 << 16)
 def rare_in_english(word: str) -> bool:
     """Whether English text all but never uses ``word`` (Zipf frequency below RARE):
     a name or a place that travels between languages is written in English too."""
