@@ -515,3 +515,20 @@ def test_an_institutions_pieces_are_joined_in_another_language() -> None:
         ("Moravská úvěrní banka", PhiType.ORGANIZATION)
     ]
     assert DETECTOR._keep(text, joined[0])
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("Ins: Providence Health Plan, member ID 4471.", ["Providence Health Plan"]),
+        ("HOME VISIT - Northern HSC Trust", ["Northern HSC Trust"]),
+        ("Meals from the Rosehill Care Home kitchen.", ["Rosehill Care Home"]),
+        ("Salary paid into Westpac Bank on Friday.", ["Westpac Bank"]),
+        # a name never runs across a line break: a role above, an organisation below
+        ("Dr Rajiv Menon, Orthopaedic Surgeon\nOrange Health Service", ["Orange Health Service"]),
+    ],
+)
+def test_organisations_named_by_their_kind(text: str, found: list[str]) -> None:
+    """The rules alone: capitalised words before an organisation's kind."""
+    spans = [s for s in TextDetector().grammar(text) if s.type is PhiType.ORGANIZATION]
+    assert [text[s.start : s.end] for s in spans] == found

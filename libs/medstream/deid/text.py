@@ -207,7 +207,14 @@ _ORG_WORDS = (
     r"Healthcare|Health Care|Clinic|Clinics|Infirmary|Institute|University|College|"
     r"Sanatorium|Hospice|Nursing Home|Rehabilitation Center|Rehab Center|Care Center|"
     r"Surgery Center|Cancer Center|Children's|Memorial|Medical Group|Associates|Pharmacy|"
-    r"Laboratories|Laboratory|Labs|Foundation|Inc|LLC|Ltd|Corporation|Corp|Company|Group)"
+    r"Laboratories|Laboratory|Labs|Foundation|Inc|LLC|Ltd|Corporation|Corp|Company|Group|"
+    # health plans, trusts and care homes as British, Irish, Canadian and Australian
+    # writers name them, and the employers, schools and banks a general text names
+    r"Health Plan|Health Team|Health Services?|Health Authority|Health Board|Health Centre|"
+    r"Foundation Trust|Trust|Care Home|Residential Home|Retirement Village|Assisted Living|"
+    r"Dental Practice|Dental Clinic|Medical Practice|Chemists?|Insurance|Assurance|"
+    r"Credit Union|Bank|Building Society|School|Academy|Church|Parish|Mosque|Synagogue|"
+    r"Council|Housing Association|Charity|Society|PLC|Pty Ltd|GmbH)"
 )
 
 
@@ -535,11 +542,15 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (
         PhiType.ORGANIZATION,
         _rx(
-            rf"\b(?:(?:St\.?|Saint|Mount|Mt\.?)\s+)?{_CAP}(?:\s+(?:of|and|&|the|for)?\s*{_CAP}){{0,5}}\s+{_ORG_WORDS}\b(?:\s+(?:of|at|in)\s+{_CAP}(?:\s+{_CAP}){{0,2}})?"
+            rf"\b(?:(?:St\.?|Saint|Mount|Mt\.?)[ \t]+)?{_CAP}(?:[ \t]+(?:of|and|&|the|for)?[ \t]*{_CAP}){{0,5}}[ \t]+{_ORG_WORDS}\b(?:[ \t]+(?:of|at|in)[ \t]+{_CAP}(?:[ \t]+{_CAP}){{0,2}})?"
         ),
         0,
     ),
-    (PhiType.ORGANIZATION, _rx(rf"\b{_ORG_WORDS}\s+(?:of|at|in)\s+{_CAP}(?:\s+{_CAP}){{0,3}}"), 0),
+    (
+        PhiType.ORGANIZATION,
+        _rx(rf"\b{_ORG_WORDS}[ \t]+(?:of|at|in)[ \t]+{_CAP}(?:[ \t]+{_CAP}){{0,3}}"),
+        0,
+    ),
 ]
 
 # Places and organisations whose name says what they are: capitalised words before
