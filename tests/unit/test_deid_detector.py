@@ -532,3 +532,44 @@ def test_organisations_named_by_their_kind(text: str, found: list[str]) -> None:
     """The rules alone: capitalised words before an organisation's kind."""
     spans = [s for s in TextDetector().grammar(text) if s.type is PhiType.ORGANIZATION]
     assert [text[s.start : s.end] for s in spans] == found
+
+
+@pytest.mark.parametrize(
+    ("text", "found", "left"),
+    [
+        # a chat's speakers: a first name, or a word that starts two lines or more
+        (
+            "Adaeze: are we still on for sat\nJoanna: yes 7pm\nAdaeze: ok see u",
+            ["Adaeze", "Joanna"],
+            [],
+        ),
+        # a note's headers, each written once, are no speakers
+        ("Hx: fall at home\nPlan: CT head\nDispo: admit", [], ["Hx", "Plan", "Dispo"]),
+        # roads by their number or their name
+        ("MVA on the Hume Hwy, then transfer via SH5 and I-95.", ["Hume Hwy", "SH5", "I-95"], []),
+        ("Stage I 2 nodes; SH 12 hrs", [], ["I 2", "SH 12"]),
+    ],
+)
+def test_speakers_without_timestamps_and_roads(
+    text: str, found: list[str], left: list[str]
+) -> None:
+    spans = [text[s.start : s.end] for s in DETECTOR.detect(text)]
+    for value in found:
+        assert value in spans, (value, spans)
+    for value in left:
+        assert not any(value in s for s in spans), (value, spans)
+
+
+def test_an_organisations_acronym_is_redacted_wherever_it_stands() -> None:
+    text = "Seen at Kilnamanagh Teaching Hospital (KTHX) last year; KTHX records requested."
+    spans = [text[s.start : s.end] for s in DETECTOR.detect(text)]
+    assert spans.count("KTHX") == 2, spans
+    # a clinical abbreviation in brackets is never one
+    text = "Admitted to St Brendan's Hospital (ICU) after the fall; ICU team aware."
+    assert "ICU" not in [text[s.start : s.end] for s in DETECTOR.detect(text)]
+
+
+def test_a_place_before_an_organisations_kind_makes_no_department() -> None:
+    """ "Heme/Onc Clinic" is a service; "Providence Health Plan" is an insurer."""
+    assert DETECTOR._department("Heme/Onc Clinic")
+    assert not DETECTOR._department("Providence Health Plan")

@@ -46,6 +46,7 @@ from medstream.deid.language import Languages, common, language_at, own, rare_in
 from medstream.deid.text import (
     FOREIGN_MONTH_NAMES,
     REGION_CODES,
+    ROAD,
     STATE_CODES,
     PhiType,
     Span,
@@ -497,7 +498,23 @@ class PhiDetector:
         kept = [s for s in candidates if self._keep(text, s)]
         kept += self._attached_services(text, [s for s in candidates if s not in kept], kept)
         kept = [completed(text, s) for s in kept]
+        kept += self._acronyms(text, kept)
         return merge([s for s in kept if not _lone_initial(text, s, kept)])
+
+    def _acronyms(self, text: str, kept: list[Span]) -> list[Span]:
+        """An organisation's acronym, defined in brackets right after its name
+        ("Moi Teaching & Referral Hospital (MTRH)"), wherever it stands in the text: it
+        names the same organisation. A clinical abbreviation is never one."""
+        found = []
+        for span in kept:
+            if span.type is not PhiType.ORGANIZATION:
+                continue
+            defined = _ACRONYM_AFTER.match(text, span.end)
+            if defined is None or self.lexicon.term(defined.group(1)):
+                continue
+            for m in re.finditer(rf"\b{re.escape(defined.group(1))}\b", text):
+                found.append(Span(m.start(), m.end(), PhiType.ORGANIZATION, "pattern", 1.0))
+        return found
 
     def _institutions(self, text: str, spans: list[Span]) -> list[Span]:
         """In a line in another language than English, the tagger's pieces of an
@@ -574,6 +591,8 @@ class PhiDetector:
         if span.source == "known":
             return True  # the record's own identifier: redacted wherever it stands
         value = text[span.start : span.end]
+        if span.source == "pattern" and span.type is PhiType.LOCATION and ROAD.fullmatch(value):
+            return True  # "SH5", "I-95": a road, by its grammar
         if not shaped(value, span.type) and not room(text, span):
             return False
         if (
@@ -772,9 +791,15 @@ class PhiDetector:
 
     def _department(self, value: str) -> bool:
         """An organisation's name made of clinical terms and an organisation's word alone
-        ("Heme/Onc Clinic", "Grade Group")."""
-        words = [w for w in re.findall(r"[^\W\d_]+", value) if w.lower() not in _ORG_SUFFIXES]
-        return bool(words) and all(self.lexicon.term(w) for w in words)
+        ("Heme/Onc Clinic", "Grade Group"). Before an organisation's word, a place that is
+        also an eponym makes none: "Providence Health Plan", "Mayo Clinic"."""
+        every = re.findall(r"[^\W\d_]+", value)
+        words = [w for w in every if w.lower() not in _ORG_SUFFIXES]
+        no_place = len(words) < len(every)  # an organisation's word is in the name
+        return bool(words) and all(
+            self.lexicon.category(w) not in (None, "eponym_in_context" if no_place else None)
+            for w in words
+        )
 
     def _dictionary(self, value: str) -> bool:
         """Every word an English word that is no first name, nor a surname unless also a
@@ -1005,6 +1030,8 @@ _FOREIGN_TITLE_BEFORE = re.compile(
     r"\b(?:Herrn?|Frau|Hr|Fr|Dhr|dhr|Mevr|mevr|Mme|Mlle|M|Sr|Sra|Srta|Dña|Don|Doña|Sig|"
     r"Sig\.ra|Dott|Dott\.ssa|Pan|Pani|Dra|MUDr|Mgr|Ing|Mag|Fru|Bay|Bayan)\.?\s+$"
 )
+# An acronym in brackets right after a name: "(MTRH)", "(OHSU)".
+_ACRONYM_AFTER = re.compile(r"[ \t]*\(([A-Z][A-Z&]{1,7})\)")
 # Words that name a street in those languages ("Carrer de Mar 88", "ul. Lipowa 3").
 _STREETS = frozenset({
     "straße", "strasse", "str", "gasse", "weg", "platz", "allee", "ring", "rue", "avenue",

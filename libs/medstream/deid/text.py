@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -555,12 +556,19 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
 
 # Places and organisations whose name says what they are: capitalised words before
 # "Hospital", "Clinic", "Pharmacy"…, and a place after "lives in", "moved to"…
+# Roads by their number or their name ("Hwy 42", "SH5", "I-95", "Route 9", "the Hume
+# Hwy", "Pacific Motorway"): where a crash, a farm or a shop is.
+ROAD = _rx(
+    r"\b(?:(?:(?:Hwy|Highway|Route|Rte|Interstate|State Highway)[ \t-]?|SH|US[ -]|I-)"
+    r"\d{1,3}[A-Z]?(?![ \t]*(?:%|mg|ml|h\b|hrs?|min|mmHg|x\b))"
+    rf"|{_CAP}(?:[ \t]{_CAP})?[ \t]+(?:Hwy|Highway|Motorway|Freeway|Expressway|Turnpike|Tpke))\b"
+)
 _NAMED_PLACES: list[tuple[PhiType, re.Pattern[str], int]] = [
     entry
     for entry in _PATTERNS
     if entry[0] is PhiType.ORGANIZATION
     or (entry[0] is PhiType.LOCATION and "lives|living" in entry[1].pattern)
-]
+] + [(PhiType.LOCATION, ROAD, 0)]
 # Capitalised words after a word that puts a place after it ("transferred from the
 # clinic in Eldoret", "works outside Dubbo", "ambulance from Coorparoo"): a place when
 # the gazetteer knows them (``TextDetector.gazetteer_places``).
@@ -640,6 +648,8 @@ _SPEAKER_BEFORE_TIME = _rx(
     r"^[ \t]*([^\s:\[\]]{1,30}(?:[ \t][^\s:\[\]]{1,30})?)[ \t]+\[\d{1,2}:\d{2}(?:[ \t]?[AaPp][Mm])?\]:",
     re.M,
 )
+# A chat's speaker with no timestamp: a line that starts "Joanna: …".
+_SPEAKER_ALONE = _rx(r"^[ \t]*([A-Z][\w'\u2019-]{1,24}):[ \t]+\S", re.M)
 # Name particles: "van Dijk", "de la Cruz", "bin Said".
 _PARTICLES = r"van|von|de|der|den|del|della|di|da|du|dos|das|la|le|ter|ten|bin|al|el|mac"
 _PARTICLE = re.compile(_PARTICLES, re.I)
@@ -780,6 +790,19 @@ class TextDetector:
                     continue
                 kind = PhiType.OTHER if handle else PhiType.NAME
                 spans.append(Span(m.start(1), m.end(1), kind))
+        # Without timestamps, a line that starts with a word and a colon is a speaker
+        # when the word is a first name, or starts two lines or more (a conversation:
+        # "Chidinma: …" twice); a form's labels and a note's headers are each written
+        # once, and the guard leaves English words and clinical terms.
+        alone = list(_SPEAKER_ALONE.finditer(text))
+        counts = Counter(m.group(1) for m in alone)
+        for m in alone:
+            word = m.group(1)
+            lower = word.lower()
+            if lower in _ROLE_SPEAKERS or (lower in self.common and lower not in self.first_names):
+                continue
+            if lower in self.first_names or counts[word] >= 2:
+                spans.append(Span(m.start(1), m.end(1), PhiType.NAME))
         return spans
 
     def _patterns(self, text: str, types: frozenset[PhiType]) -> list[Span]:
