@@ -30,6 +30,13 @@ from medstream.deid.text import PhiType, Span, TextDetector
 ENGINE = DeidEngine(Pseudonymiser(b"detector-test"))
 DETECTOR = default_detector()
 
+
+def tagged_span_kept(text: str, value: str, kind: PhiType) -> bool:
+    """Whether the guard keeps ``value``, as a confident tagger span of ``kind``."""
+    start = text.index(value)
+    return DETECTOR._keep(text, Span(start, start + len(value), kind, "model", 0.99))
+
+
 # Every value here must come out exactly as it went in.
 CLINICAL_VALUES = [
     ("Motor 4/5 in the left deltoid, 5/5 elsewhere.", ["4/5", "5/5"]),
@@ -405,9 +412,7 @@ def test_the_gazetteer_and_postcode_grammars(text: str, found: list[tuple[str, s
 def test_a_unit_written_on_marks_a_measure_not_an_address_or_an_id(
     text: str, value: str, kind: PhiType, kept: bool
 ) -> None:
-    start = text.index(value)
-    span = Span(start, start + len(value), kind, "model", 0.99)
-    assert DETECTOR._keep(text, span) is kept
+    assert tagged_span_kept(text, value, kind) is kept
 
 
 def test_each_line_is_read_in_its_own_language() -> None:
@@ -492,9 +497,7 @@ def test_each_line_is_read_in_its_own_language() -> None:
 def test_common_words_of_another_language_are_no_identifiers(
     text: str, value: str, kind: PhiType, kept: bool
 ) -> None:
-    start = text.index(value)
-    span = Span(start, start + len(value), kind, "model", 0.99)
-    assert DETECTOR._keep(text, span) is kept
+    assert tagged_span_kept(text, value, kind) is kept
 
 
 def test_an_institutions_pieces_are_joined_in_another_language() -> None:
