@@ -281,6 +281,10 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("Mail to 12 Birch Rd, Halifax, NS B3H 1A1 please.", " NS "),
         ("Home: 903 Elm St, Tulsa,  OK 74103", " OK "),
         ("moved to 4 Kurrajong Ave, Mildura VIC 3500 in May", " VIC "),
+        # post boxes, and a British postcode's first half ending an address line
+        ("Mail: Private Bag X2291, Sandton 2146", "Private Bag X2291"),
+        ("Schreiben Sie an Postfach 1120, 8021 Zürich.", "Postfach 1120"),
+        ("Moved to 9 Austhorpe View, Whitkirk, LS15\nNew med apixaban", "LS15"),
         # national numbers by their grammar, and an SSN's last four named as such
         ("Her NI number is QQ 12 34 56 C, employer notified.", "QQ 12 34 56 C"),
         ("Copy of HKID A123456(7) received.", "A123456(7)"),
@@ -576,3 +580,27 @@ def test_a_place_before_an_organisations_kind_makes_no_department() -> None:
     """ "Heme/Onc Clinic" is a service; "Providence Health Plan" is an insurer."""
     assert DETECTOR._department("Heme/Onc Clinic")
     assert not DETECTOR._department("Providence Health Plan")
+
+
+@pytest.mark.parametrize(
+    ("text", "tagged", "whole"),
+    [
+        ("Our new address is Unit 4/12 Smith St, Fitzroy.", "12 Smith St", "Unit 4/12 Smith St"),
+        ("Office: Level 3, 60 Martin Place, Sydney", "60 Martin Place", "Level 3, 60 Martin Place"),
+        (
+            "Ship to Block 123 Ang Mo Kio Ave 3, #05-67, now",
+            "123 Ang Mo Kio Ave 3",
+            "Block 123 Ang Mo Kio Ave 3, #05-67",
+        ),
+        ("Postal: RR 2, Site 4, Box 12, Sylvan Lake", "Box 12", "RR 2, Site 4, Box 12"),
+        ("My flat is 2nd floor, 45 Rue Lepic, Paris.", "45 Rue Lepic", "2nd floor, 45 Rue Lepic"),
+        # a unit's word alone only before the address's own number
+        ("Meet at the Tower Elm House gate", "Elm House", "Elm House"),
+    ],
+)
+def test_an_address_is_completed_with_its_unit_flat_or_floor(
+    text: str, tagged: str, whole: str
+) -> None:
+    start = text.index(tagged)
+    span = completed(text, Span(start, start + len(tagged), PhiType.ADDRESS, "model", 0.99))
+    assert text[span.start : span.end] == whole

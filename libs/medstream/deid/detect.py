@@ -930,6 +930,27 @@ _HOUSE_NUMBER = re.compile(
 )
 
 
+_UNIT_WORD = (
+    r"(?:Flat|Apt|Apartment|Unit|Suite|Ste|Level|Lvl|Floor|Fl|Block|Blk|Lot|Plot|Stand|"
+    r"Site|Shop|Bldg|Building|Tower|RR|Box|Private Bag|P\.?\s?O\.?\s?Box)"
+)
+_UNIT_BEFORE = re.compile(
+    rf"(?:\b{_UNIT_WORD}\.?[ \t]*#?[ \t]*[A-Za-z]?\d{{1,5}}[A-Za-z]?(?:[ \t]+Phase[ \t]+\d+)?"
+    rf"(?:,[ \t]*|[ \t]+|/)"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)[ \t]+(?i:floor),?[ \t]+"
+    rf"|\b\d{{1,5}}[A-Za-z]?/)*"
+    rf"(?:\b{_UNIT_WORD}\.?[ \t]+(?=$))?$"
+)
+_FLAT_AFTER = re.compile(
+    rf",?[ \t]*(?:#\d{{1,3}}-\d{{1,4}}\b|{_UNIT_WORD}\.?[ \t]*#?[ \t]*\w{{1,5}}\b)"
+)
+# A place whose last word names a street: "Weserstraße", "Keizersgracht", "Elm St".
+_STREET_ENDING = re.compile(
+    r"(?i:(?:straße|strasse|gasse|weg|allee|laan|straat|gracht|vej|gade|gatan|vägen|"
+    r"\bst|\bstreet|\brd|\broad|\bave|\bavenue|\blane|\bln)\.?)$"
+)
+
+
 def completed(text: str, span: Span) -> Span:
     """``span`` with what completes it (see above), or as it was."""
     start, end = span.start, span.end
@@ -937,13 +958,24 @@ def completed(text: str, span: Span) -> Span:
         street = _STREET_WORD_AFTER.match(text, end)
         if street is not None and (span.type is not PhiType.NAME or street.end() - end <= 5):
             end = street.end()
-    if span.type is PhiType.ADDRESS and re.search(r"[^\W\d_]", text[start:end]):
+    street = span.type is PhiType.LOCATION and bool(_STREET_ENDING.search(text[start:end]))
+    if (span.type is PhiType.ADDRESS or street) and re.search(r"[^\W\d_]", text[start:end]):
         number = _NUMBER_AFTER.match(text, end)
         if number is not None:
             end = number.end()
         before = _NUMBER_BEFORE.search(text[max(0, start - 12) : start])
         if before is not None:
             start -= len(before.group(0))
+    if span.type is PhiType.ADDRESS:
+        # the unit, flat, floor or block before it, and a unit after it: "Flat 3B, ",
+        # "Unit 4/", "Level 3, ", "Block 123 ", "RR 2, Site 4, "; ", #05-67", ", Apt 4"
+        unit = _UNIT_BEFORE.search(text[max(0, start - 60) : start])
+        bare = unit is not None and re.fullmatch(rf"{_UNIT_WORD}\.?[ \t]+", unit.group(0))
+        if unit is not None and (not bare or text[start : start + 1].isdigit()):
+            start -= len(unit.group(0))  # a unit's word alone only before its number
+        after = _FLAT_AFTER.match(text, end)
+        if after is not None:
+            end = after.end()
     if span.type is PhiType.ID:
         check = _CHECK_AFTER.match(text, end)
         if check is not None:

@@ -136,6 +136,13 @@ _FOREIGN_MONTHS = (
     + ")"
 )
 _YEAR = r"(?:1[89]\d\d|20\d\d)"
+# The United Kingdom's two-letter postcode areas.
+_UK_AREAS = (
+    "AB|AL|BA|BB|BD|BH|BL|BN|BR|BS|BT|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|"
+    "DT|DY|EC|EH|EN|EX|FK|FY|GL|GU|HA|HD|HG|HP|HR|HS|HU|HX|IG|IP|IV|KA|KT|KW|KY|LA|LD|LE|"
+    "LL|LN|LS|LU|ME|MK|ML|NE|NG|NN|NP|NR|NW|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|"
+    "SL|SM|SN|SO|SP|SR|SS|ST|SW|SY|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|YO|ZE"
+)
 # What names four digits as an SSN's last: "SSN ending in", "last 4 of my social:".
 _SSN_NAME = r"(?:ssn|ss#|soc(?:ial)?\.?(?: sec(?:urity)?\.?)?(?: (?:number|no\.?|#))?)"
 _SSN_LAST_FOUR = (
@@ -353,6 +360,24 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         _rx(
             r"(?i:\bmedicare(?: card| no\.?| number| #)?\s*[:#]?\s*)(\d{4} ?\d{5} ?\d(?: ?/ ?\d)?)\b"
         ),
+        1,
+    ),
+    # Post boxes and private bags, in several languages: "Private Bag X2291", "PO Box
+    # 4471", "Postfach 1120", "Apartado 215".
+    (
+        PhiType.ADDRESS,
+        _rx(
+            r"\b(?:Private Bag|Locked Bag|P\.?[ \t]?O\.?[ \t]?Box|Postfach|Postbus|"
+            r"Apartado(?: de Correos)?|Caixa Postal|Casilla(?: de Correo)?|Bo[iî]te postale)"
+            r"[ \t]+[A-Z]?\d{1,6}\b"
+        ),
+        0,
+    ),
+    # A British postcode's first half alone, ending an address line after a comma: "31
+    # Harehills Lane, LS8"; two-letter areas only (a spine level is one letter).
+    (
+        PhiType.ZIP,
+        _rx(rf"^[^\n]*\d[^\n]*,[ \t]*((?:{_UK_AREAS})\d{{1,2}}[A-Z]?)[ \t]*[.;]?[ \t]*$", re.M),
         1,
     ),
     # A Hong Kong identity card with its check digit: "A123456(7)".
