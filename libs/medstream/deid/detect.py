@@ -958,8 +958,8 @@ def completed(text: str, span: Span) -> Span:
         street = _STREET_WORD_AFTER.match(text, end)
         if street is not None and (span.type is not PhiType.NAME or street.end() - end <= 5):
             end = street.end()
-    street = span.type is PhiType.LOCATION and bool(_STREET_ENDING.search(text[start:end]))
-    if (span.type is PhiType.ADDRESS or street) and re.search(r"[^\W\d_]", text[start:end]):
+    named = span.type is PhiType.LOCATION and bool(_STREET_ENDING.search(text[start:end]))
+    if (span.type is PhiType.ADDRESS or named) and re.search(r"[^\W\d_]", text[start:end]):
         number = _NUMBER_AFTER.match(text, end)
         if number is not None:
             end = number.end()
