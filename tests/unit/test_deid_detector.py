@@ -285,6 +285,13 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("Mail: Private Bag X2291, Sandton 2146", "Private Bag X2291"),
         ("Schreiben Sie an Postfach 1120, 8021 Zürich.", "Postfach 1120"),
         ("Moved to 9 Austhorpe View, Whitkirk, LS15\nNew med apixaban", "LS15"),
+        # a national phone number with its trunk zero; postcodes before their town and
+        # after Japan's mark; an Irish county; a province or canton in brackets
+        ("NOK: son Gethin, Cardiff, 029 2018 0566\nCrew: P. Jenkins", "029 2018 0566"),
+        ("Seestrasse 204\n8700 Küsnacht ZH\n", "8700"),
+        ("〒153-0063 Tokyo, Meguro-ku", "153-0063"),
+        ("Parish Office: Mill St, Westport, Co. Mayo", "Co. Mayo"),
+        ("Rue du Moulin 9, 1350 Orbe (VD), assurée", "(VD)"),
         # national numbers by their grammar, and an SSN's last four named as such
         ("Her NI number is QQ 12 34 56 C, employer notified.", "QQ 12 34 56 C"),
         ("Copy of HKID A123456(7) received.", "A123456(7)"),
@@ -604,3 +611,20 @@ def test_an_address_is_completed_with_its_unit_flat_or_floor(
     start = text.index(tagged)
     span = completed(text, Span(start, start + len(tagged), PhiType.ADDRESS, "model", 0.99))
     assert text[span.start : span.end] == whole
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tolerated well.\n1342 SVD of viable female, Apgars 8/9",  # a time, not a postcode
+        "Wells (DVT) 3, Wells (PE) 6.0 -> CTPA.",  # a score's name, not a province
+        "Labs: WBC 0.45, K 4.1; PEEP 05 10 15",  # values, not a phone
+    ],
+)
+def test_what_only_looks_like_a_postcode_a_province_or_a_phone(text: str) -> None:
+    kinds = (PhiType.ZIP, PhiType.LOCATION, PhiType.PHONE)
+    assert [
+        s
+        for s in TextDetector().grammar(text)
+        if s.type in kinds and text[s.start : s.end] != "SVD"
+    ] == []

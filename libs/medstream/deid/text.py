@@ -189,7 +189,9 @@ _REGION_POSTCODE = (
     rf"|(?:{_AU_STATES})(?=,?[ \t]+\d{{4}}\b)"
 )
 _REGION = re.compile(_REGION_POSTCODE)
-REGION_CODES = frozenset(f"{_STATES}|{_PROVINCES}|{_AU_STATES}".split("|"))
+# Swiss cantons, as addresses write them after a town: "Küsnacht ZH", "Orbe (VD)".
+_CANTONS = "ZH|BE|LU|UR|SZ|OW|NW|GL|ZG|FR|SO|BS|BL|SH|AR|AI|SG|GR|AG|TG|TI|VD|VS|NE|GE|JU"
+REGION_CODES = frozenset(f"{_STATES}|{_PROVINCES}|{_AU_STATES}|{_CANTONS}".split("|"))
 _STATE_NAMES = (
     "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|"
     "Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|"
@@ -378,6 +380,15 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (
         PhiType.ZIP,
         _rx(rf"^[^\n]*\d[^\n]*,[ \t]*((?:{_UK_AREAS})\d{{1,2}}[A-Z]?)[ \t]*[.;]?[ \t]*$", re.M),
+        1,
+    ),
+    # A Japanese postcode after its mark ("〒153-0063").
+    (PhiType.ZIP, _rx(r"\u3012[ \t]?(\d{3}-?\d{4})\b"), 1),
+    # A national telephone number written with its trunk zero and grouped ("029 2018
+    # 0566", "0709 555 112", "011 555 0143"): nine to eleven digits.
+    (
+        PhiType.PHONE,
+        _rx(r"(?<![\w.,/+-])(0\d{1,4}(?:[ -]\d{2,4}){1,3})(?![\w,/-]|\.\d|[ -]\d)"),
         1,
     ),
     # A Hong Kong identity card with its check digit: "A123456(7)".
@@ -593,7 +604,20 @@ _NAMED_PLACES: list[tuple[PhiType, re.Pattern[str], int]] = [
     for entry in _PATTERNS
     if entry[0] is PhiType.ORGANIZATION
     or (entry[0] is PhiType.LOCATION and "lives|living" in entry[1].pattern)
-] + [(PhiType.LOCATION, ROAD, 0)]
+] + [
+    (PhiType.LOCATION, ROAD, 0),
+    # An Irish county as addresses write it: "Co. Mayo", "Co Cork".
+    (
+        PhiType.LOCATION,
+        _rx(
+            r"\bCo\.?[ \t]+(?:Antrim|Armagh|Carlow|Cavan|Clare|Cork|Derry|Donegal|Down|"
+            r"Dublin|Fermanagh|Galway|Kerry|Kildare|Kilkenny|Laois|Leitrim|Limerick|Longford|"
+            r"Louth|Mayo|Meath|Monaghan|Offaly|Roscommon|Sligo|Tipperary|Tyrone|Waterford|"
+            r"Westmeath|Wexford|Wicklow)\b"
+        ),
+        0,
+    ),
+]
 # Capitalised words after a word that puts a place after it ("transferred from the
 # clinic in Eldoret", "works outside Dubbo", "ambulance from Coorparoo"): a place when
 # the gazetteer knows them (``TextDetector.gazetteer_places``).
@@ -616,6 +640,17 @@ STATE_CODES = frozenset(_STATES.split("|"))
 _REGION_AFTER_PLACE = _rx(
     rf"\b({_CAP}(?:[ \t]{_CAP})?)[ \t]*,?[ \t]+({_STATES}|{_PROVINCES}|{_AU_STATES_LONG})"
     r"(?=[ \t]*(?:[.,;:)\n]|$))",
+    re.M,
+)
+# A state, province or Swiss canton in brackets after a place: "Québec (QC)", "Orbe (VD)".
+_REGION_IN_BRACKETS = _rx(
+    rf"\b({_CAP}(?:[ \t-]{_CAP})?)[ \t]*\(({_STATES}|{_PROVINCES}|{_AU_STATES_LONG}|{_CANTONS})\)"
+    r"(?![ \t]*\d)"  # "Wells (PE) 6.0": a score's name, not a province
+)
+# A postcode that starts an address line before its town, as most of Europe writes it
+# ("8700 Küsnacht ZH", "10115 Berlin"): a postcode when the gazetteer knows the town.
+_POSTCODE_BEFORE_PLACE = _rx(
+    rf"^[ \t]*(?:[A-Z]{{1,2}}-)?((?!19\d\d|20[0-3]\d)\d{{4,5}})[ \t]+({_CAP}(?:[ \t-]{_CAP}){{0,2}})",
     re.M,
 )
 # Speakers a transcript names by role or kinship, not by name.
@@ -756,6 +791,12 @@ class TextDetector:
                 _CREDENTIAL_STATE.match(text, m.end(1)) and self._is_name(m.group(1), strict=False)
             )
         ]
+        places += [
+            Span(m.start(2), m.end(2), PhiType.LOCATION)
+            for m in _REGION_IN_BRACKETS.finditer(text)
+            # "Québec (QC)", "Orbe (VD)": a state, province or canton after its place
+            if m.group(1).lower() in self.places or m.group(1).lower() in self.cities
+        ]
         named = [
             Span(*m.span(group), kind)
             for kind, pattern, group in _NAMED_PLACES
@@ -768,6 +809,7 @@ class TextDetector:
             + named
             + self.gazetteer_places(text)
             + self.postcodes_after_places(text)
+            + self.postcodes_before_places(text)
             + self.speakers(text)
         )
 
@@ -783,6 +825,16 @@ class TextDetector:
             if 1900 <= number <= 2039 and not re.match(r"[ \t]*(?:\n|$)", text[match.end() :]):
                 continue
             spans.append(Span(match.start(2), match.end(2), PhiType.ZIP))
+        return spans
+
+    def postcodes_before_places(self, text: str) -> list[Span]:
+        """A postcode that starts a line before a town the gazetteer knows ("8700
+        Küsnacht", "1350 Orbe"); a time before an abbreviation ("1342 SVD") is none."""
+        spans = []
+        for match in _POSTCODE_BEFORE_PLACE.finditer(text):
+            words = match.group(2).split()
+            if any(" ".join(words[:i]).lower() in self.places for i in range(len(words), 0, -1)):
+                spans.append(Span(match.start(1), match.end(1), PhiType.ZIP))
         return spans
 
     def gazetteer_places(self, text: str) -> list[Span]:
@@ -855,6 +907,8 @@ class TextDetector:
                     or bool(_SSN_LAST_FOUR_BEFORE.search(text[max(0, start - 60) : start]))
                 )
             )
+        if phi_type is PhiType.PHONE and value.startswith("0") and not value.isdigit():
+            return 9 <= sum(c.isdigit() for c in value) <= 11  # "029 2018 0566"
         if phi_type is PhiType.ID and value.isdigit():
             # Long bare numbers are ids unless they are clearly quantities.
             after = text[end : end + 6].lower()
