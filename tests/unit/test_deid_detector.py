@@ -285,6 +285,11 @@ def test_the_guard_keeps_what_only_looks_like_phi(text: str, values: list[str]) 
         ("Mail: Private Bag X2291, Sandton 2146", "Private Bag X2291"),
         ("Schreiben Sie an Postfach 1120, 8021 Zürich.", "Postfach 1120"),
         ("Moved to 9 Austhorpe View, Whitkirk, LS15\nNew med apixaban", "LS15"),
+        # who signs: after a closing, and initials after a dash at a line's end; a date
+        # after a pharmacy's verb
+        ("Please call if needed.\nThank you po,\nTina\nAccount: 4471", "Tina"),
+        ("If worse go to ED. routed to PCP. -jw", "jw"),
+        ("amlodipine 5 mg, #30 filled 6/2, approx 8 missing", "6/2"),
         # a national phone number with its trunk zero; postcodes before their town and
         # after Japan's mark; an Irish county; a province or canton in brackets
         ("NOK: son Gethin, Cardiff, 029 2018 0566\nCrew: P. Jenkins", "029 2018 0566"),
@@ -619,10 +624,11 @@ def test_an_address_is_completed_with_its_unit_flat_or_floor(
         "tolerated well.\n1342 SVD of viable female, Apgars 8/9",  # a time, not a postcode
         "Wells (DVT) 3, Wells (PE) 6.0 -> CTPA.",  # a score's name, not a province
         "Labs: WBC 0.45, K 4.1; PEEP 05 10 15",  # values, not a phone
+        "Pt ambulating - ok",  # a word after a dash, not initials
     ],
 )
 def test_what_only_looks_like_a_postcode_a_province_or_a_phone(text: str) -> None:
-    kinds = (PhiType.ZIP, PhiType.LOCATION, PhiType.PHONE)
+    kinds = (PhiType.ZIP, PhiType.LOCATION, PhiType.PHONE, PhiType.NAME)
     assert [
         s
         for s in TextDetector().grammar(text)

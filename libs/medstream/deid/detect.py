@@ -101,7 +101,8 @@ _STRONG_DATE_CUE_BEFORE = re.compile(
     r"(?i:\b(?:on|in|since|dated?|dos|seen|adm(?:itted)?|d/?c(?:'?d)?|discharged|returned|"
     r"started|stopped|began|due|appt|visit|f/u|follow[- ]?up|last|next|mon|tue|wed|thu|fri|"
     r"sat|sun|tues|weds|thur|thurs|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
-    r"as of|effective|"
+    r"as of|effective|filled|refilled|dispensed|faxed|mailed|posted|sent|signed|received|"
+    r"ordered|collected|picked up|"
     r"expires?|exp|dob|born)\s*[:#]?\s*)$"
 )
 _MIXED = re.compile(r"\d[.]\d+/|/\d+[.]\d")  # 7.28/45: a blood gas, never a date

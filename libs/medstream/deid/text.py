@@ -708,6 +708,19 @@ _SPEAKER_BEFORE_TIME = _rx(
     r"^[ \t]*([^\s:\[\]]{1,30}(?:[ \t][^\s:\[\]]{1,30})?)[ \t]+\[\d{1,2}:\d{2}(?:[ \t]?[AaPp][Mm])?\]:",
     re.M,
 )
+# The line after a closing, when it is one to three capitalised words: "Thanks,\nTina".
+_AFTER_CLOSING = _rx(
+    r"(?im:^[ \t]*(?:(?:kind|best|warm|warmest)\s+(?:regards|wishes)|regards|thanks|"
+    r"thank\s+you(?:\s+po)?|many\s+thanks|cheers|sincerely|yours(?:\s+sincerely|"
+    r"\s+faithfully|\s+truly)?|best|love|warmly|thx|ta)[ \t]*[,.!]?[ \t]*\n)"
+    rf"[ \t]*(?:(?:Dr|Mr|Mrs|Ms|Miss|Prof)\.?[ \t]+)?({_CAP}(?:[ \t]+{_CAP}){{0,2}})[ \t]*$",
+    re.M,
+)
+# Initials after a dash at a line's end: "routed to PCP. -jw", "- K.L."
+# (consonants only, so that "- ok", "- no" and "- NAD"'s kind of word is none).
+_DASHED_INITIALS = _rx(
+    r"(?:^|[ \t])[-\u2013~][ \t]?((?i:[b-df-hj-np-tv-z]{2,3})|(?:[A-Z]\.){2,3})[ \t]*$", re.M
+)
 # A chat's speaker with no timestamp: a line that starts "Joanna: …".
 _SPEAKER_ALONE = _rx(r"^[ \t]*([A-Z][\w'\u2019-]{1,24}):[ \t]+\S", re.M)
 # Name particles: "van Dijk", "de la Cruz", "bin Said".
@@ -811,6 +824,7 @@ class TextDetector:
             + self.postcodes_after_places(text)
             + self.postcodes_before_places(text)
             + self.speakers(text)
+            + self.signatures(text)
         )
 
     def postcodes_after_places(self, text: str) -> list[Span]:
@@ -880,6 +894,19 @@ class TextDetector:
                 continue
             if lower in self.first_names or counts[word] >= 2:
                 spans.append(Span(m.start(1), m.end(1), PhiType.NAME))
+        return spans
+
+    def signatures(self, text: str) -> list[Span]:
+        """Who signs: the words of the line after a closing ("Thanks,", "Kind regards",
+        "Thank you po,") when they look like a name, and initials after a dash at a
+        line's end ("routed to PCP. -jw"). A word among them (a role, "Team") is left
+        to the guard."""
+        spans = [
+            Span(m.start(1), m.end(1), PhiType.NAME)
+            for m in _AFTER_CLOSING.finditer(text)
+            if not all(w.lower() in _ROLE_SPEAKERS for w in m.group(1).split())
+        ]
+        spans += [Span(m.start(1), m.end(1), PhiType.NAME) for m in _DASHED_INITIALS.finditer(text)]
         return spans
 
     def _patterns(self, text: str, types: frozenset[PhiType]) -> list[Span]:
