@@ -608,6 +608,8 @@ def test_a_place_before_an_organisations_kind_makes_no_department() -> None:
         ("My flat is 2nd floor, 45 Rue Lepic, Paris.", "45 Rue Lepic", "2nd floor, 45 Rue Lepic"),
         # a unit's word alone only before the address's own number
         ("Meet at the Tower Elm House gate", "Elm House", "Elm House"),
+        # a unit after it has a number or a letter: "Site visit" is none
+        ("lives at 123 Main St, Site visit booked", "123 Main St", "123 Main St"),
     ],
 )
 def test_an_address_is_completed_with_its_unit_flat_or_floor(

@@ -943,7 +943,8 @@ _UNIT_BEFORE = re.compile(
     rf"(?:\b{_UNIT_WORD}\.?[ \t]+(?=$))?$"
 )
 _FLAT_AFTER = re.compile(
-    rf",?[ \t]*(?:#\d{{1,3}}-\d{{1,4}}\b|{_UNIT_WORD}\.?[ \t]*#?[ \t]*\w{{1,5}}\b)"
+    rf",?[ \t]*(?:#\d{{1,3}}-\d{{1,4}}\b"
+    rf"|{_UNIT_WORD}\.?[ \t]*#?[ \t]*(?:[A-Za-z]{{0,2}}\d{{1,4}}[A-Za-z]?|[A-Z])\b)"
 )
 # A place whose last word names a street: "Weserstraße", "Keizersgracht", "Elm St".
 _STREET_ENDING = re.compile(
