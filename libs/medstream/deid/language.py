@@ -104,9 +104,9 @@ def common(word: str, lang: str) -> bool:
 @lru_cache(maxsize=1 << 16)
 def own(word: str, lang: str) -> bool:
     """Whether ``word`` is a word of ``lang`` that English text does not use: at least
-    10**OWN times more frequent there than in English. Names of people and places travel between languages
-    ("München", "Fernández", "Lausanne" are written in English text too); a language's
-    common nouns do not ("Aufnahme", "Verlauf", "Paciente")."""
+    10**OWN times more frequent there than in English. Names of people and places
+    travel between languages ("München", "Fernández", "Lausanne" are written in English
+    text too); a language's common nouns do not ("Aufnahme", "Verlauf", "Paciente")."""
     word = word.lower()
     return zipf_frequency(word, lang, wordlist="small") - zipf_frequency(word, "en") >= OWN
 
