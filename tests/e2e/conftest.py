@@ -229,8 +229,9 @@ async def ledger_check(
     no result is duplicated in PostgreSQL or on ehr.outbound.fhir, consumer lag
     returns to 0, the audit trail verifies, no partition stalled for more than
     STALL_LIMIT_S meanwhile, and no service is busy once the work is done. With
-    ``resends`` (a test that SIGKILLs a process or a broker), a resource may reach the
-    topic more than once, but only as identical copies of one record."""
+    ``resends`` (a test that SIGKILLs a process or a broker, or restarts PostgreSQL
+    under two processes of each service), a resource may reach the topic more than
+    once, but only as identical copies of one record."""
     try:
         run.outcomes = await wait_for_outcomes(
             engine, run.feed, timeout_s=timeout_s, advance=lambda n: None
@@ -260,9 +261,10 @@ async def ledger_check(
         ids = [(i, m) for i, m, _, _ in mine]
         if resends:
             # A relay killed after Kafka acknowledged its rows and before it marked them
-            # sent leaves them to be sent again (docs/architecture.md: at-least-once on
-            # the wire): every copy must be the same record, so the EHR can drop repeats
-            # by their message-id.
+            # sent, or whose mark died with PostgreSQL while another process's relay
+            # took the rows, leaves them to be sent again (docs/architecture.md:
+            # at-least-once on the wire): every copy must be the same record, so the EHR
+            # can drop repeats by their message-id.
             assert len(set(mine)) == len(set(ids)), "two different records share an id"
         else:
             assert len(ids) == len(set(ids)), "a resource was published twice"
