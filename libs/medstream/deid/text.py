@@ -375,13 +375,6 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         ),
         0,
     ),
-    # A British postcode's first half alone, ending an address line after a comma: "31
-    # Harehills Lane, LS8"; two-letter areas only (a spine level is one letter).
-    (
-        PhiType.ZIP,
-        _rx(rf"^[^\n]*\d[^\n]*,[ \t]*((?:{_UK_AREAS})\d{{1,2}}[A-Z]?)[ \t]*[.;]?[ \t]*$", re.M),
-        1,
-    ),
     # A Japanese postcode after its mark ("〒153-0063").
     (PhiType.ZIP, _rx(r"\u3012[ \t]?(\d{3}-?\d{4})\b"), 1),
     # A national telephone number written with its trunk zero and grouped ("029 2018
@@ -647,6 +640,10 @@ _REGION_IN_BRACKETS = _rx(
     rf"\b({_CAP}(?:[ \t-]{_CAP})?)[ \t]*\(({_STATES}|{_PROVINCES}|{_AU_STATES_LONG}|{_CANTONS})\)"
     r"(?![ \t]*\d)"  # "Wells (PE) 6.0": a score's name, not a province
 )
+# A British postcode's first half alone, ending an address line after a comma: "31
+# Harehills Lane, LS8"; two-letter areas only (a spine level is one letter). The line
+# must hold a number (``TextDetector.outward_codes``).
+_OUTWARD_CODE_AT_END = _rx(rf",[ \t]*((?:{_UK_AREAS})\d{{1,2}}[A-Z]?)[ \t]*[.;]?[ \t]*$", re.M)
 # A postcode that starts an address line before its town, as most of Europe writes it
 # ("8700 Küsnacht ZH", "10115 Berlin"): a postcode when the gazetteer knows the town.
 _POSTCODE_BEFORE_PLACE = _rx(
@@ -823,6 +820,7 @@ class TextDetector:
             + self.gazetteer_places(text)
             + self.postcodes_after_places(text)
             + self.postcodes_before_places(text)
+            + self.outward_codes(text)
             + self.speakers(text)
             + self.signatures(text)
         )
@@ -839,6 +837,16 @@ class TextDetector:
             if 1900 <= number <= 2039 and not re.match(r"[ \t]*(?:\n|$)", text[match.end() :]):
                 continue
             spans.append(Span(match.start(2), match.end(2), PhiType.ZIP))
+        return spans
+
+    def outward_codes(self, text: str) -> list[Span]:
+        """A British postcode's first half ending an address line ("31 Harehills Lane,
+        LS8"): its line must hold a number too."""
+        spans = []
+        for match in _OUTWARD_CODE_AT_END.finditer(text):
+            line_start = text.rfind("\n", 0, match.start()) + 1
+            if any(c.isdigit() for c in text[line_start : match.start()]):
+                spans.append(Span(match.start(1), match.end(1), PhiType.ZIP))
         return spans
 
     def postcodes_before_places(self, text: str) -> list[Span]:
