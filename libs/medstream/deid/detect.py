@@ -506,16 +506,18 @@ class PhiDetector:
         """An organisation's acronym, defined in brackets right after its name
         ("Moi Teaching & Referral Hospital (MTRH)"), wherever it stands in the text: it
         names the same organisation. A clinical abbreviation is never one."""
-        found = []
-        for span in kept:
-            if span.type is not PhiType.ORGANIZATION:
-                continue
-            defined = _ACRONYM_AFTER.match(text, span.end)
-            if defined is None or self.lexicon.term(defined.group(1)):
-                continue
-            for m in re.finditer(rf"\b{re.escape(defined.group(1))}\b", text):
-                found.append(Span(m.start(), m.end(), PhiType.ORGANIZATION, "pattern", 1.0))
-        return found
+        defined = {
+            m.group(1)
+            for span in kept
+            if span.type is PhiType.ORGANIZATION
+            and (m := _ACRONYM_AFTER.match(text, span.end)) is not None
+            and not self.lexicon.term(m.group(1))
+        }
+        return [
+            Span(m.start(), m.end(), PhiType.ORGANIZATION, "pattern", 1.0)
+            for acronym in defined
+            for m in re.finditer(rf"\b{re.escape(acronym)}\b", text)
+        ]
 
     def _institutions(self, text: str, spans: list[Span]) -> list[Span]:
         """In a line in another language than English, the tagger's pieces of an
