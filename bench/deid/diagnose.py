@@ -1,9 +1,9 @@
 """Where the ensemble goes wrong on a development set (``bench/deid/dev/``, or
-``dev2/``, ``dev3/`` or ``dev4/`` with ``--set``): every missed identifier, every span
+``dev2/`` to ``dev5/`` with ``--set``): every missed identifier, every span
 that is no PHI, and every clinical term it altered, with the detector that found it.
 For development only.
 
-    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2|dev3|dev4]
+    python bench/deid/diagnose.py [notes|guard|general ...] [--set dev2|dev3|dev4|dev5]
 
 It refuses the hand-written evaluation sets in ``bench/deid/heldout/``: those are scored
 only by ``evaluate.py``, in aggregate, so that no one tunes on them.
@@ -33,10 +33,11 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true", help="Scores only.")
     parser.add_argument(
         "--set",
-        choices=["dev", "dev2", "dev3", "dev4"],
+        choices=["dev", "dev2", "dev3", "dev4", "dev5"],
         default="dev",
-        help="Which development set: dev (tuned on since the start), dev2, dev3 or dev4 "
-        "(written later; dev4 is clinical text in other languages and has no guard part).",
+        help="Which development set: dev (tuned on since the start), dev2 to dev5 "
+        "(written later; dev4 is clinical text in other languages and has no guard part; dev5 is "
+        "English notes dense with clinical look-alikes).",
     )
     args = parser.parse_args()
     detector = load_detector(ROOT / "models")

@@ -636,3 +636,77 @@ def test_what_only_looks_like_a_postcode_a_province_or_a_phone(text: str) -> Non
         for s in TextDetector().grammar(text)
         if s.type in kinds and text[s.start : s.end] != "SVD"
     ] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind"),
+    [
+        # a ward's furniture: every ward has a bed 12
+        ("Moved to Bed 12, Ward 7B, side room 3", "12", PhiType.LOCATION),
+        ("Moved to Bed 12, Ward 7B, side room 3", "7B", PhiType.LOCATION),
+        ("pt settled, bed 14 Ward 7B overnight", "14 Ward 7B", PhiType.LOCATION),
+        # place-names that name an instrument, a solution or a cast
+        ("Manchester triage category 2 (orange)", "Manchester", PhiType.LOCATION),
+        ("Edinburgh Postnatal Depression Scale 14 at 6/52", "Edinburgh", PhiType.LOCATION),
+        ("Bristol stool chart type 6 x3 today", "Bristol", PhiType.LOCATION),
+        ("Below-knee plaster of Paris backslab", "Paris", PhiType.LOCATION),
+        ("after a further 1 L of Hartmann's.", "Hartmann", PhiType.NAME),
+        ("distal fibula fx (Weber A).", "Weber A", PhiType.NAME),
+        # supplements and devices are no people or places
+        ("Fortisip Compact 125 ml BD", "Fortisip", PhiType.LOCATION),
+        ("for IOL with Propess at 41+3", "Propess", PhiType.NAME),
+        # a nation, a faith, a country in an address
+        ("pt is Muslim, asked for help", "Muslim", PhiType.NAME),
+        ("Family is Dutch Reformed", "Dutch Reformed", PhiType.LOCATION),
+        ("75011   Paris    FRANCE\nTel", "FRANCE", PhiType.LOCATION),
+        # a clinician's role after their titled name
+        (
+            "Kind regards,\nDr Emily Chua, Paediatric Advanced Trainee",
+            "Paediatric Advanced Trainee",
+            PhiType.ORGANIZATION,
+        ),
+        ("Dr Folake Adeyemi, Medical Officer", "Officer", PhiType.PROFESSION),
+        # an ordinal that counts a centile
+        ("weight on the 9th centile.", "the 9th", PhiType.DATE),
+        # months, and a dose schedule in tablets
+        ("NFA last 2/12, sofa-surfing", "2/12", PhiType.DATE),
+        ("RE: baby Ade, 3/12 old, hosp no", "3/12", PhiType.DATE),
+        ("Coumadin 5 mg 1/2-1/2-3/4 alternating.", "1/2", PhiType.DATE),
+        # a time of day, from and to
+        ("Homebound: yes. visit 1300-1400 on 7/11.", "1300-1400", PhiType.ID),
+    ],
+)
+def test_clinical_and_ordinary_words_that_look_like_phi_are_kept(
+    text: str, value: str, kind: PhiType
+) -> None:
+    assert not tagged_span_kept(text, value, kind)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "kind"),
+    [
+        ("Pt in rm 394 overnight", "394", PhiType.LOCATION),  # a room: i2b2's ROOM
+        ("Pastor de Vries of Grace Church, Holland MI", "Holland", PhiType.LOCATION),
+        ("Seen by Mr English today", "English", PhiType.NAME),
+        ("4-8-15 Kamimeguro, Meguro-ku, Tokyo 153-0051.", "Tokyo", PhiType.LOCATION),
+        ("Manchester Royal Infirmary, ward round", "Manchester", PhiType.LOCATION),
+        ("seen on the 9th, better", "the 9th", PhiType.DATE),
+        ("Mr Tom Reilly, retired teacher, lives alone", "teacher", PhiType.PROFESSION),
+    ],
+)
+def test_phi_beside_those_words_is_still_phi(text: str, value: str, kind: PhiType) -> None:
+    assert tagged_span_kept(text, value, kind)
+
+
+def test_a_name_loses_its_letters_and_a_span_its_other_lines() -> None:
+    text = "Yours sincerely,\nDr Aoife Brennan MICGP FRCS(Ed)\nJune 10, 2025\n\nCustomer Relations"
+    found = {text[s.start : s.end]: s.type for s in DETECTOR.detect(text)}
+    assert found.get("Aoife Brennan") is PhiType.NAME
+    assert "June 10, 2025" in found
+    assert not any("MICGP" in v or "Customer" in v for v in found)
+
+
+def test_a_health_card_number_with_its_version_code_is_an_id() -> None:
+    text = "Re: Wapachee, Elijah   DOB 1958-07-03   HCN 5584 220 917 KT\nDear Dr. Bell"
+    ids = [text[s.start : s.end] for s in TextDetector().grammar(text) if s.type is PhiType.ID]
+    assert "5584 220 917 KT" in ids

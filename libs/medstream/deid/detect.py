@@ -119,7 +119,13 @@ _DATE_CUE_BEFORE = re.compile(
     r"\s*[:#]?\s*)$"
 )
 # British notes write durations as fractions of a week or year: "review in 6/12".
-_DURATION_BEFORE = re.compile(r"(?i:\b(?:in|for|over|after|within|x)\s*)$")
+_DURATION_BEFORE = re.compile(r"(?i:\b(?:in|for|over|after|within|x|last|past|next|prior)\s*)$")
+# What follows a duration in weeks, months or days: "3/12 old", "2/52 ago", "6/12 hx".
+_DURATION_AFTER = re.compile(r"(?i:^\s*(?:old|ago|hx|history|duration|post|since)\b)")
+# From one time of day to another, on the 24-hour clock: "1300-1400", "0800 - 1630".
+_HOURS = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d\s*[-\u2013]\s*(?:[01]\d|2[0-3])[0-5]\d")
+# A dose schedule in fractions of a tablet: "1/2-1/2-3/4", "1/4 - 0 - 1/2".
+_TABLET_FRACTIONS = re.compile(r"(?:[0-4]/[2-4]|[0-2])(?:\s*-\s*(?:[0-4]/[2-4]|[0-2])){2,3}")
 _DATE_CUE_AFTER = re.compile(
     r"^(?:\s*(?:@|at)?\s*\d{1,2}:\d{2}|\s*-\s*\d{1,2}/\d{1,2}\b|\s*[AP]M\b|"
     r"\s+(?:[01]\d|2[0-3])[0-5]\d\b(?![.,]\d|\s*(?:mg|ml|units?|cc)\b)|:\s)"
@@ -163,12 +169,14 @@ _CLINICAL_HEAD_AFTER = re.compile(
     r"respirations?|breathing|respiration|positive|negative|neg|pos|equivocal|present|"
     r"absent|coma|limb|loop|anastomosis|pouch|flap|fashion|type|variant|lesion|hernia|cyst|"
     r"gland|duct|space|zone|cells?|bodies|body|membrane|pentad|biplane|method|block|"
-    r"reversal|takedown|[a-z]+(?:itis|osis|opathy|emia|aemia|oma|ectomy|plasty|otomy|ostomy|"
+    r"reversal|takedown|triage|stool|chart|frame|collar|solution|splint|cast|pathway|"
+    r"[a-z]+(?:itis|osis|opathy|emia|aemia|oma|ectomy|plasty|otomy|ostomy|"
     r"algia|plegia|ism)|\+|-)\b|^(?:'s)?\s*[+-](?!\s*[A-Za-z]{2})"
     # an instrument's name in words after it: "Ottawa ankle rules", "Edinburgh Postnatal
     # Depression Scale"
     r"|^(?:'s)?(?:\s+[A-Za-z-]+){1,2}\s+(?:rules?|scale|score|criteria|classification|"
-    r"questionnaire|inventory|index|test|sign|syndrome|disease)\b)"
+    r"questionnaire|inventory|index|test|signs?|syndrome|disease|tool|chart|model|"
+    r"pathway|assessment|system|guidelines?)\b)"
 )
 _WORDS = re.compile("[\\w'\u2019-]+")
 _EPONYM_PARTICLES = frozenset({"de", "von", "van", "du", "le", "la", "di"})
@@ -181,7 +189,9 @@ _CLINICAL_BEFORE = re.compile(
     r"(?i:\b(?:s/p|h/o|hx|hx of|history of|had|has|with known|known|possible|probable|"
     r"suspected|likely|no|not|c/w|consistent with|r/o|rule out|neg|negative|pos|positive|"
     r"modified|laparoscopic|lap|open|robotic|redo|prior|classic|pylorus-preserving|"
-    r"standard|planned)\s*[:(]?\s*|[+-]\s*)$"
+    r"standard|planned)\s*[:(]?\s*|[+-]\s*|"
+    # a quantity of it: "1 L of Hartmann's", "500 mL Hartmann's", "plaster of Paris"
+    r"\d\s*(?:l|ml|mls|litres?|liters?)\s+(?:of\s+)?|(?:plaster|bags?|litres?|liters?)\s+of\s+)$"
 )
 
 
@@ -263,11 +273,21 @@ class Lexicon:
             inside = any(
                 c is None and (w.isdigit() or (len(w) > 1 and (w.islower() or _GRADE.match(w))))
                 for w, c in zip(words, categories, strict=True)
+            ) or (  # "Weber A", "Mason II": a class after the eponym
+                len(words) > 1
+                and categories[-2] is not None
+                and re.fullmatch("[A-D]|[IVX]{1,4}", words[-1]) is not None
             )
             return (
                 inside
-                or bool(_CLINICAL_HEAD_AFTER.match(text[end : end + 24]))
-                or bool(_SCORE_AFTER.match(text[end : end + 16]))
+                or bool(_CLINICAL_HEAD_AFTER.match(text[end : end + 48]))
+                or (
+                    bool(_SCORE_AFTER.match(text[end : end + 16]))
+                    # "Tokyo 153-0051", "Leeds LS1 3EX": a postcode, not a score
+                    and not re.match(
+                        r"\s*,?\s*(?:\d{4}|\d{3}-\d|[A-Z]{1,2}\d)", text[end : end + 16]
+                    )
+                )
                 or bool(_CODE_AFTER.match(text[end : end + 16]))  # "Montreal A2L3B2p"
                 or bool(_CLINICAL_BEFORE.search(text[max(0, start - 24) : start]))
                 or text[start] in "+-"  # "+McMurray", "-Homans"
@@ -285,10 +305,43 @@ _ROOM_BEFORE = re.compile(
 
 
 def room(text: str, span: Span) -> bool:
-    """A room, bed or bay number ("rm 394", "Bed 868B"): a place, i2b2's ROOM."""
-    return span.type is PhiType.LOCATION and bool(
-        _ROOM_BEFORE.search(text[max(0, span.start - 12) : span.start])
+    """A room number of three digits or more ("rm 394", "Room 4102B"): a place, i2b2's
+    ROOM. A bed, bay, cubicle or ward of one or two ("bed 12", "Ward 7B", "Resus bay
+    3") is furniture every ward has: it narrows down no one (``ward_furniture``)."""
+    return (
+        span.type is PhiType.LOCATION
+        and bool(_ROOM_BEFORE.search(text[max(0, span.start - 12) : span.start]))
+        and sum(c.isdigit() for c in text[span.start : span.end]) >= 3
     )
+
+
+_FURNITURE_WORD = re.compile(
+    r"(?i:rm|room|bed|beds|bay|cubicle|cube|ward|station|pod|side|resus|majors|minors|"
+    r"recovery|theatre|theater|cot|chair|trolley|stretcher|and|&)$"
+)
+
+
+def ward_furniture(text: str, span: Span) -> bool:
+    """A span of bed, bay, cubicle or ward numbers of one or two digits with their words
+    ("14 Ward 7B" of "bed 14 Ward 7B", "12" of "Bed 12", "5" of "Room 5, bed 2"): the
+    furniture of a ward, which every ward has, not a place that narrows anyone down."""
+    value = text[span.start : span.end]
+    before = re.search(r"([A-Za-z]+)\.?\s*#?\s*$", text[max(0, span.start - 16) : span.start])
+    tokens = re.findall(r"[A-Za-z]+|\d+[A-Za-z]?", value)
+    previous = before.group(1) if before else ""
+    numbers = 0
+    for token in tokens:
+        if token[0].isdigit():
+            if len(token.rstrip("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjklmnpqrstuvwxyz")) > 2:
+                return False
+            joined = previous.lower() in ("and", "&")  # "beds 3 and 4"
+            if not (numbers if joined else _FURNITURE_WORD.match(previous)):
+                return False
+            numbers += 1
+        elif not _FURNITURE_WORD.match(token):
+            return False
+        previous = token
+    return numbers > 0
 
 
 def title(text: str, start: int) -> bool:
@@ -319,6 +372,10 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     ("4/5", "2/2", "3/10") or a range ("4-6") needs a strong date cue: the tagger's
     confidence is not enough."""
     value = text[start:end].strip()
+    article = re.match(r"(?i:(?:on\s+)?the\s+)(?=\d)", value)
+    if article:  # the tagger's "the 9th": judge the ordinal
+        start = text.index(value, start) + article.end()
+        value = value[article.end() :]
     leading = _LEADING_FRACTION.match(value)
     if leading and not _MONTH_NEAR.search(value):
         # the tagger's span ran on past the number ("3/4 of the"): judge the number
@@ -347,8 +404,17 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     first, second = (int(n) for n in parts)
     if not ((1 <= first <= 12 and 1 <= second <= 31) or (1 <= second <= 12 and 1 <= first <= 31)):
         return False  # 16/18 is no month and day either way round
-    if _SCORE_CUE_BEFORE.search(before) or (second in (7, 12) and _DURATION_BEFORE.search(before)):
-        return False
+    if _SCORE_CUE_BEFORE.search(before) or (
+        second in (7, 12) and (_DURATION_BEFORE.search(before) or _DURATION_AFTER.match(after))
+    ):
+        return False  # "last 2/12", "3/12 old": months, not a date
+    around = text[max(0, start - 14) : end + 14]
+    offset = max(0, start - 14)
+    if any(
+        m.start() + offset <= start and end <= m.end() + offset
+        for m in _TABLET_FRACTIONS.finditer(around)
+    ):
+        return False  # "Coumadin 5 mg 1/2-1/2-3/4": a dose schedule in tablets
     if _NAMED_SCORE_BEFORE.search(before):
         return False  # "AUDIT-C 9/12", "MoCA 22/30", "EPDS 15/30": a score's own name
     if _QUANTITY_AFTER.match(after):
@@ -409,7 +475,7 @@ def ordinal_date(text: str, start: int, end: int) -> bool:
 # What an ordinal counts when it is no date: "3rd admission", "2nd floor", "4th dose".
 _COUNTED_AFTER = re.compile(
     r"(?i:^[\s-]*(?:floor|dose|admission|adm|time|times|day|visit|grade|degree|line|rib|toe|"
-    r"finger|digit|trimester|percentile|cycle|round|attempt|episode|generation|year|week|"
+    r"finger|digit|trimester|percentile|centile|quartile|decile|cycle|round|attempt|episode|generation|year|week|"
     r"month|ics|intercostal|place|birthday|child|pregnancy|session|fraction|infusion|"
     r"cranial|nerve|decade|level|order|opinion|shift|party|tier|stage|course|lumbar|"
     r"metatarsal|metacarpal|ray|web|compartment|sound|heart|hs|st|ave|avenue|street)\b)"
@@ -426,8 +492,10 @@ def month_word_date(text: str, start: int, end: int) -> bool:
     value = text[start:end].strip().rstrip(".")
     if value.lower() not in _AMBIGUOUS_MONTHS:
         return True
-    near = text[max(0, start - 14) : start] + " " + text[end : end + 8]
-    if re.search(r"\d", near):
+    # a number beside it on its line: "3 May", "May 3rd", "may 2024"
+    if re.search(r"\d(?:st|nd|rd|th)?(?:[ \t,.]*(?:of[ \t]+)?)$", text[max(0, start - 8) : start]):
+        return True
+    if re.match(r"[ \t,.'-]*\d", text[end : end + 8]):
         return True
     return bool(
         re.search(
@@ -436,6 +504,38 @@ def month_word_date(text: str, start: int, end: int) -> bool:
             text[max(0, start - 14) : start],
         )
     )
+
+
+@cache
+def nations() -> frozenset[str]:
+    """Countries, nations, peoples, languages and faiths, lower-cased
+    (``data/nations.txt``): no Safe Harbor identifier."""
+    lines = (DATA / "nations.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and line[0] != "#")
+
+
+def national(text: str, span: Span) -> bool:
+    """Whether a span is only a country, a nationality, a language or a faith ("FRANCE",
+    "Muslim", "Dutch Reformed", "New Zealand"): none of these narrows a person down as
+    Safe Harbor counts it. One that is also a first name ("France", "India") counts
+    only in capitals or after a comma ("Lyon, France")."""
+    known = nations()
+    value = text[span.start : span.end].strip(" .,;:()")
+    words = [
+        w
+        for w in re.findall(r"[\w'\u2019.-]+", value.lower())
+        if w not in ("and", "of", "the", "&")
+    ]
+    if not (value.lower() in known or (words and all(w.rstrip(".") in known for w in words))):
+        return False
+    if not value.isupper() and re.search(
+        r"[A-Z][\w'\u2019-]*[ \t]$|[ \t]of[ \t]$", text[max(0, span.start - 24) : span.start]
+    ):
+        return False  # "Camp Australia", "Bank of India": a name that holds a country
+    first = dictionaries()[0]
+    if any(w in first for w in words) and not value.isupper():
+        return bool(re.search(r",[ \t]*$", text[max(0, span.start - 3) : span.start]))
+    return True
 
 
 @cache
@@ -496,6 +596,8 @@ class PhiDetector:
         model = self._institutions(text, model)
         candidates = [*model, *self.patterns.grammar(text), *self.patterns.known(text, known)]
         candidates = [d for s in candidates if (d := without_time(text, s)) is not None]
+        candidates = [without_credentials(text, s) for s in candidates]
+        candidates = [d for s in candidates if (d := one_line(text, s)) is not None]
         kept = [s for s in candidates if self._keep(text, s)]
         kept += self._attached_services(text, [s for s in candidates if s not in kept], kept)
         kept = [completed(text, s) for s in kept]
@@ -596,6 +698,8 @@ class PhiDetector:
         value = text[span.start : span.end]
         if span.source == "pattern" and span.type is PhiType.LOCATION and ROAD.fullmatch(value):
             return True  # "SH5", "I-95": a road, by its grammar
+        if span.type is PhiType.LOCATION and ward_furniture(text, span):
+            return False  # "bed 12", "Ward 7B": a ward's furniture
         if not shaped(value, span.type) and not room(text, span):
             return False
         if (
@@ -612,6 +716,17 @@ class PhiDetector:
             return False  # a transcript's "speaker" that is a word: "Vitals [08:00]:"
         if _CLINICAL_CODE.match(value.strip()):
             return False  # "E4V4M6", "cT2cN0", "G2P1", "L5/S1": clinical codes
+        if (
+            span.type in (PhiType.NAME, PhiType.LOCATION, PhiType.ORGANIZATION)
+            and span.source == "model"
+            and national(text, span)
+            and not title(text, span.start)
+            # "Holland MI", "Lebanon, PA 17042": a town named after a country
+            and not re.match(r",?[ \t]+(?:[A-Z]{2}\b|\d)", text[span.end : span.end + 8])
+        ):
+            return False  # "FRANCE", "pt is Muslim", "Dutch Reformed"
+        if span.type is PhiType.ID and _HOURS.fullmatch(value):
+            return False  # "visit 1300-1400": a time of day, from and to
         if span.type in (PhiType.PHONE, PhiType.FAX) and not phone_like(text, span):
             return False
         if span.type is PhiType.DATE:
@@ -664,6 +779,8 @@ class PhiDetector:
         # a profession or an organisation is ordinary words by nature ("art therapist",
         # "murphy clinic"): only terms count
         filler = None if span.type in (PhiType.PROFESSION, PhiType.ORGANIZATION) else self._filler
+        if span.type in (PhiType.PROFESSION, PhiType.ORGANIZATION) and self._staff_role(text, span):
+            return False  # "Dr Folake Adeyemi, Medical Officer": who signs, and as what
         if span.type is PhiType.ORGANIZATION and self._department(value):
             return False  # "Onc Clinic", "Grade Group": a service or a term, not a place
         several = len(value.split()) > 1
@@ -790,6 +907,34 @@ class PhiDetector:
         return all(
             self._ordinary_word(w.lower(), strict=True) or self.lexicon.term(w)
             for w in _WORDS.findall(text[span.start : span.end])
+        )
+
+    def _staff_role(self, text: str, span: Span) -> bool:
+        """A clinician's role after their titled name, to the end of the line ("Dr Emily
+        Chua, Paediatric Advanced Trainee", "Sister A. Moyo, Ward Manager"): it says
+        what the writer does, not who the patient is. The role ends in a role's word
+        and holds no name."""
+        line_start = text.rfind("\n", 0, span.start) + 1
+        head = text[line_start : span.start]
+        if not re.search(
+            r"(?i:\b(?:dr|prof|professor|sister|nurse|mr|mrs|ms|miss)\b)\.?\s+"
+            r"[A-Z][\w'.\u2019-]*(?:\s+[A-Z][\w'.\u2019-]*){0,3}\s*,\s*"
+            r"(?:[A-Za-z]+\s+){0,3}$",
+            head,
+        ):
+            return False
+        tail_end = text.find("\n", span.end)
+        rest = text[span.end : tail_end if tail_end != -1 else len(text)]
+        words = re.findall(
+            r"[A-Za-z]+", head.rsplit(",", 1)[-1] + text[span.start : span.end] + rest
+        )
+        return (
+            bool(words)
+            and len(words) <= 5
+            and words[-1].lower() in _ROLE_HEADS
+            and not any(
+                w.lower() in self.patterns.first_names and not self.lexicon.term(w) for w in words
+            )
         )
 
     def _department(self, value: str) -> bool:
@@ -1189,6 +1334,82 @@ def without_time(text: str, span: Span) -> Span | None:
     if start >= end:
         return None
     return span if (start, end) == (span.start, span.end) else replace(span, start=start, end=end)
+
+
+# The last word of a clinician's role: "Medical Officer", "Advanced Trainee".
+_ROLE_WORDS = (
+    "officer trainee registrar consultant fellow resident intern houseman sho specialist "
+    "practitioner nurse sister matron midwife physician surgeon therapist physiotherapist "
+    "pharmacist dietitian dietician psychologist psychiatrist paramedic technician "
+    "technologist coordinator manager lead director assistant associate attending "
+    "hospitalist clinician gp doctor worker counsellor counselor educator adviser advisor "
+    "radiographer sonographer anaesthetist anesthetist obstetrician paediatrician "
+    "pediatrician intensivist neurologist cardiologist oncologist geriatrician "
+    "gastroenterologist dermatologist urologist endocrinologist nephrologist "
+    "rheumatologist haematologist hematologist microbiologist pathologist radiologist "
+    "chaplain visitor keyworker navigator student fy1 fy2 st1 st2 st3 st4 st5 st6 st7 ct1 "
+    "ct2 pgy1 pgy2 pgy3 pgy4 hca rn rgn rmn"
+)
+_ROLE_HEADS = frozenset(_ROLE_WORDS.split())
+# Letters after a name: degrees, memberships and registrations ("Aoife Brennan MICGP",
+# "A. Hussain MRPharmS", "J Osei MBChB FRCS(Ed)"). They qualify the person; they are
+# no part of the name.
+_POSTNOMINAL = re.compile(
+    r"(?:[MF]RC(?:P|S|GP|OG|PCH|Psych|PI|SI|R|A|Path|EM|PC|SC|Ophth|Rad)|MICGP|MRPharmS|MPharmS|FRACP|FRACGP|FRACS|FRANZCP|FANZCA|"
+    r"FACEM|FACP|FACC|FACS|FCEM|FFICM|FCFP|CCFP|MBChB|MBBCh|MBBS|BMBS|BMedSci|MBBCh|BDS|"
+    r"MFDS|DCH|DRCOG|DFSRH|DipIMC|BSc|MSc|BA|MA|MBA|MPH|MD|PhD|DO|RGN|RMN|RSCN|RNLD|RM|RHV|"
+    r"SCPHN|NMP|ANP|ACP|CNS|MCSP|HCPC|RN|BN|BSN|MSN|NP|FNP|DNP|PharmD|RPh|RPN|LPN|APRN|"
+    r"CRNA|MSW|LCSW|RD|OTR|SLP|DPT|RRT|EMT|EMT-P|NREMT|CCP|PA-C)"
+    r"(?:\((?:UK|Ed|Edin|Glasg|Lond|Irel|I|EM|Hons)\))?"
+)
+
+
+# Types whose value is written on one line: a span of them that runs across a line
+# break ran on past its value ("June 10, 2025\n\nCustomer Relations").
+_ONE_LINE = frozenset(
+    {
+        PhiType.DATE,
+        PhiType.ID,
+        PhiType.MRN,
+        PhiType.SSN,
+        PhiType.PHONE,
+        PhiType.FAX,
+        PhiType.EMAIL,
+        PhiType.URL,
+        PhiType.IP,
+        PhiType.AGE,
+        PhiType.ZIP,
+    }
+)
+
+
+def one_line(text: str, span: Span) -> Span | None:
+    """A span of a one-line type cut to the first of its lines that can hold its type;
+    None when none can."""
+    if span.type not in _ONE_LINE or "\n" not in text[span.start : span.end]:
+        return span
+    offset = span.start
+    for line in text[span.start : span.end].split("\n"):
+        stripped = line.strip()
+        if stripped and shaped(stripped, span.type):
+            start = offset + line.index(stripped)
+            return replace(span, start=start, end=start + len(stripped))
+        offset += len(line) + 1
+    return None
+
+
+def without_credentials(text: str, span: Span) -> Span:
+    """A name span without the degrees and memberships written after it ("Aoife Brennan
+    MICGP" keeps "MICGP"): they say what the person is, not who."""
+    if span.type is not PhiType.NAME:
+        return span
+    end = span.end
+    while True:
+        last = re.search(r"[\s,]+(\S+)$", text[span.start : end])
+        if last is None or not _POSTNOMINAL.fullmatch(last.group(1).rstrip(",.")):
+            break
+        end = span.start + last.start()
+    return span if end == span.end else replace(span, end=end)
 
 
 def tighten(text: str, span: Span) -> Span | None:

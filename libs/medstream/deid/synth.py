@@ -550,16 +550,13 @@ class Values:
         return pieces
 
     def room(self) -> Pieces:
+        """A room of three digits is a place (i2b2's ROOM); a bed or bay of one or two
+        is a ward's furniture, which every ward has, and no PHI."""
         rng = self.rng
-        return [
-            (rng.choice(["rm ", "Room ", "bed ", "Bed ", "bay ", "Rm. "]), None),
-            (
-                f"{rng.randrange(1, 40)}{rng.choice(['', 'A', 'B', 'C'])}"
-                if rng.random() < 0.5
-                else f"{rng.randrange(100, 999)}{rng.choice(['', 'B'])}",
-                "LOCATION",
-            ),
-        ]
+        cue = rng.choice(["rm ", "Room ", "bed ", "Bed ", "bay ", "Rm. "])
+        if rng.random() < 0.5:
+            return [(cue, None), (f"{rng.randrange(1, 40)}{rng.choice(['', 'A', 'B', 'C'])}", None)]
+        return [(cue, None), (f"{rng.randrange(100, 999)}{rng.choice(['', 'B'])}", "LOCATION")]
 
     def organization(self) -> str:
         rng = self.rng

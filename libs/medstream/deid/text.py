@@ -169,7 +169,9 @@ _STREET_SUFFIXES = (
     "manors|mountains|parks|parkways|plains|points|ports|ridges|roads|spurs|squares|streets|"
     "unions|valleys|villages|walks|ways|cliff|cliffs|coves|drives|forges|lights|centers|"
     "circles|corners|crossings|courts|estates|extensions|fords|gardens|heights|islands|fall|rapid|burgs|"
-    "junctions|lakes|meadows|mills|pines|rapids|shoals|shores|springs|views"
+    "junctions|lakes|meadows|mills|pines|rapids|shoals|shores|springs|views|close|gate|rise|"
+    "chase|wynd|vale|parade|esplanade|quay|embankment|grange|croft|brae|circus|mead|fold|"
+    "garth|yard"
 )
 _STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|"
@@ -504,6 +506,16 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         ),
         1,
     ),
+    # A health card or insurance number written in groups, with its version code:
+    # Ontario's "HCN 5584 220 917 KT", "Medicare 2123 45670 1", "OHIP: 1234-567-890-AB".
+    (
+        PhiType.ID,
+        _rx(
+            r"(?i:\b(?:HCN|OHIP|PHN|health card|health card number|health number|medicare"
+            r"(?: no\.?| number| #)?|ihi)\s*[:#]?\s*)(\d{3,5}(?:[ -]\d{3,5}){1,3}(?:[ -]?[A-Z]{1,2}\b)?)"
+        ),
+        1,
+    ),
     (
         PhiType.ID,
         _rx(r"\b(?=[A-Z\d-]*\d)(?=[A-Z\d-]*[A-Z])[A-Z\d]{2,}-?[A-Z\d]{2,}-?[A-Z\d]*\d[A-Z\d]*\b"),
@@ -522,7 +534,7 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
     (
         PhiType.ADDRESS,
         _rx(
-            rf"\b\d{{1,6}}[A-Z]?(?:\s+[NSEW]\.?)?(?:\s+{_CAP}){{1,4}}\s+(?i:{_STREET_SUFFIXES})\b\.?(?:,?\s+(?i:apt\.?|apartment|suite|ste\.?|unit|#|fl\.?|floor|room|rm\.?)\s*#?\s*[\w-]+)?"
+            rf"\b\d{{1,6}}[A-Z]?(?:[ \t]+[NSEW]\.?)?(?:[ \t]+{_CAP}){{1,4}}[ \t]+(?i:{_STREET_SUFFIXES})\b\.?(?:,?[ \t]+(?i:apt\.?|apartment|suite|ste\.?|unit|#|fl\.?|floor|room|rm\.?)\s*#?\s*[\w-]+)?"
         ),
         0,
     ),
