@@ -17,6 +17,7 @@ import pytest
 from medstream.deid.detect import (
     Lexicon,
     acronym,
+    at_dash,
     completed,
     default_detector,
     lexicon,
@@ -674,6 +675,15 @@ def test_what_only_looks_like_a_postcode_a_province_or_a_phone(text: str) -> Non
         ("Coumadin 5 mg 1/2-1/2-3/4 alternating.", "1/2", PhiType.DATE),
         # a time of day, from and to
         ("Homebound: yes. visit 1300-1400 on 7/11.", "1300-1400", PhiType.ID),
+        # an interval after a review or a repeat; a score after a hyphenated instrument
+        ("review in fracture clinic at 3/12 with XR.", "3/12", PhiType.DATE),
+        ("refer vascular, repeat USS 6/12.", "6/12", PhiType.DATE),
+        ("Epworth 14/24, STOP-BANG 6/8, AHI 31/h", "6/8", PhiType.DATE),
+        # clinical codes and a drug's strength
+        ("LOINC 4548-4 HbA1c 6.9%", "4548-4", PhiType.ID),
+        ("CPT 99285 + 93010 billed", "93010", PhiType.PHONE),
+        ("Creon 25000 2 caps with meals", "25000", PhiType.ZIP),
+        ("mouth opening 3 FB, Cormack-Lehane 2b on VL.", "Lehane 2b", PhiType.LOCATION),
     ],
 )
 def test_clinical_and_ordinary_words_that_look_like_phi_are_kept(
@@ -691,6 +701,8 @@ def test_clinical_and_ordinary_words_that_look_like_phi_are_kept(
         ("4-8-15 Kamimeguro, Meguro-ku, Tokyo 153-0051.", "Tokyo", PhiType.LOCATION),
         ("Manchester Royal Infirmary, ward round", "Manchester", PhiType.LOCATION),
         ("seen on the 9th, better", "the 9th", PhiType.DATE),
+        ("Review 15/7 for 1st injection.", "15/7", PhiType.DATE),  # no interval: a date
+        ("post code 3182", "3182", PhiType.ZIP),
         ("Mr Tom Reilly, retired teacher, lives alone", "teacher", PhiType.PROFESSION),
     ],
 )
@@ -710,3 +722,25 @@ def test_a_health_card_number_with_its_version_code_is_an_id() -> None:
     text = "Re: Wapachee, Elijah   DOB 1958-07-03   HCN 5584 220 917 KT\nDear Dr. Bell"
     ids = [text[s.start : s.end] for s in TextDetector().grammar(text) if s.type is PhiType.ID]
     assert "5584 220 917 KT" in ids
+
+
+@pytest.mark.parametrize(
+    ("text", "tagged", "kind", "kept"),
+    [
+        ("Reg re: Mr Kovačević - Na 121, was 128", "Kovačević - Na 121", PhiType.NAME, "Kovačević"),
+        ("MRN 55021873 - Kernig neg", "55021873 - Kernig", PhiType.MRN, "55021873"),
+        ("Name: LEFEBVRE - DUMONT, Anne", "LEFEBVRE - DUMONT", PhiType.NAME, "LEFEBVRE - DUMONT"),
+        (
+            "f/u with ortho - amara paoletti rn",
+            "ortho - amara paoletti",
+            PhiType.NAME,
+            "amara paoletti",
+        ),
+    ],
+)
+def test_a_dash_with_spaces_ends_a_name_or_an_id(
+    text: str, tagged: str, kind: PhiType, kept: str
+) -> None:
+    start = text.index(tagged)
+    span = at_dash(text, Span(start, start + len(tagged), kind, "model", 0.99))
+    assert span is not None and text[span.start : span.end] == kept

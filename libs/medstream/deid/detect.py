@@ -122,8 +122,22 @@ _DATE_CUE_BEFORE = re.compile(
 _DURATION_BEFORE = re.compile(r"(?i:\b(?:in|for|over|after|within|x|last|past|next|prior)\s*)$")
 # What follows a duration in weeks, months or days: "3/12 old", "2/52 ago", "6/12 hx".
 _DURATION_AFTER = re.compile(r"(?i:^\s*(?:old|ago|hx|history|duration|post|since)\b)")
+# Types a clinical code can be mistaken for.
+_CODED = frozenset({PhiType.ID, PhiType.MRN, PhiType.PHONE, PhiType.ZIP, PhiType.DATE, PhiType.SSN})
 # From one time of day to another, on the 24-hour clock: "1300-1400", "0800 - 1630".
 _HOURS = re.compile(r"(?:[01]\d|2[0-3])[0-5]\d\s*[-\u2013]\s*(?:[01]\d|2[0-3])[0-5]\d")
+# A review, a repeat or a follow-up before an interval: "repeat USS 6/12", "review in
+# fracture clinic at 3/12", "f/u 2/12".
+_FOLLOW_UP_BEFORE = re.compile(
+    r"(?i:\b(?:repeat|review|recheck|reassess|f/?u|follow[- ]?up|fu)\b[^.;:\n\d]{0,30}$)"
+)
+# A coding system before its code: "LOINC 4548-4", "SNOMED CT 44054006", "CPT 99285 +
+# 93010", "ICD-10 R07.9", "NDC 0093-7146-56".
+_CODE_SYSTEM_BEFORE = re.compile(
+    r"(?i:\b(?:LOINC|SNOMED(?:[- ]?CT)?|CPT|HCPCS|ICD(?:-?1[01]|-?9)?(?:-?CM|-?AM|-?PCS)?|"
+    r"OPCS(?:-?4)?|NDC|RxNorm|ATC|DRG|MS-DRG|HRG|read code)s?\s*(?:code\s*)?[:#]?\s*"
+    r"(?:[\w.-]+\s*(?:[+,/&]|and)\s*)*)$"
+)
 # A dose schedule in fractions of a tablet: "1/2-1/2-3/4", "1/4 - 0 - 1/2".
 _TABLET_FRACTIONS = re.compile(r"(?:[0-4]/[2-4]|[0-2])(?:\s*-\s*(?:[0-4]/[2-4]|[0-2])){2,3}")
 _DATE_CUE_AFTER = re.compile(
@@ -181,7 +195,7 @@ _CLINICAL_HEAD_AFTER = re.compile(
 _WORDS = re.compile("[\\w'\u2019-]+")
 _EPONYM_PARTICLES = frozenset({"de", "von", "van", "du", "le", "la", "di"})
 # A grade, a class or a count beside a term: "Clark IV", "Child-Pugh A", "Bishop 7".
-_GRADE = re.compile(r"^(?:[IVX]{1,4}|[A-Za-z]|\d{1,3}(?:\.\d)?|[A-D]\d?)$")
+_GRADE = re.compile(r"^(?:[IVX]{1,4}|[A-Za-z]|\d{1,3}(?:\.\d)?|[A-D]\d?|\d[a-dA-D])$")
 # A score after an eponym: "Wells (PE) 6.0", "Glasgow 15", "Clark IV".
 _SCORE_AFTER = re.compile(r"^(?:\s*\([A-Za-z ]{1,12}\))?\s*[:=]?\s*(?:\d|[IVX]{1,4}\b|[A-D]\b)")
 # What stands before an eponym used as a disease, a procedure or a sign.
@@ -405,7 +419,12 @@ def real_date(text: str, start: int, end: int, confidence: float = 0.0) -> bool:
     if not ((1 <= first <= 12 and 1 <= second <= 31) or (1 <= second <= 12 and 1 <= first <= 31)):
         return False  # 16/18 is no month and day either way round
     if _SCORE_CUE_BEFORE.search(before) or (
-        second in (7, 12) and (_DURATION_BEFORE.search(before) or _DURATION_AFTER.match(after))
+        second in (7, 12)
+        and (
+            _DURATION_BEFORE.search(before)
+            or _DURATION_AFTER.match(after)
+            or (first < second and _FOLLOW_UP_BEFORE.search(before[-40:]))
+        )
     ):
         return False  # "last 2/12", "3/12 old": months, not a date
     around = text[max(0, start - 14) : end + 14]
@@ -445,7 +464,7 @@ _MINUTES_AFTER = re.compile(r"(?i:^\s*(?:min|mins|minutes)\b)")
 # A score's name right before its value: a hyphenated instrument ("AUDIT-C", "PHQ-9",
 # "GAD-7", "EQ-5D") or a screening test scored out of a total.
 _NAMED_SCORE_BEFORE = re.compile(
-    r"(?:\b[A-Z][A-Za-z]{1,6}-[A-Z0-9]{1,3}|\b(?:MMSE|MoCA|EPDS|SLUMS|AMTS|AMT|ACE|FIM|MUST|"
+    r"(?:\b[A-Z][A-Za-z]{1,6}-[A-Z0-9]{1,4}|\b(?:MMSE|MoCA|EPDS|SLUMS|AMTS|AMT|ACE|FIM|MUST|"
     r"CIWA|COWS|NIHSS|RASS|CAM|AUDIT|PHQ|GAD|Barthel|Braden|Waterlow|Norton|Bishop|"
     r"MMT|MRC))\s*[:=]?\s*(?:score\s*)?$"
 )
@@ -598,6 +617,7 @@ class PhiDetector:
         candidates = [d for s in candidates if (d := without_time(text, s)) is not None]
         candidates = [without_credentials(text, s) for s in candidates]
         candidates = [d for s in candidates if (d := one_line(text, s)) is not None]
+        candidates = [d for s in candidates if (d := at_dash(text, s)) is not None]
         kept = [s for s in candidates if self._keep(text, s)]
         kept += self._attached_services(text, [s for s in candidates if s not in kept], kept)
         kept = [completed(text, s) for s in kept]
@@ -725,6 +745,20 @@ class PhiDetector:
             and not re.match(r",?[ \t]+(?:[A-Z]{2}\b|\d)", text[span.end : span.end + 8])
         ):
             return False  # "FRANCE", "pt is Muslim", "Dutch Reformed"
+        if span.type in _CODED and _CODE_SYSTEM_BEFORE.search(
+            text[max(0, span.start - 40) : span.start]
+        ):
+            return False  # "LOINC 4548-4", "CPT 99285 + 93010": a clinical code
+        if (
+            span.type is PhiType.ZIP
+            and (
+                word := re.search(
+                    r"([A-Za-z][\w-]*)\s+$", text[max(0, span.start - 24) : span.start]
+                )
+            )
+            and self.lexicon.category(word.group(1)) == "drug"
+        ):
+            return False  # "Creon 25000": a drug's strength
         if span.type is PhiType.ID and _HOURS.fullmatch(value):
             return False  # "visit 1300-1400": a time of day, from and to
         if span.type in (PhiType.PHONE, PhiType.FAX) and not phone_like(text, span):
@@ -1395,6 +1429,48 @@ def one_line(text: str, span: Span) -> Span | None:
             start = offset + line.index(stripped)
             return replace(span, start=start, end=start + len(stripped))
         offset += len(line) + 1
+    return None
+
+
+def at_dash(text: str, span: Span) -> Span | None:
+    """A name or an identifier cut where a dash with spaces around it starts another item
+    of the note ("Mr Kovačević - Na 121", "MRN 55021873 - Kernig neg"). A name keeps the
+    longest run of parts with no number that are not all clinical terms ("LEFEBVRE -
+    DUMONT", "Anne - Sophie" stay whole; "ortho - amara paoletti" keeps the name); an
+    identifier keeps its first part that has a number."""
+    if span.type not in (PhiType.NAME, PhiType.ID, PhiType.MRN, PhiType.SSN):
+        return span
+    value = text[span.start : span.end]
+    dashes = list(re.finditer(r"\s+[-\u2013\u2014]\s+", value))
+    if not dashes:
+        return span
+    bounds = [0, *(b for d in dashes for b in (d.start(), d.end())), len(value)]
+    parts = list(zip(bounds[::2], bounds[1::2], strict=True))
+    if span.type is PhiType.NAME:
+        # the longest run of parts that can be a name: no number, not all clinical terms
+        good = [
+            shaped(value[a:b], span.type)
+            and not any(c.isdigit() for c in value[a:b])
+            and not all(lexicon().category(w) is not None for w in value[a:b].split())
+            for a, b in parts
+        ]
+        runs, run = [], []
+        for part, ok in zip(parts, good, strict=True):
+            if ok:
+                run.append(part)
+            elif run:
+                runs.append(run)
+                run = []
+        if run:
+            runs.append(run)
+        if not runs:
+            return None
+        best = max(runs, key=lambda r: sum(b - a for a, b in r))
+        return replace(span, start=span.start + best[0][0], end=span.start + best[-1][1])
+    for start, stop in parts:
+        part = value[start:stop]
+        if any(c.isdigit() for c in part) and shaped(part, span.type):
+            return replace(span, start=span.start + start, end=span.start + stop)
     return None
 
 
