@@ -743,4 +743,5 @@ def test_a_dash_with_spaces_ends_a_name_or_an_id(
 ) -> None:
     start = text.index(tagged)
     span = at_dash(text, Span(start, start + len(tagged), kind, "model", 0.99))
-    assert span is not None and text[span.start : span.end] == kept
+    assert span is not None
+    assert text[span.start : span.end] == kept
