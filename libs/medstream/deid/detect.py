@@ -1468,8 +1468,8 @@ def at_dash(text: str, span: Span) -> Span | None:
         best = max(runs, key=lambda r: sum(b - a for a, b in r))
         return replace(span, start=span.start + best[0][0], end=span.start + best[-1][1])
     for start, stop in parts:
-        part = value[start:stop]
-        if any(c.isdigit() for c in part) and shaped(part, span.type):
+        piece = value[start:stop]
+        if any(c.isdigit() for c in piece) and shaped(piece, span.type):
             return replace(span, start=span.start + start, end=span.start + stop)
     return None
 
