@@ -702,6 +702,7 @@ def test_clinical_and_ordinary_words_that_look_like_phi_are_kept(
         ("Manchester Royal Infirmary, ward round", "Manchester", PhiType.LOCATION),
         ("seen on the 9th, better", "the 9th", PhiType.DATE),
         ("Review 15/7 for 1st injection.", "15/7", PhiType.DATE),  # no interval: a date
+        ("transferred to Manchester for assessment", "Manchester", PhiType.LOCATION),
         ("post code 3182", "3182", PhiType.ZIP),
         ("Mr Tom Reilly, retired teacher, lives alone", "teacher", PhiType.PROFESSION),
     ],

@@ -188,7 +188,9 @@ _CLINICAL_HEAD_AFTER = re.compile(
     r"algia|plegia|ism)|\+|-)\b|^(?:'s)?\s*[+-](?!\s*[A-Za-z]{2})"
     # an instrument's name in words after it: "Ottawa ankle rules", "Edinburgh Postnatal
     # Depression Scale"
-    r"|^(?:'s)?(?:\s+[A-Za-z-]+){1,2}\s+(?:rules?|scale|score|criteria|classification|"
+    # ("Manchester for assessment" is a journey, not an instrument)
+    r"|^(?:'s)?(?:\s+(?!(?:for|to|in|at|on|with|the|a|an|by|from|via|near|into|is|was)\b)"
+    r"[A-Za-z-]+){1,2}\s+(?:rules?|scale|score|criteria|classification|"
     r"questionnaire|inventory|index|test|signs?|syndrome|disease|tool|chart|model|"
     r"pathway|assessment|system|guidelines?)\b)"
 )
