@@ -22,6 +22,7 @@ from medstream.deid.detect import (
     default_detector,
     lexicon,
     real_date,
+    without_credentials,
 )
 from medstream.deid.engine import DeidEngine
 from medstream.deid.keys import Pseudonymiser
@@ -746,3 +747,10 @@ def test_a_dash_with_spaces_ends_a_name_or_an_id(
     span = at_dash(text, Span(start, start + len(tagged), kind, "model", 0.99))
     assert span is not None
     assert text[span.start : span.end] == kept
+
+
+def test_a_surname_that_spells_a_degree_stays_in_the_name() -> None:
+    text = "Seen with interpreter for WEI MA today"
+    start = text.index("WEI MA")
+    span = without_credentials(text, Span(start, start + 6, PhiType.NAME, "model", 0.99))
+    assert text[span.start : span.end] == "WEI MA"

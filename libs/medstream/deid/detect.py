@@ -1389,13 +1389,14 @@ _ROLE_WORDS = (
 _ROLE_HEADS = frozenset(_ROLE_WORDS.split())
 # Letters after a name: degrees, memberships and registrations ("Aoife Brennan MICGP",
 # "A. Hussain MRPharmS", "J Osei MBChB FRCS(Ed)"). They qualify the person; they are
-# no part of the name.
+# no part of the name. Letters that spell a surname in capitals ("WEI MA", "LAN DO")
+# and short ones that are seldom after a name ("BA", "RD", "RM") are left out.
 _POSTNOMINAL = re.compile(
     r"(?:[MF]RC(?:P|S|GP|OG|PCH|Psych|PI|SI|R|A|Path|EM|PC|SC|Ophth|Rad)|MICGP|MRPharmS|MPharmS|FRACP|FRACGP|FRACS|FRANZCP|FANZCA|"
     r"FACEM|FACP|FACC|FACS|FCEM|FFICM|FCFP|CCFP|MBChB|MBBCh|MBBS|BMBS|BMedSci|MBBCh|BDS|"
-    r"MFDS|DCH|DRCOG|DFSRH|DipIMC|BSc|MSc|BA|MA|MBA|MPH|MD|PhD|DO|RGN|RMN|RSCN|RNLD|RM|RHV|"
+    r"MFDS|DCH|DRCOG|DFSRH|DipIMC|BSc|MSc|MBA|MPH|MD|PhD|RGN|RMN|RSCN|RNLD|RHV|"
     r"SCPHN|NMP|ANP|ACP|CNS|MCSP|HCPC|RN|BN|BSN|MSN|NP|FNP|DNP|PharmD|RPh|RPN|LPN|APRN|"
-    r"CRNA|MSW|LCSW|RD|OTR|SLP|DPT|RRT|EMT|EMT-P|NREMT|CCP|PA-C)"
+    r"CRNA|MSW|LCSW|OTR|SLP|DPT|RRT|EMT|EMT-P|NREMT|CCP|PA-C)"
     r"(?:\((?:UK|Ed|Edin|Glasg|Lond|Irel|I|EM|Hons)\))?"
 )
 
