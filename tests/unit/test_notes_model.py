@@ -67,7 +67,73 @@ HYBRID_CASES = [
     ("The bilateral effusions are not smaller than before.", {"Pleural Effusion": "present"}),
     ("The right lower lobe opacity has only partially cleared.", {"Lung Opacity": "present"}),
     ("The nasogastric tube has not been repositioned.", {"Support Devices": "present"}),
+    ("No further growth of the left hilar mass.", {"Lung Lesion": "present"}),
+    (
+        "The left basilar opacity has not resolved and there is no pleural effusion.",
+        {"Lung Opacity": "present", "Pleural Effusion": "absent"},
+    ),
+    ("Undisplaced fractures of the right 6th and 7th ribs.", {"Fracture": "present"}),
+    ("Nipple shadow rather than a nodule at the right base.", {"Lung Lesion": "absent"}),
+    ("The right pigtail catheter has been taken out and removed.", {"Support Devices": "absent"}),
+    ("Small apical pneumothorax after left chest drain removal.", {"Support Devices": "absent"}),
 ]
+
+
+def _one(text: str, phrase: str, observation: str) -> list[notes.Found]:
+    start = text.lower().index(phrase.lower())
+    return [notes.Found(0, Mention(start, start + len(phrase), (observation,)), 0, 1, 3)]
+
+
+def test_a_reading_with_no_word_for_it_moves_to_present() -> None:
+    """Absent or uncertain where the sentence has no negation, normal state, hedge or
+    comparison: most of the mass moves to present; with any such word, nothing moves."""
+    text = "Acute nondisplaced fracture of the left clavicle. Contusion may be present."
+    absent = np.array([[0.02, 0.95, 0.02, 0.01]])
+    moved = notes.with_rules([text], _one(text, "fracture", "Fracture"), absent)
+    assert moved[0].argmax() == notes.PRESENT
+    assert moved[0].sum() == pytest.approx(1.0)
+    uncertain = np.array([[0.2, 0.0, 0.8, 0.0]])
+    assert notes.with_rules([text], _one(text, "fracture", "Fracture"), uncertain)[0].argmax() == 0
+    for cued in (
+        "No acute fracture of the left clavicle.",
+        "Lucency in the clavicle, possibly a fracture.",
+        "A vascular groove rather than a fracture.",
+        "Fracture of the left clavicle excluded.",
+    ):
+        found = _one(cued, "fracture", "Fracture")
+        assert np.array_equal(notes.with_rules([cued], found, absent), absent), cued
+
+
+def test_a_pseudo_negation_speaks_of_its_own_mention_only() -> None:
+    """ "Not larger" denies a change, not the nodule; "no new effusion" after a
+    pseudo-negation is still a negation of the effusion."""
+    absent = np.array([[0.02, 0.95, 0.02, 0.01]])
+    text = "The right upper lobe nodule is not larger than on the prior study."
+    moved = notes.with_rules([text], _one(text, "nodule", "Lung Lesion"), absent)
+    assert moved[0].argmax() == notes.PRESENT
+    text = "The basal opacity has not cleared, and there is no new effusion."
+    found = _one(text, "effusion", "Pleural Effusion")
+    assert np.array_equal(notes.with_rules([text], found, absent), absent)
+
+
+def test_a_planned_removal_leaves_the_device_in() -> None:
+    present = np.array([[0.9, 0.05, 0.04, 0.01]])
+    text = "Removal of the left chest drain is recommended."
+    found = _one(text, "chest drain", "Support Devices")
+    assert np.array_equal(notes.with_rules([text], found, present), present)
+    text = "Status post removal of the left chest drain."
+    assert (
+        notes.with_rules([text], _one(text, "chest drain", "Support Devices"), present)[0].argmax()
+        == notes.ABSENT
+    )
+
+
+def test_a_site_named_alone_is_no_finding_to_move() -> None:
+    """ "Mediastinal clips": the mediastinum named as a site, with no word for a finding."""
+    text = "Mediastinal surgical clips are seen."
+    absent = np.array([[0.02, 0.95, 0.02, 0.01]])
+    found = _one(text, "Mediastinal", "Enlarged Cardiomediastinum")
+    assert np.array_equal(notes.with_rules([text], found, absent), absent)
 
 
 @pytest.mark.parametrize(("text", "expected"), HYBRID_CASES)

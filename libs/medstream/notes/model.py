@@ -321,20 +321,55 @@ PSEUDO_NEGATION = re.compile(
     r"\b(?:no|without)\s+(?:(?:significant|appreciable|substantial|interval|definite|"
     r"major|real|further)\s+)*(?:change|increase|progression|improvement|resolution|"
     r"removal|repositioning|clearing|reduction)\b"
+    r"|\b(?:no|without)\s+(?:(?:significant|appreciable|substantial|interval|definite|"
+    r"further)\s+)+(?:enlargement|growth)\b"
     r"|\bnot\s+(?:(?:significantly|substantially|appreciably|markedly|much|yet|been|"
-    r"fully|completely|entirely)\s+)*(?:changed|increased|decreased|improved|resolved|"
-    r"cleared|removed|withdrawn|repositioned|different|smaller|better|reduced)\b"
-    r"|\bno\s+(?:better|smaller|different)\b"
+    r"fully|completely|entirely|any)\s+)*(?:changed|increased|decreased|improved|resolved|"
+    r"cleared|removed|withdrawn|repositioned|different|smaller|better|reduced|larger|"
+    r"bigger|grown|worse)\b"
+    r"|\bno\s+(?:better|smaller|different|larger|bigger|worse)\b"
     r"|\b(?:partially|partly|incompletely)\s+(?:resolved|cleared|resolving|clearing)\b",
     re.I,
 )
+# Words that could make a mention anything but present: a negation, a normal or removed
+# state, a hedge, a comparison ("rather than"). A mention read as absent or uncertain
+# where its sentence has none of them ("acute nondisplaced fractures of the left 3rd and
+# 4th ribs"; "Comminuted fracture of the scapula." before a hedged sentence) was
+# misread: the classifier took a prefix or a neighbouring sentence for the cue.
+_CUE_WORDS = (
+    r"not|no longer|none|nil|negative|sharp|crisp|preserved|maintained|clear\w*|norm\w*|"
+    r"unremarkable|intact|midline|narrow|small|"
+    r"resolv\w*|resolution|removed|removal|withdrawn|discontinued|extubat\w*|absent|gone|"
+    r"disappear\w*|exclud\w*|rul\w*|rather|instead|interval|stable|unchanged|\w+n't|or|"
+    r"and/or|may|might|could|would|perhaps|possib\w*|probab\w*|likely|suggest\w*|"
+    r"appear\w*|consider\w*|correlat\w*|recommend\w*|presum\w*|favou?r\w*|atypical|"
+    r"question\w*|concern\w*|suspicio\w*|suspect\w*|worrisome|equivocal|borderline|"
+    r"indeterminate|uncertain|unclear|difficult|assess\w*|vs|versus|query|cannot|"
+    r"represent\w*|reflect\w*|compatible|consistent|keeping|differential|r/o"
+)
+# Negations that only reach forward: after the mention they speak of something else
+# ("left rib fractures without pneumothorax").
+_FORWARD_ONLY = r"no|nor|neither|never|without|free|absence|lack\w*|w/o"
+NOT_PRESENT_CUE = re.compile(rf"\b(?:{_FORWARD_ONLY}|{_CUE_WORDS})\b|\?|\(-\)", re.I)
+NOT_PRESENT_CUE_AFTER = re.compile(rf"\b(?:{_CUE_WORDS})\b|\?|\(-\)", re.I)
+# Where a mention's sentence begins for NOT_PRESENT_CUE: after a full stop, a blank line
+# or a section header; a single line break does not end it ("No:\n- pneumothorax").
+_SENTENCE_START = re.compile(r"\.(?!\d)|\n\s*\n|\n(?=[A-Z][A-Za-z /]*:)")
+# The share of a cue-less absent or uncertain reading that moves to present.
+NO_CUE_SHIFT = 0.75
 
 
 def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) -> np.ndarray:
     """The mention distributions, corrected where a rule knows better (a hybrid, as the
     card says):
-    - a pseudo-negation in the mention's clause ("no change in", "has not resolved") makes
-      an "absent" reading present: the words deny a change, not the finding;
+    - a pseudo-negation in the mention's clause ("no change in", "has not resolved",
+      "not larger") makes an "absent" reading present: the words deny a change, not the
+      finding; unless a negation of the mention's own stands between them ("has not
+      cleared, and there is no new effusion");
+    - an absent or uncertain reading of a mention that names the finding itself, in a
+      sentence with no word that could make it so (NOT_PRESENT_CUE), gives NO_CUE_SHIFT
+      of its mass to present: "acute nondisplaced fractures of the ribs" is not denied,
+      and a hedge in the next sentence does not reach it;
     - where the classifier is unsure (top class below UNSURE) and the NegEx baseline's
       triggers call the mention negated or hedged (not both), that reading takes half
       the mass, as it does always for a hedge that is never an assertion ("equivocal",
@@ -343,8 +378,17 @@ def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) 
     for number, item in enumerate(found):
         q = out[number]
         text = texts[item.report]
-        if q.argmax() == ABSENT and PSEUDO_NEGATION.search(_clause(text, item.mention)[0]):
+        if q.argmax() == ABSENT and _pseudo_negated(*_clause(text, item.mention), item.mention):
             out[number] = [q[ABSENT], q[PRESENT], q[UNCERTAIN], q[NONE]]
+            continue
+        if (
+            q.argmax() in (ABSENT, UNCERTAIN)
+            and _names_finding(text, item.mention)
+            and not _cue_for(text, item.mention)
+        ):
+            shifted = q * (1 - NO_CUE_SHIFT)
+            shifted[PRESENT] += NO_CUE_SHIFT
+            out[number] = shifted
             continue
         if q.argmax() == NONE and not _LABEL_NONE.match(text, item.mention.end):
             continue
@@ -353,6 +397,8 @@ def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) 
         clause, at = _clause(text, item.mention)
         if _NO_SIGN_TO_SUGGEST.search(clause[:at]) or _LABEL_NONE.match(text, item.mention.end):
             target = ABSENT  # "no opacity to suggest pneumonia", "Effusion: none"
+        elif _RATHER_THAN.search(clause[:at]) or _removed(clause, at, item.mention):
+            target = ABSENT  # "a skin fold rather than a pneumothorax", "chest tube removal"
         elif triggers.strongly_hedged and not triggers.negated:
             target = UNCERTAIN  # "equivocal", "is suspected": never an assertion
         elif q.max() < UNSURE and triggers.negated != triggers.hedged:
@@ -362,6 +408,74 @@ def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) 
             shifted[target] += 0.5
             out[number] = shifted
     return out
+
+
+def _pseudo_negated(clause: str, at: int, mention: Mention) -> bool:
+    """Whether a pseudo-negation in the mention's clause speaks of this mention: no
+    negation of its own stands between them ("the infiltrate has not cleared, and there
+    is no new effusion": the effusion is denied, not unchanged)."""
+    until = at + mention.end - mention.start
+    for match in PSEUDO_NEGATION.finditer(clause):
+        between = clause[match.end() : at] if match.end() <= at else clause[until : match.start()]
+        if not rules.NEGATION_BEFORE.search(between):
+            return True
+    return False
+
+
+# The vocabulary names the heart and the mediastinum by their site ("heart size",
+# "mediastinal contours"): such a mention asserts a finding only with a word of its own
+# for it ("enlarged heart", "mediastinal widening").
+_SITES = frozenset({"Enlarged Cardiomediastinum", "Cardiomegaly"})
+_SITE_FINDING = re.compile(r"megaly|enlarg|widen", re.I)
+
+
+def _names_finding(text: str, mention: Mention) -> bool:
+    """Whether the mention's words name the finding itself, not only its site."""
+    if _SITES.isdisjoint(mention.observations):
+        return True
+    return bool(_SITE_FINDING.search(text, mention.start, mention.end))
+
+
+def _cue_for(text: str, mention: Mention) -> bool:
+    """Whether the mention's sentence holds any word that could make it anything but
+    present: NOT_PRESENT_CUE before it, NOT_PRESENT_CUE_AFTER after it."""
+    start = max((m.end() for m in _SENTENCE_START.finditer(text, 0, mention.start)), default=0)
+    stop = _SENTENCE_START.search(text, mention.end)
+    return bool(
+        NOT_PRESENT_CUE.search(text, start, mention.start)
+        or NOT_PRESENT_CUE_AFTER.search(text, mention.end, stop.start() if stop else len(text))
+    )
+
+
+# A finding set aside for another explanation: "a skin fold rather than a pneumothorax".
+_RATHER_THAN = re.compile(
+    r"\b(?:rather than|instead of|and not)\s+(?:an?\s+|the\s+)?(?:[\w-]+\s+){0,3}$", re.I
+)
+# A device taken out: "after chest tube removal", "the PICC has been pulled", "interval
+# removal of the drain"; not where the removal is only planned or denied.
+_REMOVED_AFTER = re.compile(
+    r"^[^.;]{0,60}?\b(?:removed|pulled|withdrawn|discontinued|explanted)\b"
+    r"|^\s*(?:removal|withdrawal|explantation)\b",
+    re.I,
+)
+_REMOVED_BEFORE = re.compile(
+    r"\b(?:removal|withdrawal|explantation|removed)\s+of\s+(?:the\s+)?(?:[\w-]+\s+){0,3}$", re.I
+)
+_REMOVAL_NOT_DONE = re.compile(
+    r"\b(?:recommend\w*|plan\w*|should|will|prior to|before|consider\w*|pending|awaiting|"
+    r"request\w*|advised)\b",
+    re.I,
+)
+
+
+def _removed(clause: str, at: int, mention: Mention) -> bool:
+    """Whether the clause says that this device was taken out."""
+    if "Support Devices" not in mention.observations:
+        return False
+    if PSEUDO_NEGATION.search(clause) or _REMOVAL_NOT_DONE.search(clause):
+        return False
+    after = clause[at + mention.end - mention.start :]
+    return bool(_REMOVED_AFTER.search(after) or _REMOVED_BEFORE.search(clause[:at]))
 
 
 # A negation that reaches past a hedge's word: "no focal opacity to suggest pneumonia".
