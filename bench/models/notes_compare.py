@@ -219,13 +219,20 @@ def card_section(report: dict[str, Any]) -> str:
         "",
         "**A hybrid of the model and rules.** These figures are the model with "
         "`medstream.notes.model.with_rules` applied to each mention's distribution: a "
-        'pseudo-negation in the mention\'s clause ("no change in", "has not resolved") '
-        'turns an absent reading present; "no … to suggest X" and "X: none" make X '
-        'absent; a hedge that is never an assertion ("equivocal", "is suspected") '
-        "takes half the mass to uncertain; and where the classifier is unsure (top class "
-        "below 0.9) and the NegEx baseline's triggers call the mention negated or hedged "
-        "(not both), that reading takes half the mass. The rules were written on a "
-        "hand-written development set (`bench/models/notes/dev/`), not on the sets below.",
+        'pseudo-negation in the mention\'s clause ("no change in", "has not resolved", '
+        '"not larger") turns an absent reading present, unless a negation of the '
+        "mention's own stands between them; an absent or uncertain reading of a mention "
+        "that names the finding, in a sentence with no word that could make it so "
+        '(no negation, normal state, hedge or comparison: "acute nondisplaced rib '
+        'fractures"), gives three quarters of its mass to present; "no … to suggest X" '
+        'and "X: none" make X absent, and so do "rather than X" and a device taken out '
+        '("after chest tube removal", "has been removed"); a hedge that is never an '
+        'assertion ("equivocal", '
+        '"is suspected") takes half the mass to uncertain; and where the classifier is '
+        "unsure (top class below 0.9) and the NegEx baseline's triggers call the mention "
+        "negated or hedged (not both), that reading takes half the mass. The rules were "
+        "written on hand-written development sets (`bench/models/notes/dev/`, `dev3/`, "
+        "`dev4/` and `dev5/`), not on the sets below.",
         "",
         "| set | reports | labeller | macro F1 | AUROC | ECE |",
         "|---|---|---|---|---|---|",
