@@ -73,7 +73,7 @@ HYBRID_CASES = [
         {"Lung Opacity": "present", "Pleural Effusion": "absent"},
     ),
     ("Undisplaced fractures of the right 6th and 7th ribs.", {"Fracture": "present"}),
-    ("Nipple shadow rather than a nodule at the right base.", {"Lung Lesion": "absent"}),
+    ("Overlapping vessels rather than a nodule at the right base.", {"Lung Lesion": "absent"}),
     ("The right pigtail catheter has been taken out and removed.", {"Support Devices": "absent"}),
     ("Small apical pneumothorax after left chest drain removal.", {"Support Devices": "absent"}),
 ]

@@ -354,6 +354,9 @@ NOT_PRESENT_CUE = re.compile(rf"\b(?:{_FORWARD_ONLY}|{_CUE_WORDS})\b|\?|\(-\)", 
 NOT_PRESENT_CUE_AFTER = re.compile(rf"\b(?:{_CUE_WORDS})\b|\?|\(-\)", re.I)
 # Where a mention's sentence begins for NOT_PRESENT_CUE: after a full stop, a blank line
 # or a section header; a single line break does not end it ("No:\n- pneumothorax").
+# How far from a mention (characters) its sentence is looked for: a bound, so that a long
+# note without full stops costs time in proportion to its length.
+_CUE_REACH = 400
 _SENTENCE_START = re.compile(r"\.(?!\d)|\n\s*\n|\n(?=[A-Z][A-Za-z /]*:)")
 # The share of a cue-less absent or uncertain reading that moves to present.
 NO_CUE_SHIFT = 0.75
@@ -439,11 +442,14 @@ def _names_finding(text: str, mention: Mention) -> bool:
 def _cue_for(text: str, mention: Mention) -> bool:
     """Whether the mention's sentence holds any word that could make it anything but
     present: NOT_PRESENT_CUE before it, NOT_PRESENT_CUE_AFTER after it."""
-    start = max((m.end() for m in _SENTENCE_START.finditer(text, 0, mention.start)), default=0)
-    stop = _SENTENCE_START.search(text, mention.end)
+    begin = max(0, mention.start - _CUE_REACH)
+    starts = _SENTENCE_START.finditer(text, begin, mention.start)
+    start = max((m.end() for m in starts), default=begin)
+    until = min(len(text), mention.end + _CUE_REACH)
+    stop = _SENTENCE_START.search(text, mention.end, until)
     return bool(
         NOT_PRESENT_CUE.search(text, start, mention.start)
-        or NOT_PRESENT_CUE_AFTER.search(text, mention.end, stop.start() if stop else len(text))
+        or NOT_PRESENT_CUE_AFTER.search(text, mention.end, stop.start() if stop else until)
     )
 
 
