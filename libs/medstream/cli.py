@@ -521,7 +521,7 @@ def models_train(
     """Train a reference model on its synthetic data and write a sealed package."""
     registry = get_settings().model_registry
     # 2.x: notes reads mentions, monitoring reads an hourly grid (1.x stays in git)
-    version = version or {"notes": "2.0.0", "monitoring": "2.0.0"}.get(family, "1.0.0")
+    version = version or {"notes": "2.1.0", "monitoring": "2.0.0"}.get(family, "1.0.0")
     if family == "monitoring":
         from medstream.monitoring import model as monitoring  # noqa: PLC0415  (loads torch)
 
