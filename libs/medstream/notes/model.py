@@ -352,11 +352,11 @@ _CUE_WORDS = (
 _FORWARD_ONLY = r"no|nor|neither|never|without|free|absence|lack\w*|w/o"
 NOT_PRESENT_CUE = re.compile(rf"\b(?:{_FORWARD_ONLY}|{_CUE_WORDS})\b|\?|\(-\)", re.I)
 NOT_PRESENT_CUE_AFTER = re.compile(rf"\b(?:{_CUE_WORDS})\b|\?|\(-\)", re.I)
-# Where a mention's sentence begins for NOT_PRESENT_CUE: after a full stop, a blank line
-# or a section header; a single line break does not end it ("No:\n- pneumothorax").
 # How far from a mention (characters) its sentence is looked for: a bound, so that a long
 # note without full stops costs time in proportion to its length.
 _CUE_REACH = 400
+# Where a mention's sentence begins for NOT_PRESENT_CUE: after a full stop, a blank line
+# or a section header; a single line break does not end it ("No:\n- pneumothorax").
 _SENTENCE_START = re.compile(r"\.(?!\d)|\n\s*\n|\n(?=[A-Z][A-Za-z /]*:)")
 # The share of a cue-less absent or uncertain reading that moves to present.
 NO_CUE_SHIFT = 0.75
