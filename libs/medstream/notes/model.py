@@ -381,7 +381,8 @@ def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) 
     for number, item in enumerate(found):
         q = out[number]
         text = texts[item.report]
-        if q.argmax() == ABSENT and _pseudo_negated(*_clause(text, item.mention), item.mention):
+        clause, at = _clause(text, item.mention)
+        if q.argmax() == ABSENT and _pseudo_negated(clause, at, item.mention):
             out[number] = [q[ABSENT], q[PRESENT], q[UNCERTAIN], q[NONE]]
             continue
         if (
@@ -397,7 +398,6 @@ def with_rules(texts: Sequence[str], found: Sequence[Found], probs: np.ndarray) 
             continue
         triggers = rules.triggers_at(text, item.mention.start, item.mention.end)
         target = None
-        clause, at = _clause(text, item.mention)
         if _NO_SIGN_TO_SUGGEST.search(clause[:at]) or _LABEL_NONE.match(text, item.mention.end):
             target = ABSENT  # "no opacity to suggest pneumonia", "Effusion: none"
         elif _RATHER_THAN.search(clause[:at]) or _removed(clause, at, item.mention):
@@ -453,10 +453,10 @@ def _cue_for(text: str, mention: Mention) -> bool:
     )
 
 
+# What may stand between a cue and the mention after it: an article and up to three words.
+_TO_MENTION = r"\s+(?:an?\s+|the\s+)?(?:[\w-]+\s+){0,3}$"
 # A finding set aside for another explanation: "a skin fold rather than a pneumothorax".
-_RATHER_THAN = re.compile(
-    r"\b(?:rather than|instead of|and not)\s+(?:an?\s+|the\s+)?(?:[\w-]+\s+){0,3}$", re.I
-)
+_RATHER_THAN = re.compile(rf"\b(?:rather than|instead of|and not){_TO_MENTION}", re.I)
 # A device taken out: "after chest tube removal", "the PICC has been pulled", "interval
 # removal of the drain"; not where the removal is only planned or denied.
 _REMOVED_AFTER = re.compile(
@@ -465,7 +465,7 @@ _REMOVED_AFTER = re.compile(
     re.I,
 )
 _REMOVED_BEFORE = re.compile(
-    r"\b(?:removal|withdrawal|explantation|removed)\s+of\s+(?:the\s+)?(?:[\w-]+\s+){0,3}$", re.I
+    rf"\b(?:removal|withdrawal|explantation|removed)\s+of{_TO_MENTION}", re.I
 )
 _REMOVAL_NOT_DONE = re.compile(
     r"\b(?:recommend\w*|plan\w*|should|will|prior to|before|consider\w*|pending|awaiting|"
