@@ -41,6 +41,7 @@ from medstream.kafka import consumer_lag, ensure_acls, ensure_topics, make_produ
 from medstream.models.package import ModelIntegrityError, latest, registry_packages
 from medstream.monitoring.news2 import detail, news2_now, stale_limits
 from medstream.paths import SCHEMAS_DIR
+from medstream.platform.quarantine import quarantined, release
 from medstream.platform.retention import Pruned, prune
 from medstream.platform.secrets import InsecureSettings, require
 from medstream.replay import Outgoing, messages
@@ -353,6 +354,86 @@ def db_prune(
         if not every_s:
             return
         time.sleep(every_s)
+
+
+@db_app.command("quarantined")
+def db_quarantined(
+    topic: str = typer.Option(None, help="Only rows for this topic."),
+    limit: int = typer.Option(100, min=1, max=10_000, help="Rows to show, oldest first."),
+) -> None:
+    """List the outbox rows the relay quarantined (the broker refused them for good):
+    id, topic, reason, size and time, never the payload. Fix the cause, then `medstream
+    db release`."""
+    _require("database_admin_url")
+
+    async def run() -> tuple[list[Any], int]:
+        engine = make_engine(get_settings(), admin=True)
+        try:
+            return await quarantined(engine, topic, limit)
+        finally:
+            await engine.dispose()
+
+    try:
+        rows, total = asyncio.run(run())
+    except ENVIRONMENT_ERRORS as exc:
+        _postgres_unreachable(exc)
+        raise typer.Exit(2) from None
+    if not total:
+        _report("no quarantined outbox rows")
+        return
+    table = Table("id", "topic", "reason", "bytes", "quarantined at", "message id")
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.topic,
+            row.reason or "",
+            str(row.size),
+            row.quarantined_at.isoformat(timespec="seconds"),
+            row.message_id,
+        )
+    Console().print(table)
+    if total > len(rows):
+        console.print(f"{len(rows)} of {total} shown; use --limit or --topic to see others")
+    console.print(
+        "A row waits until its cause is fixed (a topic's size limit, say; docs/"
+        "architecture.md), then `medstream db release ID...` or `--topic T` sends it."
+    )
+
+
+@db_app.command("release")
+def db_release(
+    ids: list[int] = typer.Argument(None, help="Outbox row ids (from `db quarantined`)."),
+    topic: str = typer.Option(None, help="Every quarantined row for this topic."),
+) -> None:
+    """Release quarantined outbox rows: their service's relay sends them at its next
+    pass. A row whose cause is still there is quarantined again."""
+    _require("database_admin_url")
+    if not ids and topic is None:
+        raise _fail("name the rows to release: ids from `medstream db quarantined`, or --topic")
+
+    async def run() -> list[int]:
+        engine = make_engine(get_settings(), admin=True)
+        try:
+            return await release(engine, list(ids) if ids else None, topic)
+        finally:
+            await engine.dispose()
+
+    try:
+        released = asyncio.run(run())
+    except ENVIRONMENT_ERRORS as exc:
+        _postgres_unreachable(exc)
+        raise typer.Exit(2) from None
+    if ids:
+        missing = sorted(set(ids) - set(released))
+        if missing:
+            console.print(
+                f"[yellow]not released:[/yellow] {', '.join(map(str, missing))}"
+                " (no such row, not quarantined, or already sent)"
+            )
+    _report(f"released {len(released)} rows; their services' relays send them next")
+    record_command("admin.db.release", {"rows": released, "topic": topic})
+    if ids and set(ids) - set(released):
+        raise typer.Exit(1)
 
 
 @schemas_app.command("export")

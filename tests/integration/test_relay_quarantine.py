@@ -145,3 +145,65 @@ async def test_rows_kafka_acknowledged_are_not_sent_again_when_their_mark_fails(
         await producer.stop()
     delivered = await read_all(settings, topic, expect=len(messages))
     assert sorted(r.value for r in delivered) == sorted(m.value for m in messages)
+
+
+async def test_an_operator_lists_a_quarantined_row_and_releases_it_once_fixed(
+    settings: Settings,
+    engine: AsyncEngine,
+    admin_engine: AsyncEngine,
+    unique: Callable[[str], str],
+) -> None:
+    """`medstream db quarantined` shows the row without its payload; after the topic's
+    limit is raised, `medstream db release` sends it, once."""
+    from medstream.platform.quarantine import quarantined, release  # noqa: PLC0415
+
+    small = unique("proof.release")
+    limited = Topic(small, "test", "application/octet-stream", 1, 3_600_000,
+                    config={"max.message.bytes": "4096"})  # fmt: skip
+    await ensure_topics(settings, [limited])
+    payload = os.urandom(8192)
+    async with engine.begin() as conn:
+        await outbox.enqueue(conn, OutboundMessage(small, payload, f"{small}-big"))
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        relay = OutboxRelay(engine, producer, batch_size=50)
+        for _ in range(60):
+            await relay.relay_once()
+            if (await rows(engine, [f"{small}-big"]))[f"{small}-big"]["quarantined_at"]:
+                break
+            await asyncio.sleep(0.5)
+        listed, total = await quarantined(admin_engine, topic=small)
+        assert total == 1
+        [row] = listed
+        assert (row.message_id, row.topic, row.reason) == (
+            f"{small}-big",
+            small,
+            "kafka.record_too_large",
+        )
+        assert row.size == len(payload)
+        assert not hasattr(row, "value")  # the listing never carries a payload
+
+        with pytest.raises(ValueError, match="name the rows"):
+            await release(admin_engine)
+        assert await release(admin_engine, [row.id + 10**12]) == []  # no such row
+        # The cause fixed: the topic now takes a record of that size.
+        await ensure_topics(
+            settings, [Topic(small, "test", "application/octet-stream", 1, 3_600_000,
+                             config={"max.message.bytes": "65536"})]
+        )  # fmt: skip
+        assert await release(admin_engine, [row.id], topic=small) == [row.id]
+        assert await release(admin_engine, [row.id]) == []  # released once
+        for _ in range(60):
+            await relay.relay_once()
+            if (await rows(engine, [f"{small}-big"]))[f"{small}-big"]["sent_at"]:
+                break
+            await asyncio.sleep(0.5)
+        state = (await rows(engine, [f"{small}-big"]))[f"{small}-big"]
+        assert state["sent_at"] is not None
+        assert state["quarantined_at"] is None
+        assert (await quarantined(admin_engine, topic=small))[1] == 0
+    finally:
+        await producer.stop()
+    delivered = await read_all(settings, small, expect=1)
+    assert [r.value for r in delivered] == [payload]
