@@ -1540,12 +1540,12 @@ def _lone_initial(text: str, span: Span, spans: Sequence[Span]) -> bool:
 
 
 _PHONE_CUE_BEFORE = re.compile(
-    r"(?i:\b(?:pgr|pager|beeper|bleep|ext|extn|x|tel|telephone|phone|ph|cell|mobile|mob|"
-    r"call|called|contact|fax|on|at|number|no)\.?\s*[:#]?\s*)$"
+    r"(?i:\b(?:pgr|pager|beeper|bleep|paged|ext|extn|x|tel|telephone|phone|ph|cell|mobile|"
+    r"mob|call|called|contact|fax|on|at|number|no)\.?\s*[:#]?\s*)$"
 )
 
 
-_STRONG_PHONE_CUE = re.compile(r"(?i)pgr|pager|beeper|bleep|ext|tel|phone|cell|mob|fax|x\b")
+_STRONG_PHONE_CUE = re.compile(r"(?i)pgr|pager|beeper|bleep|paged|ext|tel|phone|cell|mob|fax|x\b")
 _CLOCK = re.compile(r"^(?:[01]\d|2[0-3])[0-5]\d$")
 
 
@@ -1584,6 +1584,9 @@ _WEEKDAY = re.compile(
 _NUMBER_WORDS = re.compile(r"(?i)ninety|hundred")
 _YEAR = re.compile(r"^(?:1[89]|20|21)\d\d$")
 # What a date written in digits looks like: d/m[/y], y-m-d, d.m.y, yyyymmdd, m/yyyy.
+# Letters OCR reads for digits, in a date written in digits and separators only.
+_OCR_DIGITS = str.maketrans("OolI", "0011")
+_OCR_DATE = re.compile(r"^[\dOolI]{1,4}[/.-][\dOolI]{1,2}[/.-][\dOolI]{2,4}$")
 _NUMERIC_DATE = re.compile(
     r"^(?:\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4}|(?<=\.\d)\.|(?<=\.\d\d)\.)?|\d{4}[/.-]\d{1,2}(?:[/.-]\d{1,2})?"
     r"|(?:19|20)\d{6}|\d{1,2}/(?:19|20)\d\d)(?:[T ,].*)?$"
@@ -1627,6 +1630,8 @@ def shaped(value: str, phi_type: PhiType) -> bool:
     if phi_type is PhiType.DATE:
         # "23 / 04 / 1975", as forms are filled; "Sat 9/30", "Thurs 2/24"
         bare = _WEEKDAY.sub("", re.sub(r"\s*([/.-])\s*", r"\1", value.strip()))
+        if digits >= 2 and _OCR_DATE.match(bare):  # a scanned form's "O7/l4/1983"
+            bare = bare.translate(_OCR_DIGITS)
         if _YEAR.match(bare):
             return False
         return bool(_MONTH_OR_ORDINAL.search(bare) or _NUMERIC_DATE.match(bare))

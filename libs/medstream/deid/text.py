@@ -226,7 +226,12 @@ _ORG_WORDS = (
     r"Foundation Trust|Trust|Care Home|Residential Home|Retirement Village|Assisted Living|"
     r"Dental Practice|Dental Clinic|Medical Practice|Chemists?|Insurance|Assurance|"
     r"Credit Union|Bank|Building Society|School|Academy|Church|Parish|Mosque|Synagogue|"
-    r"Council|Housing Association|Charity|Society|PLC|Pty Ltd|GmbH)"
+    r"Council|Housing Association|Charity|Society|PLC|Pty Ltd|GmbH|"
+    # services named by their trade: labs and imaging practices, home care, couriers,
+    # carriers and shops ("Vasan Diagnostics", "Ikageng Home Care", "Ekart Logistics")
+    r"Diagnostics|Imaging|Pathology Services|Pathology|Radiology|Home Care|Homecare|"
+    r"Logistics|Couriers?|Freight|Airways|Airlines|Fibre|Broadband|Telecom|Stores|"
+    r"Supermarkets?|Ambulance Service|Medical Aid)"
 )
 
 
@@ -312,6 +317,23 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
             r"(?i:\b(?:phone|tel|telephone|cell|mobile|mob|office|pager|pgr|beeper|bleep|"
             r"contact|call(?:ed)?|ext|extn|extension|whatsapp|landline)\.?\s*(?:number|no\.?|#)?"
             r"\s*[:#]?\s*)(\(?\d[\d().-]*(?:\s\(?\d[\d().-]*){0,4})"
+        ),
+        1,
+    ),
+    # A pager by what was done with it: "paged 3862" (never a count: "paged 3 times").
+    (
+        PhiType.PHONE,
+        _rx(r"(?i:\bpaged\s+(?:(?:on|at)\s+)?)(\d{3,5})\b(?!\s*(?:times|x\b|min|h\b|hours?))"),
+        1,
+    ),
+    # A date on a scanned form, its digits read as letters ("DOB: O7/l4/1983", "Date:
+    # 3/l8/24"): only after a date's label, and never shifted (it cannot be parsed).
+    (
+        PhiType.DATE,
+        _rx(
+            r"(?i:\b(?:DOB|D\.O\.B\.?|date of birth|date|dated|born)\s*[:#]?\s*)"
+            r"((?=[\dOolI/.-]*[OolI])(?=[\dOolI/.-]*\d)[\dOolI]{1,2}([/.-])[\dOolI]{1,2}\2"
+            r"(?:[\dOolI]{4}|[\dOolI]{2}))(?![\w/])"
         ),
         1,
     ),
@@ -592,6 +614,21 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         PhiType.ORGANIZATION,
         _rx(rf"\b{_ORG_WORDS}[ \t]+(?:of|at|in)[ \t]+{_CAP}(?:[ \t]+{_CAP}){{0,3}}"),
         0,
+    ),
+    # A form's insurer: "Insurance: Star Health, policy …", "Medical aid: Discovery
+    # Health no. …", "Health fund: HCF". National programmes (Medicare, the NHS) and
+    # "none" or "self-pay" are no one's identifier and stay.
+    (
+        PhiType.ORGANIZATION,
+        _rx(
+            r"(?i:\b(?:insurance|insurer|insurance company|medical aid|health fund|health insurer"
+            r"|payer|payor)[ \t]*:[ \t]*)"
+            r"(?!(?:Medicare|Medicaid|Medi-Cal|NHS|HSE|OHIP|MSP|RAMQ|VA|Tricare|None|Nil|N/?A"
+            rf"|Self|Uninsured|Private|Public|Pending|Unknown)\b)"
+            # the plan's kind and the form's next label are not the insurer's name
+            rf"({_CAP}(?: (?!(?:PPO|HMO|EPO|POS|HDHP|Plan|Policy|Member|Group|ID)\b){_CAP}){{0,3}})"
+        ),
+        1,
     ),
 ]
 
