@@ -769,6 +769,9 @@ def test_a_surname_that_spells_a_degree_stays_in_the_name() -> None:
         ("Reg paged 4471, no answer.", "4471", PhiType.PHONE),
         ("DOB: O3/l9/1961   Sex: M", "O3/l9/1961", PhiType.DATE),
         ("Date: l2/O4/25 signed", "l2/O4/25", PhiType.DATE),
+        # a postcode after a known place: Japan's form, and a year-like one ending a line
+        ("Nishiki, Nakagyo-ku, Kyoto 604-8123\nTel", "604-8123", PhiType.ZIP),
+        ("lives Manurewa, Auckland 2105.", "2105", PhiType.ZIP),
     ],
 )
 def test_organisations_by_trade_pagers_and_scanned_dates_are_found(

@@ -668,9 +668,10 @@ _PLACE_CUE = _rx(
     rf"({_CAP}(?:[ \t-]{_CAP}){{0,2}})"
 )
 # Four digits after a place, as many countries write a postcode ("Sandton 2146",
-# "Zürich 8001", "Pretoria 0122"), unless a unit or a decimal follows.
+# "Zürich 8001", "Pretoria 0122"), or Japan's three and four ("Kyoto 605-0862"),
+# unless a unit or a decimal follows.
 _FOUR_AFTER_PLACE = _rx(
-    rf"\b({_CAP}(?:[ \t-]{_CAP}){{0,2}}),?[ \t]+(\d{{4}})\b"
+    rf"\b({_CAP}(?:[ \t-]{_CAP}){{0,2}}),?[ \t]+(\d{{4}}|\d{{3}}-\d{{4}})\b"
     r"(?![.,:/-]?\d)(?![ \t]*(?:%|mg|mcg|ml|g\b|kg|units?|iu|mmol|h\b|hrs?|min))"
 )
 # A place after a postcode, European style: "Hauptstraße 12, 10115 Berlin", "F-75011 Paris".
@@ -879,11 +880,13 @@ class TextDetector:
         2039: "Perth 2015") only where an address line ends with it."""
         spans = []
         for match in _FOUR_AFTER_PLACE.finditer(text):
-            place, number = match.group(1), int(match.group(2))
+            place, number = match.group(1), int(match.group(2).replace("-", ""))
             words = place.split()
             if not any(" ".join(words[i:]).lower() in self.places for i in range(len(words))):
                 continue
-            if 1900 <= number <= 2039 and not re.match(r"[ \t]*(?:\n|$)", text[match.end() :]):
+            # a year-like number is a postcode only where an address line ends
+            ends = re.match(r"[ \t]*[.;]?[ \t]*(?:\n|$)", text[match.end() :])
+            if 1900 <= number <= 2039 and not ends:
                 continue
             spans.append(Span(match.start(2), match.end(2), PhiType.ZIP))
         return spans
