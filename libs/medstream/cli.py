@@ -15,9 +15,10 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from cryptography.exceptions import InvalidTag
@@ -25,6 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstream import contracts, migrate
 from medstream import stack as local_stack
@@ -356,6 +360,27 @@ def db_prune(
         time.sleep(every_s)
 
 
+T = TypeVar("T")
+
+
+def _as_owner(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run ``work`` with the schema owner's engine; when PostgreSQL cannot be reached,
+    say what to do and exit 2."""
+
+    async def run() -> T:
+        engine = make_engine(get_settings(), admin=True)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except ENVIRONMENT_ERRORS as exc:
+        _postgres_unreachable(exc)
+        raise typer.Exit(2) from None
+
+
 @db_app.command("quarantined")
 def db_quarantined(
     topic: str = typer.Option(None, help="Only rows for this topic."),
@@ -365,19 +390,7 @@ def db_quarantined(
     id, topic, reason, size and time, never the payload. Fix the cause, then `medstream
     db release`."""
     _require("database_admin_url")
-
-    async def run() -> tuple[list[Any], int]:
-        engine = make_engine(get_settings(), admin=True)
-        try:
-            return await quarantined(engine, topic, limit)
-        finally:
-            await engine.dispose()
-
-    try:
-        rows, total = asyncio.run(run())
-    except ENVIRONMENT_ERRORS as exc:
-        _postgres_unreachable(exc)
-        raise typer.Exit(2) from None
+    rows, total = _as_owner(lambda engine: quarantined(engine, topic, limit))
     if not total:
         _report("no quarantined outbox rows")
         return
@@ -410,19 +423,7 @@ def db_release(
     _require("database_admin_url")
     if not ids and topic is None:
         raise _fail("name the rows to release: ids from `medstream db quarantined`, or --topic")
-
-    async def run() -> list[int]:
-        engine = make_engine(get_settings(), admin=True)
-        try:
-            return await release(engine, list(ids) if ids else None, topic)
-        finally:
-            await engine.dispose()
-
-    try:
-        released = asyncio.run(run())
-    except ENVIRONMENT_ERRORS as exc:
-        _postgres_unreachable(exc)
-        raise typer.Exit(2) from None
+    released = _as_owner(lambda engine: release(engine, list(ids) if ids else None, topic))
     if ids:
         missing = sorted(set(ids) - set(released))
         if missing:
