@@ -772,6 +772,8 @@ def test_a_surname_that_spells_a_degree_stays_in_the_name() -> None:
         # a postcode after a known place: Japan's form, and a year-like one ending a line
         ("Nishiki, Nakagyo-ku, Kyoto 604-8123\nTel", "604-8123", PhiType.ZIP),
         ("lives Manurewa, Auckland 2105.", "2105", PhiType.ZIP),
+        # a postcode after an address line's comma, before a town the gazetteer knows
+        ("rue de Fer 12 bte 2, 5000 Namur\nTel", "5000", PhiType.ZIP),
     ],
 )
 def test_organisations_by_trade_pagers_and_scanned_dates_are_found(

@@ -694,10 +694,12 @@ _REGION_IN_BRACKETS = _rx(
 # Harehills Lane, LS8"; two-letter areas only (a spine level is one letter). The line
 # must hold a number (``TextDetector.outward_codes``).
 _OUTWARD_CODE_AT_END = _rx(rf",[ \t]*((?:{_UK_AREAS})\d{{1,2}}[A-Z]?)[ \t]*[.;]?[ \t]*$", re.M)
-# A postcode that starts an address line before its town, as most of Europe writes it
-# ("8700 Küsnacht ZH", "10115 Berlin"): a postcode when the gazetteer knows the town.
+# A postcode that starts an address line, or follows its comma, before its town, as
+# most of Europe writes it ("8700 Küsnacht ZH", "10115 Berlin", "…, 5000 Namur"; Poland's
+# "90-369 Łódź", Czechia's "162 00 Praha 6"): a postcode when the gazetteer knows the town.
 _POSTCODE_BEFORE_PLACE = _rx(
-    rf"^[ \t]*(?:[A-Z]{{1,2}}-)?((?!19\d\d|20[0-3]\d)\d{{4,5}})[ \t]+({_CAP}(?:[ \t-]{_CAP}){{0,2}})",
+    rf"(?:^|,)[ \t]*(?:[A-Z]{{1,2}}-)?((?!19\d\d|20[0-3]\d)\d{{4,5}}|\d\d-\d{{3}}|\d{{3}} \d\d)"
+    rf"[ \t]+({_CAP}(?:[ \t-]{_CAP}){{0,2}})",
     re.M,
 )
 # Speakers a transcript names by role or kinship, not by name.
@@ -902,8 +904,9 @@ class TextDetector:
         return spans
 
     def postcodes_before_places(self, text: str) -> list[Span]:
-        """A postcode that starts a line before a town the gazetteer knows ("8700
-        Küsnacht", "1350 Orbe"); a time before an abbreviation ("1342 SVD") is none."""
+        """A postcode that starts a line, or follows its comma, before a town the
+        gazetteer knows ("8700 Küsnacht", "…, 5000 Namur"); a time before an
+        abbreviation ("1342 SVD") is none."""
         spans = []
         for match in _POSTCODE_BEFORE_PLACE.finditer(text):
             words = match.group(2).split()
