@@ -800,6 +800,7 @@ def test_organisations_by_trade_pagers_and_scanned_dates_are_found(
     ("text", "kept"),
     [
         ("Insurance: Medicare Part B", ["Medicare"]),  # a national programme: nobody's id
+        ("Insurance: MEDICARE part B", ["MEDICARE"]),
         ("Insurance: BCBS PPO plan", ["PPO"]),  # the plan's kind is not the insurer
         ("paged 3 times overnight, then paged 200 times", ["3", "200"]),
         ("Date: 10 of 12 items done", ["10 of 12"]),

@@ -1360,7 +1360,7 @@ _SPECIES = re.compile(
     r"tuberculosis|gonorrhoeae|trachomatis|pallidum|jirovecii|fumigatus|perfringens|"
     r"oxytoca|maltophilia|cereus|lugdunensis|hominis|capitis|anginosus|mitis|oralis|"
     r"salivarius|typhi|enteritidis|jejuni|vaginalis|burgdorferi|vulgaris|acnes|"
-    r"hominis|kingae|parainfluenzae|rettgeri|morganii|freundii|aerogenes|cepacia)$"
+    r"kingae|parainfluenzae|rettgeri|morganii|freundii|aerogenes|cepacia)$"
 )
 
 

@@ -623,7 +623,7 @@ _PATTERNS: list[tuple[PhiType, re.Pattern[str], int]] = [
         _rx(
             r"(?i:\b(?:insurance|insurer|insurance company|medical aid|health fund|health insurer"
             r"|payer|payor)[ \t]*:[ \t]*)"
-            r"(?!(?:Medicare|Medicaid|Medi-Cal|NHS|HSE|OHIP|MSP|RAMQ|VA|Tricare|None|Nil|N/?A"
+            r"(?!(?i:Medicare|Medicaid|Medi-Cal|NHS|HSE|OHIP|MSP|RAMQ|VA|Tricare|None|Nil|N/?A"
             rf"|Self|Uninsured|Private|Public|Pending|Unknown)\b)"
             # the plan's kind and the form's next label are not the insurer's name
             rf"({_CAP}(?: (?!(?:PPO|HMO|EPO|POS|HDHP|Plan|Policy|Member|Group|ID)\b){_CAP}){{0,3}})"

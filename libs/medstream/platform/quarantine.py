@@ -5,7 +5,10 @@ topic allows, say: docs/architecture.md) and goes on around it. The row keeps it
 payload and waits. Once the cause is fixed (the topic's limit raised, a topic created),
 releasing it clears ``quarantined_at``, and its service's relay sends it at its next
 pass, in ``id`` order with any other unsent rows. Releasing a row whose cause is still
-there only quarantines it again.
+there only quarantines it again. A released row reaches its topic after the rows of the
+same key that were sent while it waited: per-key order holds for what flows, not
+across a quarantine, so a consumer that needs it orders by the event's own time
+(the envelope's ``occurred_at``).
 
 Listing never reads a payload: a row upstream of deid holds PHI. It shows what an
 operator needs to decide: the row's id, message id, topic, reason, size and time.
