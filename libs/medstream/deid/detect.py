@@ -830,14 +830,8 @@ class PhiDetector:
         ):
             weak = bool(_WEAK_CUE.search(text[max(0, span.start - 8) : span.start]))
             return title(text, span.start) or (span.confidence >= CONFIDENT and cue and not weak)
-        if (
-            span.type in GUARDED
-            and span.source == "model"
-            and (dosed(text, span) or device_or_eponym(text, span))
-        ):
-            # "Velphos 500 mg tid", "19 Fr Blake", "Morison's pouch", "E. coli": a drug,
-            # a device, a part of the body or a microbe, not a person, without a cue
-            return cue
+        if span.type in GUARDED and span.source == "model" and dosed(text, span):
+            return cue  # "Velphos 500 mg tid", "Eligard q6 mo": a drug, not a person
         if span.type in (PhiType.NAME, PhiType.LOCATION) and acronym(text, span):
             if not any(len(w) > 2 and w.lower() in self._names for w in value.split()):
                 # "POA", "IVDU", "VNA": no name is spelt that way, unless a name stands
@@ -1340,40 +1334,6 @@ def dosed(text: str, span: Span) -> bool:
     first = re.match(r"\S+", text[span.start : span.end])
     end = span.start + (first.end() if first else 0)
     return bool(_DOSE_AFTER.match(text[end : end + 24]))
-
-
-# A catheter's or a drain's size before its maker's name: "19 Fr Blake", "14Fr Foley".
-_GAUGE_BEFORE = re.compile(r"(?i:\b\d{1,2}\s?(?:fr|french|g|gauge)\.?\s+)$")
-# An eponym's possessive before a part of the body, a solution or a classification:
-# "Morison's pouch", "Hartmann's solution", "Calot's triangle". Heads a patient's own
-# possessive takes ("Maria's fracture", "Tom's procedure", "Kim's test") are left out.
-_ANATOMICAL_HEAD_AFTER = re.compile(
-    r"(?i:^['\u2019]s?\s+(?:pouch|space|canal|triangle|ligament|fascia|duct|bursa|capsule|"
-    r"membrane|diverticulum|node|manoeuvre|maneuver|solution|classification|criteria|"
-    r"pyramid|crypts?|glands?|cells?|tubercle|fossa|foramen|sinus|plexus|body|bodies)\b)"
-)
-# Binomial names of microbes: an initial and a species' epithet, "E. coli", "S. aureus".
-_SPECIES = re.compile(
-    r"^[A-Z]\.\s?(?:coli|aureus|epidermidis|pneumoniae|aeruginosa|faecalis|faecium|"
-    r"difficile|pylori|influenzae|meningitidis|albicans|glabrata|baumannii|marcescens|"
-    r"cloacae|mirabilis|catarrhalis|monocytogenes|fragilis|pyogenes|agalactiae|"
-    r"tuberculosis|gonorrhoeae|trachomatis|pallidum|jirovecii|fumigatus|perfringens|"
-    r"oxytoca|maltophilia|cereus|lugdunensis|hominis|capitis|anginosus|mitis|oralis|"
-    r"salivarius|typhi|enteritidis|jejuni|vaginalis|burgdorferi|vulgaris|acnes|"
-    r"kingae|parainfluenzae|rettgeri|morganii|freundii|aerogenes|cepacia)$"
-)
-
-
-def device_or_eponym(text: str, span: Span) -> bool:
-    """Words that read as a name and are a device, a part of the body or a microbe:
-    a maker's name after a catheter's size ("19 Fr Blake"), an eponym's possessive
-    before an anatomical head ("Morison's pouch"), a binomial ("E. coli")."""
-    value = text[span.start : span.end]
-    return bool(
-        _GAUGE_BEFORE.search(text[max(0, span.start - 12) : span.start])
-        or _ANATOMICAL_HEAD_AFTER.match(text[span.end : span.end + 24])
-        or _SPECIES.match(value)
-    )
 
 
 _TOKEN = re.compile(r"\S+")
