@@ -424,16 +424,15 @@ def db_release(
     if not ids and topic is None:
         raise _fail("name the rows to release: ids from `medstream db quarantined`, or --topic")
     released = _as_owner(lambda engine: release(engine, list(ids) if ids else None, topic))
-    if ids:
-        missing = sorted(set(ids) - set(released))
-        if missing:
-            console.print(
-                f"[yellow]not released:[/yellow] {', '.join(map(str, missing))}"
-                " (no such row, not quarantined, or already sent)"
-            )
+    missing = sorted(set(ids or ()) - set(released))
+    if missing:
+        console.print(
+            f"[yellow]not released:[/yellow] {', '.join(map(str, missing))}"
+            " (no such row, not quarantined, or already sent)"
+        )
     _report(f"released {len(released)} rows; their services' relays send them next")
     record_command("admin.db.release", {"rows": released, "topic": topic})
-    if ids and set(ids) - set(released):
+    if missing:
         raise typer.Exit(1)
 
 

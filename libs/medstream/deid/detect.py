@@ -1583,10 +1583,10 @@ _WEEKDAY = re.compile(
 )
 _NUMBER_WORDS = re.compile(r"(?i)ninety|hundred")
 _YEAR = re.compile(r"^(?:1[89]|20|21)\d\d$")
-# What a date written in digits looks like: d/m[/y], y-m-d, d.m.y, yyyymmdd, m/yyyy.
 # Letters OCR reads for digits, in a date written in digits and separators only.
 _OCR_DIGITS = str.maketrans("OolI", "0011")
 _OCR_DATE = re.compile(r"^[\dOolI]{1,4}[/.-][\dOolI]{1,2}[/.-][\dOolI]{2,4}$")
+# What a date written in digits looks like: d/m[/y], y-m-d, d.m.y, yyyymmdd, m/yyyy.
 _NUMERIC_DATE = re.compile(
     r"^(?:\d{1,2}[/.-]\d{1,2}(?:[/.-]\d{2,4}|(?<=\.\d)\.|(?<=\.\d\d)\.)?|\d{4}[/.-]\d{1,2}(?:[/.-]\d{1,2})?"
     r"|(?:19|20)\d{6}|\d{1,2}/(?:19|20)\d\d)(?:[T ,].*)?$"

@@ -878,8 +878,9 @@ class TextDetector:
         )
 
     def postcodes_after_places(self, text: str) -> list[Span]:
-        """Four digits after a place the gazetteer knows; a year-like number (1900 to
-        2039: "Perth 2015") only where an address line ends with it."""
+        """Four digits (or Japan's three and four) after a place the gazetteer knows; a
+        year-like number (1900 to 2039: "Perth 2015") only where an address line ends
+        with it, a full stop allowed."""
         spans = []
         for match in _FOUR_AFTER_PLACE.finditer(text):
             place, number = match.group(1), int(match.group(2).replace("-", ""))
